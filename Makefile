@@ -1,0 +1,31 @@
+# Quick start: `make run` (set-up included) runs the whole runbook against the local org; `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_WORKERS ?= 2
+
+.PHONY: setup run test lint bench clean
+
+$(STAMP): pyproject.toml
+	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: make PY=python3.11 ...")'
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/runbook run --fresh-org
+
+test: setup
+	$(BIN)/ruff check runbook tests
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
+
+lint: setup
+	$(BIN)/ruff check runbook tests
+
+clean:
+	rm -rf work runs .runbook

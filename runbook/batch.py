@@ -1,0 +1,142 @@
+"""The unattended batch: the four phase notebooks run in order by papermill, in-process.
+
+In-process papermill avoids its ~2 s import per call; ``shutdown_kernel="immediate"`` avoids
+the random multi-second waits of a graceful kernel shutdown. Each notebook gets only the
+parameters its ``parameters`` cell declares, and never a secret: credentials reach the kernels
+through the environment (the local org's CA bundle and state folder) or files.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runbook.errors import InputError, PhaseError
+from runbook.org import LOCAL_STATE_ENV, local_state_dir, start_local_org
+from runbook.workdir import open_workdir
+
+PHASES: tuple[tuple[str, str], ...] = (
+    ("certificate", "01_certificate.ipynb"),
+    ("connected_app", "02_connected_app.ipynb"),
+    ("access", "03_policies_and_access.ipynb"),
+    ("verify", "04_verify.ipynb"),
+)
+SECRET_NAME = re.compile(r"(password|passwd|secret|token|private_?key|passphrase|credential)s?$", re.I)
+
+
+def notebooks_dir() -> Path:
+    """The phase notebooks: shipped inside the package, or the checkout's notebooks/ folder."""
+    packaged = Path(__file__).parent / "notebooks"
+    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "notebooks"
+
+
+def check_no_secret_params(params: dict[str, Any]) -> None:
+    """Refuse parameters that look like secrets: papermill writes parameters into the output twice."""
+    for name in params:
+        if SECRET_NAME.search(name):
+            raise InputError(name, "<hidden>", "never pass secrets as notebook parameters: put the value in an "
+                             "environment variable and pass its NAME (e.g. passphrase_env=MY_VAR)")
+
+
+@dataclass
+class PhaseRun:
+    phase: str
+    notebook: Path
+    output: Path
+    seconds: float
+    status: str  # done | failed | skipped
+    error: str = ""
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    workdir: Path
+    org: str
+    phases: list[PhaseRun] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(p.status != "failed" for p in self.phases)
+
+    def lines(self) -> list[str]:
+        wd = open_workdir(self.workdir)
+        app, verify = wd.load("connected_app") or {}, wd.load("verify") or {}
+        logins = ", ".join(lr["username"] for lr in verify.get("logins", []))
+        out = [f"{p.phase:<14} {p.status:<7} {p.seconds:6.2f} s  {p.output}" for p in self.phases]
+        failed = [p for p in self.phases if p.status == "failed"]
+        out += [f"FAILED {p.phase}: {p.error}" for p in failed]
+        if app:
+            out += [f"App:            {app['label']} ({app['full_name']}, {app['app_kind']})",
+                    f"Consumer key:   {app['consumer_key']}"]
+        if logins:
+            out += [f"JWT login as:   {logins} (org {verify['logins'][0]['org_id']})",
+                    f"CLI command:    {verify['sf_command']}"]
+        out.append(f"Executed notebooks: {self.run_dir}")
+        return out
+
+
+def parameters_of(notebook: Path) -> set[str]:
+    """The names declared in a notebook's ``parameters`` cell."""
+    import papermill
+
+    return set(papermill.inspect_notebook(str(notebook)))
+
+
+def run_runbook(*, org: str = "local", workdir: str | Path = "work", params: dict[str, Any] | None = None,
+                runs_dir: str | Path = "runs", fresh_org: bool = False, phases: list[str] | None = None,
+                progress=print) -> RunSummary:
+    """Run the phases in order; stops at the first failure (recorded in the summary, not raised)."""
+    import papermill
+
+    params = dict(params or {})
+    check_no_secret_params(params)
+    workdir = Path(workdir).expanduser().resolve()
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    run_dir = Path(runs_dir).expanduser().resolve() / stamp
+    run_dir.mkdir(parents=True)
+    if org == "local":
+        _start_local(workdir, fresh_org)
+    summary = RunSummary(run_dir, workdir, org)
+    common = {"org": org, "workdir": str(workdir), **params}
+    for phase, name in PHASES:
+        if phases and phase not in phases:
+            continue
+        notebook = notebooks_dir() / name
+        output = run_dir / name
+        wanted = parameters_of(notebook)
+        started = time.perf_counter()
+        progress(f"[{phase}] running {name}")
+        try:
+            papermill.execute_notebook(str(notebook), str(output), kernel_name="python3", progress_bar=False,
+                                       parameters={k: v for k, v in common.items() if k in wanted},
+                                       cwd=str(workdir.parent), shutdown_kernel="immediate")
+        except papermill.PapermillExecutionError as exc:
+            error = f"{exc.ename}: {exc.evalue}"
+            summary.phases.append(PhaseRun(phase, notebook, output, time.perf_counter() - started, "failed",
+                                           error))
+            progress(f"[{phase}] FAILED: {error}")
+            break
+        summary.phases.append(PhaseRun(phase, notebook, output, time.perf_counter() - started, "done"))
+    return summary
+
+
+def _start_local(workdir: Path, fresh: bool) -> None:
+    """Serve the local org from this process so every kernel reaches the same org over HTTPS."""
+    state = local_state_dir(workdir)
+    if fresh and state.exists():
+        shutil.rmtree(state)
+    org = start_local_org(state)
+    os.environ[LOCAL_STATE_ENV] = str(org.state_dir)
+
+
+def raise_for_failure(summary: RunSummary) -> None:
+    for run in summary.phases:
+        if run.status == "failed":
+            raise PhaseError(run.phase, run.notebook.name, run.error)

@@ -1,0 +1,81 @@
+"""Metadata API CRUD through simple-salesforce's zeep client, as plain dicts and runbook errors.
+
+simple-salesforce raises a bare ``Exception("\\nName: (CODE, message), ")`` on a failed save and
+zeep a ``Fault`` on a SOAP fault; both become ``SalesforceError`` with Salesforce's code kept.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from runbook.errors import SalesforceError
+from runbook.org import OrgSession
+
+_SAVE_ERROR = re.compile(r"\((?P<code>[A-Z_]+), (?P<message>.*?)\), ", re.S)
+
+
+def _call(operation: str, fn, *args):
+    import zeep.exceptions
+
+    try:
+        return fn(*args)
+    except zeep.exceptions.Fault as fault:
+        code = str(fault.code or "SOAP_FAULT").removeprefix("sf:")
+        raise SalesforceError(operation, code, str(fault.message)) from None
+    except SalesforceError:
+        raise
+    except Exception as exc:  # simple-salesforce's save-result failure
+        match = _SAVE_ERROR.search(str(exc))
+        if not match:
+            raise
+        raise SalesforceError(operation, match["code"], match["message"]) from None
+
+
+def _plain(value: Any) -> Any:
+    """zeep objects → dicts/lists, dropping empty (None) fields so diffs compare like with like."""
+    from zeep.helpers import serialize_object
+
+    data = serialize_object(value, dict)
+    return _drop_none(data)
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None and v != []}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def read(session: OrgSession, metadata_type: str, full_name: str) -> dict | None:
+    """The component as a dict, or None when the org has no component of that name."""
+    mdtype = getattr(session.sf.mdapi, metadata_type)
+    result = _call(f"readMetadata {metadata_type} {full_name}", mdtype.read, [full_name])
+    records = result if isinstance(result, list) else [result]
+    for record in records:
+        data = _plain(record) if record is not None else None
+        if data and data.get("fullName") == full_name and len(data) > 1:
+            return data
+    return None
+
+
+def _build(session: OrgSession, metadata_type: str, data: dict):
+    return getattr(session.sf.mdapi, metadata_type)(**data)
+
+
+def create(session: OrgSession, metadata_type: str, data: dict) -> None:
+    mdtype = getattr(session.sf.mdapi, metadata_type)
+    _call(f"createMetadata {metadata_type} {data['fullName']}", mdtype.create,
+          [_build(session, metadata_type, data)])
+
+
+def update(session: OrgSession, metadata_type: str, data: dict) -> None:
+    mdtype = getattr(session.sf.mdapi, metadata_type)
+    _call(f"updateMetadata {metadata_type} {data['fullName']}", mdtype.update,
+          [_build(session, metadata_type, data)])
+
+
+def delete(session: OrgSession, metadata_type: str, full_name: str) -> None:
+    mdtype = getattr(session.sf.mdapi, metadata_type)
+    _call(f"deleteMetadata {metadata_type} {full_name}", mdtype.delete, [full_name])

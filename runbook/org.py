@@ -1,0 +1,233 @@
+"""Connecting to the Dev Hub org, the ways Salesforce people already connect.
+
+``org`` names the target, and the method follows from it, in this order of preference:
+
+- ``"local"`` (the default): the emulated Dev Hub in ``runbook.localorg``, started on demand;
+- a Salesforce CLI alias or username: the CLI's stored auth (``sf org display --json``);
+- ``"env"``: an access token and instance URL from environment variables;
+- ``"password"``: username + password (+ security token) from environment variables, SOAP login.
+
+No secret is ever a parameter: tokens and passwords come from the environment, the CLI's store
+or the local org's state folder, and never appear in a message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import requests
+
+from runbook.errors import InputError, OrgConnectionError
+
+if TYPE_CHECKING:
+    from simple_salesforce import Salesforce
+
+    from runbook.localorg import LocalOrg
+
+DEFAULT_API_VERSION = "62.0"
+LOCAL_STATE_ENV = "RUNBOOK_LOCAL_ORG_STATE"
+HTTP_TIMEOUT = 30  # seconds; every call has one
+ENV_TOKEN = "SF_ACCESS_TOKEN"
+ENV_INSTANCE_URL = "SF_INSTANCE_URL"
+ENV_USERNAME = "SF_USERNAME"
+ENV_PASSWORD = "SF_PASSWORD"
+ENV_SECURITY_TOKEN = "SF_SECURITY_TOKEN"
+ENV_LOGIN_URL = "SF_LOGIN_URL"
+
+_running_local_orgs: dict[Path, LocalOrg] = {}
+_local_lock = threading.Lock()
+
+
+@dataclass
+class OrgSession:
+    """An authenticated session with the org; ``sf`` is a simple-salesforce client on it."""
+
+    instance_url: str
+    access_token: str = field(repr=False)
+    api_version: str
+    method: str
+    login_url: str
+    username: str = ""
+    is_local: bool = False
+    local_state: Path | None = None
+    _sf: Salesforce | None = field(default=None, repr=False)
+
+    @property
+    def sf(self) -> Salesforce:
+        if self._sf is None:
+            from simple_salesforce import Salesforce
+
+            self._sf = Salesforce(instance_url=self.instance_url, session_id=self.access_token,
+                                  version=self.api_version, session=_http_session())
+        return self._sf
+
+    @property
+    def local_org(self) -> LocalOrg | None:
+        """The running local org behind this session, when this process started it."""
+        return _running_local_orgs.get(self.local_state) if self.local_state else None
+
+
+class _TimeoutSession(requests.Session):
+    """A requests session that never waits forever: every call gets HTTP_TIMEOUT by default."""
+
+    def request(self, method, url, **kwargs):  # type: ignore[override]
+        kwargs.setdefault("timeout", HTTP_TIMEOUT)
+        return super().request(method, url, **kwargs)
+
+
+def _http_session() -> requests.Session:
+    return _TimeoutSession()
+
+
+def connect(org: str = "local", *, workdir: str | Path = "work", api_version: str = DEFAULT_API_VERSION,
+            login_url: str = "") -> OrgSession:
+    """Log in to ``org`` and return a session; raises OrgConnectionError naming the method tried."""
+    _check_api_version(api_version)
+    if not org or not isinstance(org, str):
+        raise InputError("org", org, 'use "local", a Salesforce CLI alias or username, "env" or "password"')
+    if org == "local":
+        return connect_local(local_state_dir(workdir), api_version=api_version)
+    if org == "env":
+        return _connect_env(api_version, login_url)
+    if org == "password":
+        return _connect_password(api_version, login_url)
+    return _connect_sf_cli(org, api_version, login_url)
+
+
+def _check_api_version(api_version: str) -> None:
+    try:
+        ok = float(api_version) >= 50 and api_version.count(".") == 1
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError("api_version", api_version, 'use a Salesforce API version like "62.0" (no "v")')
+
+
+def local_state_dir(workdir: str | Path) -> Path:
+    """Where the local org keeps its state: $RUNBOOK_LOCAL_ORG_STATE, else <workdir>/localorg."""
+    env = os.environ.get(LOCAL_STATE_ENV)
+    return Path(env).resolve() if env else (Path(workdir).expanduser() / "localorg").resolve()
+
+
+def start_local_org(state_dir: Path, **options) -> LocalOrg:
+    """Start (or reuse) the local org for ``state_dir`` in this process and trust its CA."""
+    from runbook.localorg import LocalOrg
+
+    state_dir = Path(state_dir).resolve()
+    with _local_lock:
+        running = _running_local_orgs.get(state_dir)
+        if running is None:
+            running = LocalOrg(state_dir, **options).start()
+            _running_local_orgs[state_dir] = running
+    os.environ["REQUESTS_CA_BUNDLE"] = str(running.ca_bundle)  # zeep only honours this variable
+    return running
+
+
+def stop_local_orgs() -> None:
+    """Stop every local org this process started."""
+    with _local_lock:
+        for org in _running_local_orgs.values():
+            org.stop()
+        _running_local_orgs.clear()
+
+
+def _find_served_local_org(state_dir: Path) -> dict | None:
+    """The org.json of a local org served by another process (runbook run, make lab), if it answers."""
+    marker = state_dir / "org.json"
+    if not marker.is_file():
+        return None
+    info = json.loads(marker.read_text())
+    try:
+        requests.get(f"{info['url']}/services/data", verify=info["ca_bundle"], timeout=2).raise_for_status()
+    except requests.RequestException:
+        return None
+    return info
+
+
+def connect_local(state_dir: Path, *, api_version: str = DEFAULT_API_VERSION) -> OrgSession:
+    """Log in to the local org as its Dev Hub admin, starting it here if nobody serves it."""
+    info = _find_served_local_org(state_dir)
+    if info is None:
+        org = start_local_org(state_dir)
+        info = {"url": org.url, "ca_bundle": str(org.ca_bundle), "admin_username": org.admin_username}
+    os.environ["REQUESTS_CA_BUNDLE"] = info["ca_bundle"]
+    creds = json.loads((state_dir / "admin-credentials.json").read_text())
+    session = _soap_login(info["url"], creds["username"], creds["password"], "", api_version,
+                          method=f"the local org at {info['url']}")
+    session.is_local = True
+    session.local_state = state_dir
+    return session
+
+
+def _soap_login(login_url: str, username: str, password: str, token: str, api_version: str,
+                method: str) -> OrgSession:
+    from simple_salesforce.exceptions import SalesforceAuthenticationFailed
+    from simple_salesforce.login import SalesforceLogin
+
+    host = login_url.removeprefix("https://").rstrip("/")
+    # simple-salesforce always builds https://{domain}.salesforce.com/...: the fragment cuts the suffix off
+    domain = f"{host}/services/Soap/u/{api_version}#" if not host.endswith(".salesforce.com") else \
+        host.removesuffix(".salesforce.com")
+    try:
+        session_id, instance = SalesforceLogin(username=username, password=password, security_token=token,
+                                               domain=domain, sf_version=api_version, session=_http_session())
+    except SalesforceAuthenticationFailed as exc:
+        raise OrgConnectionError(method, f"SOAP login as {username} was refused ({exc.code})",
+                                 "check the username, password and security token") from None
+    except requests.RequestException as exc:
+        raise OrgConnectionError(method, f"{login_url} did not answer ({type(exc).__name__})",
+                                 "check the URL and the network") from None
+    return OrgSession(instance_url=f"https://{instance}", access_token=session_id, api_version=api_version,
+                      method=method, login_url=login_url.rstrip("/"), username=username)
+
+
+def _connect_env(api_version: str, login_url: str) -> OrgSession:
+    token, url = os.environ.get(ENV_TOKEN), os.environ.get(ENV_INSTANCE_URL)
+    method = f"an access token from ${ENV_TOKEN} and ${ENV_INSTANCE_URL}"
+    if not token or not url:
+        raise OrgConnectionError(method, "one of the variables is not set",
+                                 f"export {ENV_TOKEN} and {ENV_INSTANCE_URL}")
+    return OrgSession(instance_url=url.rstrip("/"), access_token=token, api_version=api_version,
+                      method=method, login_url=(login_url or url).rstrip("/"))
+
+
+def _connect_password(api_version: str, login_url: str) -> OrgSession:
+    method = f"username/password from ${ENV_USERNAME} and ${ENV_PASSWORD} (SOAP login)"
+    username, password = os.environ.get(ENV_USERNAME), os.environ.get(ENV_PASSWORD)
+    if not username or not password:
+        raise OrgConnectionError(method, "one of the variables is not set",
+                                 f"export {ENV_USERNAME} and {ENV_PASSWORD} (and {ENV_SECURITY_TOKEN})")
+    url = login_url or os.environ.get(ENV_LOGIN_URL, "https://login.salesforce.com")
+    return _soap_login(url, username, password, os.environ.get(ENV_SECURITY_TOKEN, ""), api_version, method)
+
+
+def _connect_sf_cli(alias: str, api_version: str, login_url: str) -> OrgSession:
+    method = f"the Salesforce CLI's stored auth for {alias!r}"
+    sf = shutil.which("sf")
+    if sf is None:
+        raise OrgConnectionError(method, "the `sf` command is not on PATH",
+                                 'install the Salesforce CLI, or use org="env" / org="password" / org="local"')
+    try:
+        proc = subprocess.run([sf, "org", "display", "--target-org", alias, "--json"], capture_output=True,
+                              text=True, timeout=120, check=False)
+    except subprocess.TimeoutExpired:
+        raise OrgConnectionError(method, "`sf org display` did not answer in 120 s") from None
+    try:
+        payload = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise OrgConnectionError(method, "`sf org display` printed no JSON") from None
+    result = payload.get("result") or {}
+    if payload.get("status") != 0 or not result.get("accessToken"):
+        reason = payload.get("message") or payload.get("name") or "no access token in its answer"
+        raise OrgConnectionError(method, str(reason), f"run `sf org login web --alias {alias}` first")
+    return OrgSession(instance_url=result["instanceUrl"].rstrip("/"), access_token=result["accessToken"],
+                      api_version=api_version, method=method,
+                      login_url=(login_url or result.get("loginUrl") or result["instanceUrl"]).rstrip("/"),
+                      username=result.get("username", ""))
