@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook.errors import InputError, PhaseError
-from runbook.org import LOCAL_STATE_ENV, local_state_dir, start_local_org
+from runbook.org import LOCAL_STATE_ENV, start_local_org
 from runbook.workdir import open_workdir
 
 PHASES: tuple[tuple[str, str], ...] = (
@@ -129,7 +129,7 @@ def run_runbook(*, org: str = "local", workdir: str | Path = "work", params: dic
 
 def _start_local(workdir: Path, fresh: bool) -> None:
     """Serve the local org from this process so every kernel reaches the same org over HTTPS."""
-    state = local_state_dir(workdir)
+    state = workdir / "localorg"
     if fresh and state.exists():
         shutil.rmtree(state)
     org = start_local_org(state)

@@ -1,0 +1,110 @@
+"""The whole runbook through papermill against the local org, as `runbook run` does it."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from runbook.batch import run_runbook
+from runbook.certificate import ensure_certificate
+from runbook.localorg import ADMIN_USERNAME
+from runbook.org import connect_local
+from runbook.rest import query
+
+
+def _record(workdir: Path, phase: str) -> dict:
+    return json.loads((workdir / "phases" / f"{phase}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("batch")
+    summary = run_runbook(workdir=root / "work", runs_dir=root / "runs", progress=lambda _m: None)
+    return summary
+
+
+def test_full_run_ends_in_a_jwt_login_as_the_admin(first_run):
+    assert first_run.ok, first_run.lines()
+    assert [p.phase for p in first_run.phases] == ["certificate", "connected_app", "access", "verify"]
+    verify = _record(first_run.workdir, "verify")
+    assert verify["logins"][0]["username"] == ADMIN_USERNAME
+    assert verify["logins"][0]["identity_username"] == ADMIN_USERNAME
+    assert verify["consumer_key"] == _record(first_run.workdir, "connected_app")["consumer_key"]
+    assert verify["sf_command"].startswith("sf org login jwt --client-id ")
+    assert all(p.output.is_file() for p in first_run.phases)
+    text = "\n".join(first_run.lines())
+    assert f"JWT login as:   {ADMIN_USERNAME}" in text
+
+
+def test_key_file_is_written_with_mode_0600(first_run):
+    key = Path(_record(first_run.workdir, "certificate")["key_path"])
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+
+
+def test_second_run_changes_nothing(first_run):
+    org = _local_org(first_run.workdir)
+    key = Path(_record(first_run.workdir, "certificate")["key_path"])
+    key_before = key.read_bytes()
+    consumer_key = _record(first_run.workdir, "connected_app")["consumer_key"]
+    calls_before = len(org.call_log())
+
+    again = run_runbook(workdir=first_run.workdir, runs_dir=first_run.run_dir.parent, progress=lambda _m: None)
+
+    assert again.ok, again.lines()
+    new_calls = org.call_log()[calls_before:]
+    assert [c.operation for c in new_calls if c.is_write] == []
+    assert key.read_bytes() == key_before
+    assert _record(first_run.workdir, "connected_app")["consumer_key"] == consumer_key
+    assert _record(first_run.workdir, "connected_app")["action"] == "none"
+    session = connect_local(org.state_dir)
+    apps = query(session, "SELECT Id FROM ConnectedApplication WHERE Name = 'Runbook CI'")
+    assert len(apps) == 1
+
+
+def test_user_outside_the_preauthorized_profiles_is_refused(first_run):
+    result = run_runbook(workdir=first_run.workdir, runs_dir=first_run.run_dir.parent, phases=["verify"],
+                         params={"username": "dev@local.devhub"}, progress=lambda _m: None)
+    failed = result.phases[-1]
+    assert failed.status == "failed"
+    assert "invalid_app_access: user is not admin approved to access this app" in failed.error
+    assert "pre-authorized" in failed.error
+
+
+def test_jwt_signed_by_another_key_is_refused_with_both_fingerprints(first_run, tmp_path):
+    other = ensure_certificate(workdir=tmp_path / "other")
+    result = run_runbook(workdir=first_run.workdir, runs_dir=first_run.run_dir.parent, phases=["verify"],
+                         params={"key_path": other.key_path}, progress=lambda _m: None)
+    failed = result.phases[-1]
+    assert failed.status == "failed"
+    assert "invalid_grant: invalid assertion" in failed.error
+    assert _record(first_run.workdir, "certificate")["sha256_fingerprint"] in failed.error
+
+
+def test_executed_notebooks_hold_no_secret(first_run):
+    org = _local_org(first_run.workdir)
+    password = json.loads((org.state_dir / "admin-credentials.json").read_text())["password"]
+    key_pem = Path(_record(first_run.workdir, "certificate")["key_path"]).read_text()
+    key_body = key_pem.splitlines()[1]
+    for notebook in first_run.run_dir.glob("*.ipynb"):
+        text = notebook.read_text()
+        assert password not in text
+        assert key_body not in text
+        assert "PRIVATE KEY-----" not in text
+
+
+def test_secret_looking_parameters_are_refused(tmp_path):
+    from runbook.errors import InputError
+
+    with pytest.raises(InputError, match="never pass secrets"):
+        run_runbook(workdir=tmp_path, runs_dir=tmp_path / "runs", params={"sf_password": "x"})
+    assert not (tmp_path / "runs").exists()
+
+
+def _local_org(workdir: Path):
+    from runbook.org import start_local_org
+
+    return start_local_org(workdir / "localorg")
