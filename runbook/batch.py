@@ -1,13 +1,14 @@
 """The unattended batch: the four phase notebooks run in order by papermill, in-process.
 
-In-process papermill avoids its ~2 s import per call; ``shutdown_kernel="immediate"`` avoids
-the random multi-second waits of a graceful kernel shutdown. Each notebook gets only the
+In-process papermill avoids its ~2 s import per call, and one kernel serves all four notebooks
+of a run (started and stopped here), so the clients are imported and the org logged in once. Each notebook gets only the
 parameters its ``parameters`` cell declares, and never a secret: credentials reach the kernels
 through the environment (the local org's CA bundle and state folder) or files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
@@ -92,48 +93,66 @@ def parameters_of(notebook: Path) -> set[str]:
 def run_runbook(*, org: str = "local", workdir: str | Path = "work", params: dict[str, Any] | None = None,
                 runs_dir: str | Path = "runs", fresh_org: bool = False, phases: list[str] | None = None,
                 progress=print) -> RunSummary:
-    """Run the phases in order; stops at the first failure (recorded in the summary, not raised)."""
-    import papermill
-
+    """Run the phases in order in one kernel; stops at the first failure (in the summary, not raised)."""
     params = dict(params or {})
     check_no_secret_params(params)
     workdir = Path(workdir).expanduser().resolve()
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     run_dir = Path(runs_dir).expanduser().resolve() / stamp
     run_dir.mkdir(parents=True)
-    if org == "local":
-        _start_local(workdir, fresh_org)
+    env = _start_local(workdir, fresh_org) if org == "local" else {}
     summary = RunSummary(run_dir, workdir, org)
     common = {"org": org, "workdir": str(workdir), **params}
-    for phase, name in PHASES:
-        if phases and phase not in phases:
-            continue
-        notebook = notebooks_dir() / name
-        output = run_dir / name
-        wanted = parameters_of(notebook)
-        started = time.perf_counter()
-        progress(f"[{phase}] running {name}")
-        try:
-            papermill.execute_notebook(str(notebook), str(output), kernel_name="python3", progress_bar=False,
-                                       parameters={k: v for k, v in common.items() if k in wanted},
-                                       cwd=str(workdir.parent), shutdown_kernel="immediate")
-        except papermill.PapermillExecutionError as exc:
-            error = f"{exc.ename}: {exc.evalue}"
-            summary.phases.append(PhaseRun(phase, notebook, output, time.perf_counter() - started, "failed",
-                                           error))
-            progress(f"[{phase}] FAILED: {error}")
-            break
-        summary.phases.append(PhaseRun(phase, notebook, output, time.perf_counter() - started, "done"))
+    selected = [(phase, name) for phase, name in PHASES if not phases or phase in phases]
+    with _kernel(env, cwd=workdir.parent) as km:
+        for phase, name in selected:
+            run = _run_phase(km, phase, notebooks_dir() / name, run_dir / name, common, progress)
+            summary.phases.append(run)
+            if run.status == "failed":
+                break
     return summary
 
 
-def _start_local(workdir: Path, fresh: bool) -> None:
-    """Serve the local org from this process so every kernel reaches the same org over HTTPS."""
+def _run_phase(km, phase: str, notebook: Path, output: Path, common: dict[str, Any], progress) -> PhaseRun:
+    import papermill
+    from nbclient.exceptions import DeadKernelError
+
+    wanted = parameters_of(notebook)
+    started = time.perf_counter()
+    progress(f"[{phase}] running {notebook.name}")
+    try:
+        papermill.execute_notebook(str(notebook), str(output), kernel_name="python3", progress_bar=False,
+                                   parameters={k: v for k, v in common.items() if k in wanted}, km=km)
+    except papermill.PapermillExecutionError as exc:
+        error = f"{exc.ename}: {exc.evalue}"
+    except DeadKernelError:
+        error = "the kernel died while running the notebook"
+    else:
+        return PhaseRun(phase, notebook, output, time.perf_counter() - started, "done")
+    progress(f"[{phase}] FAILED: {error}")
+    return PhaseRun(phase, notebook, output, time.perf_counter() - started, "failed", error)
+
+
+@contextlib.contextmanager
+def _kernel(env: dict[str, str], cwd: Path):
+    """One kernel for all the phases of a run: one start, one import of the clients, one login."""
+    from jupyter_client.manager import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(env={**os.environ, **env}, cwd=str(cwd))
+    try:
+        yield km
+    finally:
+        km.shutdown_kernel(now=True)
+
+
+def _start_local(workdir: Path, fresh: bool) -> dict[str, str]:
+    """Serve the local org from this process; returns the environment the kernel needs to reach it."""
     state = workdir / "localorg"
     if fresh and state.exists():
         shutil.rmtree(state)
     org = start_local_org(state)
-    os.environ[LOCAL_STATE_ENV] = str(org.state_dir)
+    return {LOCAL_STATE_ENV: str(org.state_dir), "REQUESTS_CA_BUNDLE": str(org.ca_bundle)}
 
 
 def raise_for_failure(summary: RunSummary) -> None:

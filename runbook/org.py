@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 import requests
 
 from runbook.errors import InputError, OrgConnectionError
+from runbook.files import PUBLIC, write_atomic
 
 if TYPE_CHECKING:
     from simple_salesforce import Salesforce
@@ -43,6 +45,7 @@ ENV_LOGIN_URL = "SF_LOGIN_URL"
 
 _running_local_orgs: dict[Path, LocalOrg] = {}
 _local_lock = threading.Lock()
+_sessions: dict[tuple[str, str, str], OrgSession] = {}  # one login per kernel, reused by every phase
 
 
 @dataclass
@@ -88,10 +91,19 @@ def _http_session() -> requests.Session:
 
 def connect(org: str = "local", *, workdir: str | Path = "work", api_version: str = DEFAULT_API_VERSION,
             login_url: str = "") -> OrgSession:
-    """Log in to ``org`` and return a session; raises OrgConnectionError naming the method tried."""
+    """A session with ``org``, logging in once per process; raises OrgConnectionError naming the method."""
     _check_api_version(api_version)
     if not org or not isinstance(org, str):
         raise InputError("org", org, 'use "local", a Salesforce CLI alias or username, "env" or "password"')
+    key = (org, str(local_state_dir(workdir)) if org == "local" else "", api_version)
+    session = _sessions.get(key)
+    if session is None or session.login_url != (login_url or session.login_url):
+        session = _sessions[key] = login(org, workdir=workdir, api_version=api_version, login_url=login_url)
+    return session
+
+
+def login(org: str, *, workdir: str | Path, api_version: str, login_url: str = "") -> OrgSession:
+    """A fresh login to ``org`` by the method its name selects (see the module docstring)."""
     if org == "local":
         return connect_local(local_state_dir(workdir), api_version=api_version)
     if org == "env":
@@ -126,8 +138,23 @@ def start_local_org(state_dir: Path, **options) -> LocalOrg:
         if running is None:
             running = LocalOrg(state_dir, **options).start()
             _running_local_orgs[state_dir] = running
-    os.environ["REQUESTS_CA_BUNDLE"] = str(running.ca_bundle)  # zeep only honours this variable
+    _trust_local_cas()
     return running
+
+
+def _trust_local_cas() -> None:
+    """Point REQUESTS_CA_BUNDLE (the only setting zeep honours) at a bundle trusting every local org here.
+
+    Each local org has its own CA; several may run in one process (tests, fleets), so the process
+    trusts the union: certifi's CAs plus each running org's CA, in one file per process.
+    """
+    import certifi
+
+    pems = [Path(certifi.where()).read_text()]
+    pems += [org.ca_bundle.read_text() for org in _running_local_orgs.values()]
+    bundle = Path(tempfile.gettempdir()) / f"runbook-ca-bundle-{os.getpid()}.pem"
+    write_atomic(bundle, "\n".join(pems), PUBLIC)
+    os.environ["REQUESTS_CA_BUNDLE"] = str(bundle)
 
 
 def stop_local_orgs() -> None:
@@ -136,6 +163,7 @@ def stop_local_orgs() -> None:
         for org in _running_local_orgs.values():
             org.stop()
         _running_local_orgs.clear()
+        _sessions.clear()
 
 
 def _find_served_local_org(state_dir: Path) -> dict | None:
@@ -153,11 +181,12 @@ def _find_served_local_org(state_dir: Path) -> dict | None:
 
 def connect_local(state_dir: Path, *, api_version: str = DEFAULT_API_VERSION) -> OrgSession:
     """Log in to the local org as its Dev Hub admin, starting it here if nobody serves it."""
-    info = _find_served_local_org(state_dir)
+    info = _find_served_local_org(state_dir) if state_dir not in _running_local_orgs else None
     if info is None:
         org = start_local_org(state_dir)
-        info = {"url": org.url, "ca_bundle": str(org.ca_bundle), "admin_username": org.admin_username}
-    os.environ["REQUESTS_CA_BUNDLE"] = info["ca_bundle"]
+        info = {"url": org.url, "ca_bundle": os.environ["REQUESTS_CA_BUNDLE"], "admin_username": org.admin_username}
+    else:
+        os.environ["REQUESTS_CA_BUNDLE"] = info["ca_bundle"]
     creds = json.loads((state_dir / "admin-credentials.json").read_text())
     session = _soap_login(info["url"], creds["username"], creds["password"], "", api_version,
                           method=f"the local org at {info['url']}")
