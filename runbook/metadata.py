@@ -11,15 +11,36 @@ from typing import Any
 
 from runbook.errors import SalesforceError
 from runbook.org import OrgSession
+from runbook.retry import RetryingSession
 
 _SAVE_ERROR = re.compile(r"\((?P<code>[A-Z_]+), (?P<message>.*?)\), ", re.S)
 
 
-def _call(operation: str, fn, *args):
+def _mdapi(session: OrgSession):
+    """simple-salesforce's Metadata client, sending through the session's retrying transport.
+
+    zeep builds its own requests.Session; swapping in ours (zeep's public ``transport.session``)
+    gives Metadata calls the same timeout and safe-retry rules as REST calls.
+    """
+    mdapi = session.sf.mdapi
+    transport = mdapi._client.transport
+    if not isinstance(transport.session, RetryingSession):
+        transport.session = RetryingSession()
+    return mdapi
+
+
+def _call(session: OrgSession, operation: str, metadata_type: str, method: str, arg):
+    """Call ``mdapi.<type>.<method>(arg)``; an expired session is renewed once and the call repeated."""
     import zeep.exceptions
 
     try:
-        return fn(*args)
+        try:
+            return getattr(getattr(_mdapi(session), metadata_type), method)(arg)
+        except zeep.exceptions.Fault as fault:
+            if "INVALID_SESSION_ID" not in str(fault.code):
+                raise
+            session.reauthenticate()  # the org did nothing with an invalid session: repeating is safe
+            return getattr(getattr(_mdapi(session), metadata_type), method)(arg)
     except zeep.exceptions.Fault as fault:
         code = str(fault.code or "SOAP_FAULT").removeprefix("sf:")
         raise SalesforceError(operation, code, str(fault.message)) from None
@@ -50,8 +71,7 @@ def _drop_none(value: Any) -> Any:
 
 def read(session: OrgSession, metadata_type: str, full_name: str) -> dict | None:
     """The component as a dict, or None when the org has no component of that name."""
-    mdtype = getattr(session.sf.mdapi, metadata_type)
-    result = _call(f"readMetadata {metadata_type} {full_name}", mdtype.read, [full_name])
+    result = _call(session, f"readMetadata {metadata_type} {full_name}", metadata_type, "read", [full_name])
     records = result if isinstance(result, list) else [result]
     for record in records:
         data = _plain(record) if record is not None else None
@@ -61,21 +81,18 @@ def read(session: OrgSession, metadata_type: str, full_name: str) -> dict | None
 
 
 def _build(session: OrgSession, metadata_type: str, data: dict):
-    return getattr(session.sf.mdapi, metadata_type)(**data)
+    return getattr(_mdapi(session), metadata_type)(**data)
 
 
 def create(session: OrgSession, metadata_type: str, data: dict) -> None:
-    mdtype = getattr(session.sf.mdapi, metadata_type)
-    _call(f"createMetadata {metadata_type} {data['fullName']}", mdtype.create,
+    _call(session, f"createMetadata {metadata_type} {data['fullName']}", metadata_type, "create",
           [_build(session, metadata_type, data)])
 
 
 def update(session: OrgSession, metadata_type: str, data: dict) -> None:
-    mdtype = getattr(session.sf.mdapi, metadata_type)
-    _call(f"updateMetadata {metadata_type} {data['fullName']}", mdtype.update,
+    _call(session, f"updateMetadata {metadata_type} {data['fullName']}", metadata_type, "update",
           [_build(session, metadata_type, data)])
 
 
 def delete(session: OrgSession, metadata_type: str, full_name: str) -> None:
-    mdtype = getattr(session.sf.mdapi, metadata_type)
-    _call(f"deleteMetadata {metadata_type} {full_name}", mdtype.delete, [full_name])
+    _call(session, f"deleteMetadata {metadata_type} {full_name}", metadata_type, "delete", [full_name])

@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ import requests
 
 from runbook.errors import InputError, OrgConnectionError
 from runbook.files import PUBLIC, write_atomic
+from runbook.retry import RetryingSession
 
 if TYPE_CHECKING:
     from simple_salesforce import Salesforce
@@ -35,7 +37,6 @@ if TYPE_CHECKING:
 
 DEFAULT_API_VERSION = "62.0"
 LOCAL_STATE_ENV = "RUNBOOK_LOCAL_ORG_STATE"
-HTTP_TIMEOUT = 30  # seconds; every call has one
 ENV_TOKEN = "SF_ACCESS_TOKEN"
 ENV_INSTANCE_URL = "SF_INSTANCE_URL"
 ENV_USERNAME = "SF_USERNAME"
@@ -60,6 +61,7 @@ class OrgSession:
     username: str = ""
     is_local: bool = False
     local_state: Path | None = None
+    relogin: Callable[[], OrgSession] | None = field(default=None, repr=False)
     _sf: Salesforce | None = field(default=None, repr=False)
 
     @property
@@ -71,22 +73,22 @@ class OrgSession:
                                   version=self.api_version, session=_http_session())
         return self._sf
 
+    def reauthenticate(self) -> None:
+        """Replace an expired access token by logging in again (once per expiry, by the callers)."""
+        if self.relogin is None:
+            raise OrgConnectionError(self.method, "the access token expired or was revoked",
+                                     "get a fresh token into the environment and rerun")
+        fresh = self.relogin()
+        self.access_token, self.instance_url, self._sf = fresh.access_token, fresh.instance_url, None
+
     @property
     def local_org(self) -> LocalOrg | None:
         """The running local org behind this session, when this process started it."""
         return _running_local_orgs.get(self.local_state) if self.local_state else None
 
 
-class _TimeoutSession(requests.Session):
-    """A requests session that never waits forever: every call gets HTTP_TIMEOUT by default."""
-
-    def request(self, method, url, **kwargs):  # type: ignore[override]
-        kwargs.setdefault("timeout", HTTP_TIMEOUT)
-        return super().request(method, url, **kwargs)
-
-
 def _http_session() -> requests.Session:
-    return _TimeoutSession()
+    return RetryingSession()
 
 
 def connect(org: str = "local", *, workdir: str | Path = "work", api_version: str = DEFAULT_API_VERSION,
@@ -104,6 +106,13 @@ def connect(org: str = "local", *, workdir: str | Path = "work", api_version: st
 
 def login(org: str, *, workdir: str | Path, api_version: str, login_url: str = "") -> OrgSession:
     """A fresh login to ``org`` by the method its name selects (see the module docstring)."""
+    session = _login(org, workdir=workdir, api_version=api_version, login_url=login_url)
+    if org != "env":
+        session.relogin = lambda: _login(org, workdir=workdir, api_version=api_version, login_url=login_url)
+    return session
+
+
+def _login(org: str, *, workdir: str | Path, api_version: str, login_url: str) -> OrgSession:
     if org == "local":
         return connect_local(local_state_dir(workdir), api_version=api_version)
     if org == "env":

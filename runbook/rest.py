@@ -16,14 +16,24 @@ def _error(operation: str, exc: Exception) -> SalesforceError:
     return SalesforceError(operation, code, message)
 
 
-def query(session: OrgSession, soql: str) -> list[dict[str, Any]]:
-    """All records of a SOQL query (following nextRecordsUrl), without the ``attributes`` noise."""
+def _call(session: OrgSession, operation: str, fn):
+    """Run ``fn(sf)``; an expired session is renewed once (a 401 means nothing was done, so repeating is safe)."""
     from simple_salesforce.exceptions import SalesforceError as SfError
+    from simple_salesforce.exceptions import SalesforceExpiredSession
 
     try:
-        result = session.sf.query_all(soql)
+        try:
+            return fn(session.sf)
+        except SalesforceExpiredSession:
+            session.reauthenticate()
+            return fn(session.sf)
     except SfError as exc:
-        raise _error(f"query {soql!r}", exc) from None
+        raise _error(operation, exc) from None
+
+
+def query(session: OrgSession, soql: str) -> list[dict[str, Any]]:
+    """All records of a SOQL query (following nextRecordsUrl), without the ``attributes`` noise."""
+    result = _call(session, f"query {soql!r}", lambda sf: sf.query_all(soql))
     return [_strip(r) for r in result["records"]]
 
 
@@ -33,22 +43,11 @@ def _strip(record: dict) -> dict:
 
 def create(session: OrgSession, sobject: str, data: dict[str, Any]) -> str:
     """Create one record; returns its Id."""
-    from simple_salesforce.exceptions import SalesforceError as SfError
-
-    try:
-        result = getattr(session.sf, sobject).create(data)
-    except SfError as exc:
-        raise _error(f"create {sobject}", exc) from None
-    return result["id"]
+    return _call(session, f"create {sobject}", lambda sf: getattr(sf, sobject).create(data))["id"]
 
 
 def delete(session: OrgSession, sobject: str, record_id: str) -> None:
-    from simple_salesforce.exceptions import SalesforceError as SfError
-
-    try:
-        getattr(session.sf, sobject).delete(record_id)
-    except SfError as exc:
-        raise _error(f"delete {sobject} {record_id}", exc) from None
+    _call(session, f"delete {sobject} {record_id}", lambda sf: getattr(sf, sobject).delete(record_id))
 
 
 def quote(value: str) -> str:

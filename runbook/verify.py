@@ -18,7 +18,8 @@ import requests
 
 from runbook.certificate import fingerprint, load_certificate, load_private_key
 from runbook.errors import InputError, LoginError
-from runbook.org import HTTP_TIMEOUT, OrgSession
+from runbook.org import OrgSession
+from runbook.retry import HTTP_TIMEOUT
 from runbook.workdir import open_workdir
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
