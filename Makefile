@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean lab
 
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: make PY=python3.11 ...")'
@@ -20,6 +20,10 @@ setup: $(STAMP)
 run: setup
 	$(BIN)/runbook run --fresh-org
 
+# JupyterLab on notebooks/ with the local org already running (state in .runbook/localorg); LAB_ARGS go to Lab
+lab: setup
+	$(BIN)/python -m runbook.lab $(LAB_ARGS)
+
 test: setup
 	$(BIN)/ruff check runbook tests
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
@@ -29,3 +33,6 @@ lint: setup
 
 clean:
 	rm -rf work runs .runbook
+
+bench: setup
+	$(BIN)/python bench/bench.py

@@ -74,5 +74,36 @@ def serve(state_dir: str, port: int, no_connected_apps: bool) -> None:
     serve_forever(Path(state_dir), port, allow_connected_apps=not no_connected_apps)
 
 
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--secrets-from", "secret_files", multiple=True, type=click.Path(exists=True, dir_okay=False,
+              path_type=Path), metavar="FILE",
+              help="Also look for the secrets in FILE: a JSON file (values of its secret-named keys, e.g. "
+                   "admin-credentials.json) or a PEM private key (its body lines). Repeatable.")
+def scan(paths: tuple[Path, ...], secret_files: tuple[Path, ...]) -> None:
+    """Fail if executed notebooks, logs or reports under PATH... hold a private key, password or token.
+
+    Prints one line per finding (file, place, kind, a redacted excerpt: never the secret) and exits 1,
+    or prints "no secrets found in N files" and exits 0.
+    """
+    from runbook.scan import iter_files, known_secrets_from_file, scan_paths
+
+    known: list[str] = []
+    for secret_file in secret_files:
+        try:
+            known += known_secrets_from_file(secret_file)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--secrets-from") from None
+    files = list(iter_files(paths))
+    findings = scan_paths(files, known)
+    for finding in findings:
+        click.echo(str(finding))
+    if findings:
+        click.echo(f"{len(findings)} secret(s) found in {len({f.path for f in findings})} of {len(files)} files",
+                   err=True)
+        sys.exit(1)
+    click.echo(f"no secrets found in {len(files)} files")
+
+
 if __name__ == "__main__":
     main()

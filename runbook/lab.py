@@ -1,0 +1,73 @@
+"""`make lab`: JupyterLab on the notebooks, with the local org already running and in the environment.
+
+``python -m runbook.lab`` starts the emulated Dev Hub in this process, then JupyterLab as a child
+process whose environment (inherited by every kernel) names the org: ``RUNBOOK_LOCAL_ORG_STATE`` (so
+``org = "local"`` in any notebook reaches this org instead of starting its own),
+``RUNBOOK_LOCAL_ORG_URL``, and ``REQUESTS_CA_BUNDLE`` (the org's ``ca-bundle.pem``: the usual public CAs
+plus the org's own CA, so kernels can still reach a real Dev Hub too). The org stops when JupyterLab exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from runbook.org import LOCAL_STATE_ENV
+
+LOCAL_URL_ENV = "RUNBOOK_LOCAL_ORG_URL"
+DEFAULT_STATE = Path(".runbook/localorg")  # shared with `runbook org serve`
+
+
+def lab_environment(*, state_dir: Path, url: str, ca_bundle: Path) -> dict[str, str]:
+    """The variables a Lab server (and so its kernels) needs to use an already running local org."""
+    return {LOCAL_STATE_ENV: str(Path(state_dir).resolve()), LOCAL_URL_ENV: url, "REQUESTS_CA_BUNDLE": str(ca_bundle)}
+
+
+def lab_command(*, root: Path, port: int | None = None, token: bool = True, open_browser: bool = True,
+                extra: Sequence[str] = ()) -> list[str]:
+    """The JupyterLab command line for ``root`` on 127.0.0.1; ``token=False`` only for throwaway test servers."""
+    cmd = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={Path(root).resolve()}", "--ip=127.0.0.1"]
+    if port is not None:
+        cmd.append(f"--port={port}")
+    if not token:
+        cmd += ["--IdentityProvider.token=", "--PasswordIdentityProvider.hashed_password="]
+    if not open_browser:
+        cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # containers and CI often run as root
+        cmd.append("--allow-root")
+    return [*cmd, *extra]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m runbook.lab", description=__doc__.splitlines()[0])
+    parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help="the local org's state folder")
+    parser.add_argument("--notebooks", type=Path, default=Path("notebooks"), help="JupyterLab's root folder")
+    parser.add_argument("--port", type=int, default=None, help="JupyterLab's port (default: 8888 or the next free)")
+    parser.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    args, extra = parser.parse_known_args(argv)
+
+    from runbook.localorg import ADMIN_USERNAME, LocalOrg
+
+    org = LocalOrg(args.state).start()
+    try:
+        env = {**os.environ, **lab_environment(state_dir=org.state_dir, url=org.url, ca_bundle=org.ca_bundle)}
+        print(f"Local org: {org.url} (admin {ADMIN_USERNAME}, state {args.state.resolve()})", flush=True)
+        proc = subprocess.Popen(lab_command(root=args.notebooks, port=args.port, open_browser=not args.no_browser,
+                                            extra=extra), env=env)
+        signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # stop Lab (and its kernels) before the org
+        while True:
+            try:
+                return proc.wait()
+            except KeyboardInterrupt:  # Jupyter got the same Ctrl-C and runs its own shutdown: wait for it
+                continue
+    finally:
+        org.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

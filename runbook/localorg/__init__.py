@@ -1,0 +1,20 @@
+"""An emulated Salesforce Dev Hub org: a real HTTPS server on 127.0.0.1 with SQLite state.
+
+It speaks the wire formats the runbook, simple-salesforce and the Salesforce CLI use: the OAuth JWT
+bearer token endpoint (signatures verified against the app's certificate), identity and userinfo,
+partner SOAP ``login``, the Metadata API (CRUD and list for ConnectedApp and the External Client App
+types, file deploy), and the REST data API (SOQL query, sObject describe/create/read/delete).
+
+Modules, each with one job: ``org`` (LocalOrg: state folder, lifecycle), ``server`` (routing, call
+log, TLS server), ``oauth``, ``soap`` (+ ``soapxml``, ``deploy``), ``rest`` (+ ``records``, ``soql``),
+``metadata`` (+ ``components``, ``connected_apps``, ``external_client_apps``), ``store`` (the only
+SQL), ``schema`` (sObjects), ``seed``, ``ids``, ``credentials``, ``tls``.
+
+Choices where Salesforce's behaviour is not known are marked "unverified" in the docstrings.
+"""
+
+from runbook.localorg.org import LocalOrg, serve_forever
+from runbook.localorg.seed import ADMIN_USERNAME, SEED_USERS, SeedUser
+from runbook.localorg.store import ApiCall
+
+__all__ = ["ADMIN_USERNAME", "SEED_USERS", "ApiCall", "LocalOrg", "SeedUser", "serve_forever"]

@@ -1,0 +1,69 @@
+"""What every request handler gets: the org (store, URL, ids, session length) and the call being served."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from runbook.localorg import credentials, seed
+from runbook.localorg.store import Store
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token in an ``Authorization: Bearer <token>`` (or Salesforce's older ``OAuth <token>``) header."""
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    return token.strip() or None if scheme.lower() in ("bearer", "oauth") else None
+
+
+@dataclass
+class Call:
+    """The call-log entry a handler fills in: its operation name and whether it changes the org."""
+
+    operation: str = "unknown"
+    is_write: bool = False
+
+
+@dataclass(frozen=True)
+class Session:
+    """A live access token: whose it is, through which app (None for SOAP login), with which scopes."""
+
+    user: dict[str, Any]
+    app_id: str | None
+    scopes: str
+    is_admin: bool
+
+
+@dataclass(frozen=True)
+class OrgContext:
+    store: Store
+    url: str  # https://127.0.0.1:<port>
+    org_id: str  # 18 characters
+    session_seconds: int
+
+    @property
+    def org_id15(self) -> str:
+        return self.org_id[:15]
+
+    def open_session(self, user_id: str, *, app_id: str | None, scopes: str, kind: str) -> str:
+        """A new access token for ``user_id``; only its digest is stored."""
+        token = credentials.new_access_token(self.org_id)
+        self.store.save_token(credentials.token_digest(token), user_id=user_id, app_id=app_id, scopes=scopes,
+                              kind=kind, seconds=self.session_seconds)
+        return token
+
+    def session(self, token: str | None) -> Session | None:
+        """The session behind ``token``, or None if it is unknown, expired, or its user was deactivated."""
+        if not token:
+            return None
+        row = self.store.token(credentials.token_digest(token.strip()))
+        user = self.store.get("User", row["user_id"]) if row else None
+        if row is None or user is None or not user["IsActive"]:
+            return None
+        return Session(user, row["app_id"], row["scopes"], self.is_admin(user))
+
+    def is_admin(self, user: dict[str, Any]) -> bool:
+        profile = self.store.get("Profile", user["ProfileId"]) if user.get("ProfileId") else None
+        return bool(profile and profile["Name"] == seed.ADMIN_PROFILE)
+
+    def admin(self) -> dict[str, Any]:
+        return self.store.find("User", Username=seed.ADMIN_USERNAME)[0]

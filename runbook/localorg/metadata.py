@@ -1,0 +1,122 @@
+"""Metadata API semantics independent of XML: save (create/update/upsert), delete, read, list.
+
+Each component is saved in its own savepoint, so one refused component leaves no trace while the
+others in the same call go through (createMetadata's default), and a deploy can wrap everything in
+one transaction for rollbackOnError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from runbook.localorg import connected_apps, external_client_apps
+from runbook.localorg.components import (
+    MetadataType,
+    OAuthApp,
+    Problem,
+    SaveError,
+    check_full_name,
+    not_found,
+    text,
+)
+from runbook.localorg.store import Node, Store
+
+TYPES: dict[str, MetadataType] = {
+    t.name: t for t in (connected_apps.CONNECTED_APP, *external_client_apps.TYPES)}
+TYPE_BY_FOLDER = {t.folder: t for t in TYPES.values()}
+
+
+@dataclass
+class SaveOutcome:
+    """One SaveResult / UpsertResult / DeleteResult."""
+
+    full_name: str
+    success: bool
+    problems: list[Problem] = field(default_factory=list)
+    created: bool = False
+
+
+def _unknown_type(type_name: str) -> SaveError:
+    return SaveError("INVALID_TYPE", f"Unknown or unsupported metadata type: {type_name}")
+
+
+def save(store: Store, type_name: str, definition: Node, mode: str) -> SaveOutcome:
+    """Create, update or upsert one component (``mode``); refusals become a failed outcome."""
+    full_name = (text(definition, "fullName") or "").strip()
+    try:
+        with store.transaction():
+            created = _save(store, type_name, full_name, definition, mode)
+    except SaveError as error:
+        return SaveOutcome(full_name, False, error.problems)
+    return SaveOutcome(full_name, True, created=created)
+
+
+def _save(store: Store, type_name: str, full_name: str, definition: Node, mode: str) -> bool:
+    metadata_type = TYPES.get(type_name)
+    if metadata_type is None:
+        raise _unknown_type(type_name)
+    if not full_name:
+        raise SaveError("REQUIRED_FIELD_MISSING", "Required field is missing: fullName", ["fullName"])
+    current = store.component(type_name, full_name)
+    if current is None and mode == "update":
+        raise not_found(type_name, full_name)
+    if current is not None and mode == "create":
+        # Unverified wording; the status code is the one Salesforce uses for taken developer names.
+        raise SaveError("DUPLICATE_DEVELOPER_NAME", f"A {type_name} named {full_name} already exists. "
+                        "Use updateMetadata or upsertMetadata to change it.", ["fullName"])
+    if current is None:
+        check_full_name(full_name)
+        metadata_type.create(store, full_name, definition)
+        return True
+    metadata_type.update(store, current, definition)
+    return False
+
+
+def delete(store: Store, type_name: str, full_name: str) -> SaveOutcome:
+    try:
+        with store.transaction():
+            metadata_type = TYPES.get(type_name)
+            if metadata_type is None:
+                raise _unknown_type(type_name)
+            current = store.component(type_name, full_name)
+            if current is None:
+                raise not_found(type_name, full_name)
+            metadata_type.delete(store, current)
+    except SaveError as error:
+        return SaveOutcome(full_name, False, error.problems)
+    return SaveOutcome(full_name, True)
+
+
+def read(store: Store, type_name: str, full_name: str) -> Node | None:
+    """The component as readMetadata returns it, or None.
+
+    For a name that does not exist Salesforce's exact answer is unverified. The local org answers a
+    record with no fields (``<records xsi:type="ConnectedApp"/>``), which is what jsforce users report
+    seeing; an empty ``<result/>`` would make simple-salesforce's ``read`` fail with a TypeError.
+    """
+    metadata_type = TYPES.get(type_name)
+    current = store.component(type_name, full_name) if metadata_type else None
+    return metadata_type.read(store, current) if metadata_type and current else None
+
+
+def list_components(store: Store, type_name: str, admin: dict[str, Any]) -> list[dict[str, str]]:
+    """FileProperties for every component of ``type_name`` (listMetadata)."""
+    metadata_type = TYPES.get(type_name)
+    if metadata_type is None:
+        return []
+    return [{"createdById": admin["Id"], "createdByName": admin["Name"], "createdDate": c.created_date,
+             "fileName": metadata_type.file_name(c.full_name), "fullName": c.full_name,
+             "id": c.sobject_id or "", "lastModifiedById": admin["Id"], "lastModifiedByName": admin["Name"],
+             "lastModifiedDate": c.last_modified_date, "manageableState": "unmanaged", "type": type_name}
+            for c in store.components(type_name)]
+
+
+def oauth_app_for_key(store: Store, consumer_key: str) -> OAuthApp | None:
+    """The Connected App or External Client App whose consumer key is ``consumer_key``."""
+    component = store.component_by_consumer_key(consumer_key)
+    if component is None:
+        return None
+    if component.type == connected_apps.TYPE:
+        return connected_apps.oauth_app(store, component)
+    return external_client_apps.oauth_app(store, component)

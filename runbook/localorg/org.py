@@ -1,0 +1,215 @@
+"""``LocalOrg``: one emulated Dev Hub, its state folder, and the server thread that serves it.
+
+The state folder holds ``org.sqlite3`` (everything the org knows, kept across restarts), the CA and
+server key/certificate (keys 0600), ``ca-bundle.pem``, ``admin-credentials.json`` (0600, written once
+when the org is seeded) and, while the org runs, ``org.json`` saying where it listens, so another
+process (a notebook kernel, `runbook run`) can find it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from runbook.files import PRIVATE, PUBLIC, write_atomic
+from runbook.localorg import credentials, seed
+from runbook.localorg.context import OrgContext
+from runbook.localorg.server import TlsServer, make_app
+from runbook.localorg.store import ApiCall, Store
+from runbook.localorg.tls import ensure_tls, server_context
+
+# Settings callers may change while the org runs, with their types.
+SETTINGS: dict[str, type] = {"allow_connected_apps": bool}
+
+
+class LocalOrg:
+    """An emulated Salesforce Dev Hub on https://127.0.0.1:<port>, with state in ``state_dir``.
+
+    ``allow_connected_apps=False`` makes the org refuse new ConnectedApps the way orgs without an
+    exception do since Spring '26 (External Client Apps still work); it is applied at every start, and
+    ``set_setting`` changes it until the next. Sessions (access tokens) last ``session_seconds``. Use as
+    a context manager, or call ``start()`` and ``stop()``.
+    """
+
+    def __init__(self, state_dir: Path, port: int = 0, *, allow_connected_apps: bool = True,
+                 session_seconds: int = 7200) -> None:
+        self.state_dir = Path(state_dir).expanduser().resolve()
+        self.port = port  # the bound port once started (port 0 asks for any free one)
+        self._requested_port = port
+        self.allow_connected_apps = allow_connected_apps
+        self.session_seconds = session_seconds
+        self.admin_username = seed.ADMIN_USERNAME
+        self.ca_bundle = self.state_dir / "ca-bundle.pem"
+        self.url = ""
+        self.org_id = ""
+        self._store: Store | None = None
+        self._server: TlsServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"LocalOrg({str(self.state_dir)!r}, url={self.url or 'stopped'!r})"
+
+    def __enter__(self) -> LocalOrg:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    @property
+    def store(self) -> Store:
+        """The running org's state, for flows that record what the API cannot (e.g. ``record_approval``)."""
+        if self._store is None:
+            raise RuntimeError("the local org is not started: call start() first")
+        return self._store
+
+    @contextlib.contextmanager
+    def _state(self) -> Iterator[Store]:
+        """The running org's store, or the state folder's opened just for this (a stopped org)."""
+        if self._store is not None:
+            yield self._store
+            return
+        if not (self.state_dir / "org.sqlite3").is_file():
+            raise RuntimeError(f"{self.state_dir} holds no local org yet: call start() first")
+        with contextlib.closing(Store(self.state_dir / "org.sqlite3")) as store:
+            yield store
+
+    def start(self) -> LocalOrg:
+        """Serve the org, seeding its state on first use; returns self. A running org stays as it is."""
+        if self.running:
+            return self
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._refuse_if_served_elsewhere()
+        store = Store(self.state_dir / "org.sqlite3")
+        try:
+            self.org_id = self._seeded(store)
+            store.set_setting("allow_connected_apps", self.allow_connected_apps)
+            tls = ensure_tls(self.state_dir)
+            server = TlsServer(self._requested_port, server_context(tls))
+        except BaseException:
+            store.close()
+            raise
+        self.port = server.port
+        self.url = f"https://127.0.0.1:{server.port}"
+        server.app = make_app(OrgContext(store, self.url, self.org_id, self.session_seconds))
+        self._store, self._server = store, server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name=f"localorg:{server.port}", daemon=True)
+        self._thread.start()
+        write_atomic(self.state_dir / "org.json", json.dumps(
+            {"url": self.url, "ca_bundle": str(self.ca_bundle), "admin_username": self.admin_username,
+             "org_id": self.org_id, "pid": os.getpid()}, indent=2), PUBLIC)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the state; the state folder stays for the next start."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server.close_connections()
+        self._server.server_close()
+        with contextlib.suppress(FileNotFoundError):
+            (self.state_dir / "org.json").unlink()
+        if self._store is not None:
+            self._store.close()
+        self._server = self._thread = self._store = None
+
+    def _refuse_if_served_elsewhere(self) -> None:
+        marker = self.state_dir / "org.json"
+        try:
+            info = json.loads(marker.read_text())
+            pid = int(info["pid"])
+        except (FileNotFoundError, ValueError, KeyError, TypeError):
+            return
+        if pid != os.getpid() and _process_alive(pid) and _listening(str(info.get("url", ""))):
+            raise RuntimeError(f"{self.state_dir} is already served by process {pid} at {info.get('url')}: "
+                               "use that org, or stop it first")
+
+    def _seeded(self, store: Store) -> str:
+        """The org id, seeding a fresh state first (the admin's password is written before the commit)."""
+        with store.transaction():
+            if store.is_seeded():
+                return store.get_setting("org_id")
+            password = credentials.new_password()
+            org_id = store.seed(credentials.hash_password(password), credentials.new_org_secret())
+            creds = {"username": seed.ADMIN_USERNAME, "password": password}
+            write_atomic(self.state_dir / "admin-credentials.json", json.dumps(creds, indent=2), PRIVATE)
+            return org_id
+
+    def call_log(self) -> list[ApiCall]:
+        """Every API request served since the state was created, oldest first."""
+        with self._state() as store:
+            return store.call_log()
+
+    def set_setting(self, name: str, value: Any) -> None:
+        """Change a setting of the running org, e.g. ``set_setting("allow_connected_apps", False)``."""
+        self._check_setting(name)
+        if not isinstance(value, SETTINGS[name]):
+            raise ValueError(f"setting {name!r} takes a {SETTINGS[name].__name__}, not {value!r}")
+        with self._state() as store:
+            store.set_setting(name, value)
+
+    def get_setting(self, name: str) -> Any:
+        self._check_setting(name)
+        with self._state() as store:
+            return store.get_setting(name)
+
+    @staticmethod
+    def _check_setting(name: str) -> None:
+        if name not in SETTINGS:
+            raise ValueError(f"unknown local org setting {name!r}; the settings are: {', '.join(SETTINGS)}")
+
+
+def _listening(url: str) -> bool:
+    """Whether something accepts connections at ``url``'s port (a stale org.json's pid may be reused)."""
+    port = url.rsplit(":", 1)[-1]
+    if not port.isdigit():
+        return False
+    try:
+        with socket.create_connection(("127.0.0.1", int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def serve_forever(state_dir: Path, port: int, *, allow_connected_apps: bool = True) -> None:
+    """Serve the org in the foreground until Ctrl-C (or SIGTERM), printing how to reach it."""
+    stop = threading.Event()
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if in_main else None
+    org = LocalOrg(state_dir, port, allow_connected_apps=allow_connected_apps).start()
+    try:
+        print(f"Local org:  {org.url}", flush=True)
+        print(f"CA bundle:  {org.ca_bundle}   (export REQUESTS_CA_BUNDLE={org.ca_bundle})", flush=True)
+        print(f"Admin user: {org.admin_username}   (password in {org.state_dir / 'admin-credentials.json'})",
+              flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            while not stop.wait(0.5):
+                pass
+    finally:
+        org.stop()
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,132 @@
+"""The HTTPS server: routing by path, the call log, and a threaded werkzeug server on 127.0.0.1.
+
+Paths are matched with or without a trailing slash (simple-salesforce adds one, the Salesforce CLI
+does not). werkzeug decodes ``Transfer-Encoding: chunked`` request bodies, which the CLI uses for its
+token request. Every request is written to the call log with the operation its handler named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from werkzeug import Request, Response
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+
+from runbook.localorg import oauth, rest, soap
+from runbook.localorg.context import Call, OrgContext
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+_VERSION = r"(?P<version>\d{2}\.\d)"
+Handler = Callable[..., Response]
+_ROUTES: list[tuple[re.Pattern[str], Handler]] = [
+    (re.compile(r"/services/oauth2/token"), oauth.token_endpoint),
+    (re.compile(r"/services/oauth2/userinfo"), oauth.userinfo_endpoint),
+    (re.compile(r"/id/(?P<org_id>\w+)/(?P<user_id>\w+)"), oauth.identity_endpoint),
+    (re.compile(rf"/services/Soap/u/{_VERSION}(?:/.*)?"), soap.partner),
+    (re.compile(rf"/services/Soap/m/{_VERSION}(?:/.*)?"), lambda ctx, request, call, version:
+        soap.metadata_api(ctx, request, call)),
+    (re.compile(r"/services/data"), rest.versions),
+    (re.compile(rf"/services/data/v{_VERSION}(?:/(?P<rest>.*))?"),
+     lambda ctx, request, call, version, tail:
+        rest.handle(ctx, request, call, version, (tail or "").strip("/"))),
+]
+_SOAP_PREFIX = "/services/Soap/"
+_UNEXPECTED = {"errorCode": "UNKNOWN_EXCEPTION", "message": "An unexpected error occurred in the local org."}
+
+
+class _Request(Request):
+    max_content_length = MAX_BODY_BYTES
+
+
+def _route(ctx: OrgContext, request: Request, call: Call) -> Response:
+    path = request.path.rstrip("/") or "/"
+    for pattern, handler in _ROUTES:
+        match = pattern.fullmatch(path)
+        if match:
+            if path.startswith(_SOAP_PREFIX) and request.method != "POST":
+                call.operation = "soap.unknown"
+                return Response("SOAP endpoints accept POST only", status=405, content_type="text/plain")
+            return handler(ctx, request, call, *match.groups())
+    return rest.json_response(rest.NOT_FOUND, 404)
+
+
+def make_app(ctx: OrgContext) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
+    """The WSGI application serving ``ctx``'s org."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = _Request(environ)
+        call = Call()
+        try:
+            response = _route(ctx, request, call)
+        except HTTPException as exc:  # e.g. a body over MAX_BODY_BYTES
+            response = exc.get_response(environ)
+        except Exception:
+            log.exception("local org: %s %s failed", request.method, request.path)
+            response = rest.json_response([_UNEXPECTED], 500)
+        ctx.store.log_call(request.method, request.path, call.operation, call.is_write, response.status_code)
+        return response(environ, start_response)
+
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log (notebooks would print every call); idle keep-alive connections close after 2 min."""
+
+    timeout = 120
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+    def log_error(self, format: str, *args: Any) -> None:
+        """TLS alerts from clients that do not trust the CA are theirs to report, not the server's."""
+        log.debug("local org: " + format, *args)
+
+
+class TlsServer(ThreadedWSGIServer):
+    """werkzeug's threaded server (what ``make_server(threaded=True, ssl_context=...)`` builds) on 127.0.0.1.
+
+    Two changes: the socket is bound here, so a taken port raises OSError instead of werkzeug's
+    ``sys.exit(1)``; and the TLS handshake moves from the accept loop into each connection's thread,
+    so one client that connects and stalls cannot hold up everyone else.
+    """
+
+    def __init__(self, port: int, context: ssl.SSLContext) -> None:
+        listener = socket.create_server(("127.0.0.1", port))
+        try:
+            super().__init__("127.0.0.1", listener.getsockname()[1], app=None,  # type: ignore[arg-type]
+                             handler=_QuietHandler, ssl_context=context, fd=listener.fileno())
+        finally:
+            listener.close()  # werkzeug holds its own duplicate of the descriptor
+        self.socket.do_handshake_on_connect = False  # type: ignore[attr-defined]
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End idle keep-alive connections, whose threads would otherwise outlive the server."""
+        with self._connections_lock:
+            for connection in list(self._connections):
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("local org: connection from %s ended with an error", client_address, exc_info=True)

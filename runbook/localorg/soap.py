@@ -1,0 +1,190 @@
+"""The SOAP endpoints: partner ``login`` (/services/Soap/u) and the Metadata API (/services/Soap/m).
+
+Metadata calls are dispatched on the first element inside the SOAP Body, never on SOAPAction (zeep
+sends ``""``) or the path tail (simple-salesforce posts deploys to ``…/deployRequest/<id>``). The
+session comes from ``SessionHeader/sessionId`` or an ``Authorization: Bearer`` header.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from xml.etree.ElementTree import Element
+
+from werkzeug import Request, Response
+
+from runbook.localorg import credentials, deploy, metadata
+from runbook.localorg.components import Problem
+from runbook.localorg.context import Call, OrgContext, Session, bearer_token
+from runbook.localorg.metadata import SaveOutcome
+from runbook.localorg.soapxml import (
+    METADATA_NS,
+    PARTNER_FAULT_NS,
+    PARTNER_NS,
+    SoapFault,
+    api_fault,
+    child,
+    child_text,
+    children,
+    envelope,
+    fault_body,
+    leaf,
+    node_xml,
+    parse_envelope,
+    to_node,
+    type_attribute,
+    xsi_type,
+)
+
+LAST_LOGIN_VERSION = 64.0  # "SOAP API login() not available in API version 65.0 onwards"
+_WRITES = {"createMetadata", "updateMetadata", "upsertMetadata", "deleteMetadata"}
+_INVALID_LOGIN = "Invalid username, password, security token; or user locked out."
+
+
+def xml_response(body: bytes, status: int = 200) -> Response:
+    return Response(body, status=status, content_type="text/xml; charset=utf-8")
+
+
+def fault_response(fault: SoapFault) -> Response:
+    return xml_response(fault_body(fault), fault.status)
+
+
+def _no_operation(namespace: str, name: str) -> SoapFault:
+    return SoapFault("soapenv:Client", f"No operation available for request {{{namespace}}}{name}, "
+                                       "please check the WSDL for the service.")
+
+
+# --- partner login --------------------------------------------------------------------------------
+
+def partner(ctx: OrgContext, request: Request, call: Call, version: str) -> Response:
+    """``login`` by username and password (the only partner call the local org answers)."""
+    try:
+        soap = parse_envelope(request.get_data())
+        call.operation = f"soap.{soap.name}"
+        if soap.name != "login":
+            raise _no_operation(PARTNER_NS, soap.name)
+        if float(version) > LAST_LOGIN_VERSION:  # wording of this refusal is an unverified choice
+            raise api_fault("UNSUPPORTED_API_VERSION", f"SOAP API login() is not available in API version "
+                            f"{version}; use {LAST_LOGIN_VERSION} or earlier, or OAuth.",
+                            fault_ns=PARTNER_FAULT_NS)
+        return xml_response(envelope(_login(ctx, soap.operation, version), PARTNER_NS))
+    except SoapFault as fault:
+        return fault_response(fault)
+
+
+def _login(ctx: OrgContext, operation: Element, version: str) -> str:
+    username = child_text(operation, "username") or ""
+    password_element = child(operation, "password")
+    password = (password_element.text or "") if password_element is not None else ""  # spaces count
+    users = ctx.store.find("User", Username=username) if username else []
+    user = users[0] if users else None
+    if user is None or not user["IsActive"] or not credentials.verify_password(
+            password, ctx.store.password_hash(user["Id"])):
+        raise api_fault("INVALID_LOGIN", _INVALID_LOGIN, fault_ns=PARTNER_FAULT_NS, kind="LoginFault",
+                        prefixed=False)
+    token = ctx.open_session(user["Id"], app_id=None, scopes="api web full", kind="soap")
+    org = ctx.store.get("Organization", ctx.org_id) or {}
+    profile_id = user["ProfileId"]
+    info = "".join(leaf(name, value) for name, value in (
+        ("accessibilityMode", False), ("chatterExternal", False), ("currencySymbol", "$"),
+        ("orgAttachmentFileSizeLimit", 5242880), ("orgDefaultCurrencyIsoCode", "USD"),
+        ("orgDefaultCurrencyLocale", "en_US"), ("orgDisallowHtmlAttachments", False),
+        ("orgHasPersonAccounts", False), ("organizationId", ctx.org_id), ("organizationMultiCurrency", False),
+        ("organizationName", org.get("Name", "")), ("profileId", profile_id), ("roleId", None),
+        ("sessionSecondsValid", ctx.session_seconds), ("userDefaultCurrencyIsoCode", None),
+        ("userEmail", user["Email"]), ("userFullName", user["Name"]), ("userId", user["Id"]),
+        ("userLanguage", "en_US"), ("userLocale", "en_US"), ("userName", user["Username"]),
+        ("userTimeZone", "GMT"), ("userType", "Standard"), ("userUiSkin", "Theme3")))
+    result = "".join((
+        leaf("metadataServerUrl", f"{ctx.url}/services/Soap/m/{version}/{ctx.org_id15}"),
+        leaf("passwordExpired", False), leaf("sandbox", bool(org.get("IsSandbox"))),
+        leaf("serverUrl", f"{ctx.url}/services/Soap/u/{version}/{ctx.org_id15}"), leaf("sessionId", token),
+        leaf("userId", user["Id"]), f"<userInfo>{info}</userInfo>"))
+    return f"<loginResponse><result>{result}</result></loginResponse>"
+
+
+# --- Metadata API ---------------------------------------------------------------------------------
+
+def metadata_api(ctx: OrgContext, request: Request, call: Call) -> Response:
+    try:
+        soap = parse_envelope(request.get_data())
+        call.operation = f"mdapi.{soap.name}"
+        call.is_write = soap.name in _WRITES or soap.name == "deploy"
+        session = _session(ctx, soap.header, request)
+        if soap.name == "deploy":
+            result = deploy.start(ctx, soap.operation, session)
+            call.is_write = not result.check_only
+            return xml_response(envelope(result.xml, METADATA_NS))
+        handler = _OPERATIONS.get(soap.name)
+        if handler is None:
+            raise _no_operation(METADATA_NS, soap.name)
+        body = handler(ctx, soap.operation)
+        return xml_response(envelope(f"<{soap.name}Response>{body}</{soap.name}Response>", METADATA_NS))
+    except SoapFault as fault:
+        return fault_response(fault)
+
+
+def _session(ctx: OrgContext, header: Element | None, request: Request) -> Session:
+    token = (child_text(child(header, "SessionHeader"), "sessionId")
+             or bearer_token(request.headers.get("Authorization")))
+    session = ctx.session(token)
+    if session is None:
+        raise api_fault("INVALID_SESSION_ID", "Invalid Session ID found in SessionHeader: Illegal Session")
+    if not session.is_admin:
+        raise api_fault("INSUFFICIENT_ACCESS",
+                        "use of the Metadata API requires a user with the ModifyAllData permission")
+    return session
+
+
+def _errors(problems: list[Problem]) -> str:
+    out = []
+    for problem in problems:
+        fields = "".join(leaf("fields", name) for name in problem.fields)
+        message, code = leaf("message", problem.message), leaf("statusCode", problem.status_code)
+        out.append(f"<errors>{fields}{message}{code}</errors>")
+    return "".join(out)
+
+
+def _result(outcome: SaveOutcome, *, upsert: bool = False) -> str:
+    created = leaf("created", outcome.created) if upsert else ""
+    return (f"<result>{created}{_errors(outcome.problems)}{leaf('fullName', outcome.full_name)}"
+            f"{leaf('success', outcome.success)}</result>")
+
+
+def _save(mode: str):
+    def handle(ctx: OrgContext, operation: Element) -> str:
+        results = []
+        for element in children(operation, "metadata"):
+            outcome = metadata.save(ctx.store, xsi_type(element), to_node(element), mode)
+            results.append(_result(outcome, upsert=mode == "upsert"))
+        return "".join(results)
+    return handle
+
+
+def _delete(ctx: OrgContext, operation: Element) -> str:
+    type_name = child_text(operation, "type") or ""
+    return "".join(_result(metadata.delete(ctx.store, type_name, (name.text or "").strip()))
+                   for name in children(operation, "fullNames"))
+
+
+def _read(ctx: OrgContext, operation: Element) -> str:
+    type_name = child_text(operation, "type") or ""
+    records = [node_xml("records", metadata.read(ctx.store, type_name, (name.text or "").strip()) or {},
+                        type_attribute(type_name)) for name in children(operation, "fullNames")]
+    return f"<result>{''.join(records)}</result>"
+
+
+def _list(ctx: OrgContext, operation: Element) -> str:
+    admin = ctx.admin()
+    out = []
+    for query in children(operation, "queries"):
+        for properties in metadata.list_components(ctx.store, child_text(query, "type") or "", admin):
+            fields = "".join(leaf(name, value) for name, value in properties.items())
+            out.append(f"<result>{fields}</result>")
+    return "".join(out)
+
+
+_OPERATIONS: dict[str, Any] = {
+    "createMetadata": _save("create"), "updateMetadata": _save("update"), "upsertMetadata": _save("upsert"),
+    "deleteMetadata": _delete, "readMetadata": _read, "listMetadata": _list,
+    "checkDeployStatus": deploy.check_status,
+}

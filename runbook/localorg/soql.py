@@ -1,0 +1,649 @@
+"""The SOQL subset the runbook and the Salesforce CLI send: parse, check against the schema, evaluate.
+
+Grammar (keywords and names in any case)::
+
+    SELECT COUNT() | path [, path]*  FROM sobject
+      [WHERE condition]  [ORDER BY path [ASC|DESC] [NULLS FIRST|LAST] [, ...]]  [LIMIT n] [OFFSET n]
+    condition := [NOT] term  ((AND | OR) [NOT] term)*      -- AND and OR never mix without parentheses
+    term      := ( condition ) | path op value | path [NOT] IN ( value, ... | SELECT one-id-path ... )
+    op        := = | != | <> | < | > | <= | >= | LIKE
+    value     := 'text' (backslash escapes) | number | true | false | null
+    path      := Field | Relationship.Field | Relationship.Relationship.Field
+
+Like Salesforce: text comparisons ignore case, ``!=`` also matches nulls, ids compare in their
+18-character form, and filters are type-checked (quoted text against a boolean is an error).
+Errors carry Salesforce's error codes (MALFORMED_QUERY, INVALID_TYPE, INVALID_FIELD,
+INVALID_QUERY_FILTER_OPERATOR) and its message layout (query line, caret, row and column).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runbook.localorg import ids
+from runbook.localorg.schema import (
+    BOOLEAN,
+    DATE,
+    DATETIME,
+    ID_TYPES,
+    INT,
+    TEXT_TYPES,
+    Field,
+    SObject,
+    sobject,
+)
+
+Fetch = Callable[[str], list[dict[str, Any]]]
+
+
+class SoqlError(Exception):
+    """A query Salesforce would refuse; ``code`` is its errorCode."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# --- tokens ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # name, string, number, op, punct, end
+    text: str
+    pos: int
+    value: Any = None
+
+
+_TOKEN = re.compile(r"""
+    (?P<space>\s+)
+  | (?P<string>'(?:[^'\\]|\\.)*')
+  | (?P<number>[+-]?\d+(?:\.\d+)?(?![\w.]))
+  | (?P<name>[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)
+  | (?P<op><=|>=|!=|<>|=|<|>)
+  | (?P<punct>[(),])
+""", re.VERBOSE)
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", '"': '"', "'": "'", "\\": "\\",
+            "%": "\\%", "_": "\\_"}  # \% and \_ stay escaped: they only mean something to LIKE
+
+
+def _unquote(text: str, pos: int, query: str) -> str:
+    out, i = [], 1
+    while i < len(text) - 1:
+        char = text[i]
+        if char == "\\":
+            escaped = _ESCAPES.get(text[i + 1])
+            if escaped is None:
+                raise _malformed(query, pos + i, "Invalid string literal")
+            out.append(escaped)
+            i += 2
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out)
+
+
+def tokenize(query: str) -> list[Token]:
+    tokens, pos = [], 0
+    while pos < len(query):
+        match = _TOKEN.match(query, pos)
+        if match is None:
+            raise _malformed(query, pos, f"unexpected token: '{query[pos:].split()[0]}'")
+        kind, text = match.lastgroup, match.group()
+        if kind == "string":
+            tokens.append(Token(kind, text, pos, _unquote(text, pos, query)))
+        elif kind == "number":
+            tokens.append(Token(kind, text, pos, float(text) if "." in text else int(text)))
+        elif kind != "space":
+            tokens.append(Token(kind or "", text, pos))
+        pos = match.end()
+    tokens.append(Token("end", "", len(query)))
+    return tokens
+
+
+def _locate(query: str, pos: int) -> str:
+    """Salesforce's error preamble: the query row, a caret under the column, and ERROR at Row:Column."""
+    row = query.count("\n", 0, pos) + 1
+    line_start = query.rfind("\n", 0, pos) + 1
+    line = query.split("\n")[row - 1]
+    column = pos - line_start + 1
+    return f"\n{line}\n{' ' * (column - 1)}^\nERROR at Row:{row}:Column:{column}\n"
+
+
+def _malformed(query: str, pos: int, detail: str) -> SoqlError:
+    return SoqlError("MALFORMED_QUERY", _locate(query, pos) + detail)
+
+
+# --- syntax tree ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Path:
+    parts: tuple[str, ...]
+    pos: int
+
+    @property
+    def text(self) -> str:
+        return ".".join(self.parts)
+
+
+@dataclass(frozen=True)
+class Literal:
+    value: Any
+    kind: str  # string, number, boolean, null
+    pos: int
+
+
+@dataclass(frozen=True)
+class Compare:
+    path: Path
+    op: str
+    value: Literal
+
+
+@dataclass(frozen=True)
+class In:
+    path: Path
+    values: tuple[Literal, ...] | Query
+    negated: bool
+
+
+@dataclass(frozen=True)
+class Not:
+    inner: Any
+
+
+@dataclass(frozen=True)
+class BoolOp:
+    op: str  # AND, OR
+    items: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class OrderItem:
+    path: Path
+    descending: bool
+    nulls_last: bool
+
+
+@dataclass(frozen=True)
+class Query:
+    fields: tuple[Path, ...]
+    count: bool
+    sobject: str
+    sobject_pos: int
+    where: Any = None
+    order_by: tuple[OrderItem, ...] = ()
+    limit: int | None = None
+    offset: int = 0
+
+
+# --- parser ---------------------------------------------------------------------------------------
+
+class _Parser:
+    def __init__(self, query: str) -> None:
+        self.query = query
+        self.tokens = tokenize(query)
+        self.i = 0
+
+    @property
+    def tok(self) -> Token:
+        return self.tokens[self.i]
+
+    def error(self, token: Token | None = None) -> SoqlError:
+        token = token or self.tok
+        if token.kind == "end":
+            return _malformed(self.query, token.pos, "unexpected token: <EOF>")
+        return _malformed(self.query, token.pos, f"unexpected token: '{token.text}'")
+
+    def keyword(self, *words: str) -> bool:
+        return self.tok.kind == "name" and self.tok.text.upper() in words
+
+    def take_keyword(self, word: str) -> Token:
+        if not self.keyword(word):
+            raise self.error()
+        return self.advance()
+
+    def advance(self) -> Token:
+        token = self.tok
+        self.i += 1
+        return token
+
+    def take(self, kind: str, text: str | None = None) -> Token:
+        if self.tok.kind != kind or (text is not None and self.tok.text != text):
+            raise self.error()
+        return self.advance()
+
+    def query_(self) -> Query:
+        self.take_keyword("SELECT")
+        count, fields = False, []
+        if self.keyword("COUNT") and self.tokens[self.i + 1].text == "(":
+            self.advance()
+            self.take("punct", "(")
+            self.take("punct", ")")
+            count = True
+        else:
+            fields.append(self.path())
+            while self.tok.text == ",":
+                self.advance()
+                fields.append(self.path())
+        self.take_keyword("FROM")
+        name = self.take("name")
+        if "." in name.text:
+            raise self.error(name)
+        where = order = limit = None
+        offset = 0
+        if self.keyword("WHERE"):
+            self.advance()
+            where = self.condition()
+        if self.keyword("ORDER"):
+            self.advance()
+            self.take_keyword("BY")
+            order = [self.order_item()]
+            while self.tok.text == ",":
+                self.advance()
+                order.append(self.order_item())
+        if self.keyword("LIMIT"):
+            self.advance()
+            limit = self.integer()
+        if self.keyword("OFFSET"):
+            self.advance()
+            offset = self.integer()
+        return Query(tuple(fields), count, name.text, name.pos, where, tuple(order or ()), limit, offset)
+
+    def integer(self) -> int:
+        token = self.take("number")
+        if not isinstance(token.value, int) or token.value < 0:
+            raise self.error(token)
+        return token.value
+
+    def path(self) -> Path:
+        token = self.tok
+        if token.kind != "name" or token.text.upper() in _RESERVED:
+            raise self.error()
+        self.advance()
+        return Path(tuple(token.text.split(".")), token.pos)
+
+    def order_item(self) -> OrderItem:
+        path = self.path()
+        descending = False
+        if self.keyword("ASC", "DESC"):
+            descending = self.advance().text.upper() == "DESC"
+        nulls_last = descending
+        if self.keyword("NULLS"):
+            self.advance()
+            if not self.keyword("FIRST", "LAST"):
+                raise self.error()
+            nulls_last = self.advance().text.upper() == "LAST"
+        return OrderItem(path, descending, nulls_last)
+
+    def condition(self) -> Any:
+        items = [self.factor()]
+        joiner = None
+        while self.keyword("AND", "OR"):
+            word = self.tok.text.upper()
+            if joiner and word != joiner:
+                raise self.error()  # Salesforce wants parentheses around mixed AND/OR
+            joiner = word
+            self.advance()
+            items.append(self.factor())
+        return BoolOp(joiner, tuple(items)) if joiner else items[0]
+
+    def factor(self) -> Any:
+        if self.keyword("NOT"):
+            self.advance()
+            return Not(self.factor())
+        if self.tok.text == "(":
+            self.advance()
+            inner = self.condition()
+            self.take("punct", ")")
+            return inner
+        path = self.path()
+        if self.keyword("NOT", "IN"):
+            negated = self.advance().text.upper() == "NOT"
+            if negated:
+                self.take_keyword("IN")
+            return In(path, self.in_values(), negated)
+        if self.keyword("LIKE"):
+            self.advance()
+            return Compare(path, "LIKE", self.literal())
+        if self.tok.kind != "op":
+            raise self.error()
+        op = self.advance().text
+        return Compare(path, "!=" if op == "<>" else op, self.literal())
+
+    def in_values(self) -> tuple[Literal, ...] | Query:
+        self.take("punct", "(")
+        if self.keyword("SELECT"):
+            sub = self.query_()
+        else:
+            values = [self.literal()]
+            while self.tok.text == ",":
+                self.advance()
+                values.append(self.literal())
+            sub = tuple(values)
+        self.take("punct", ")")
+        return sub
+
+    def literal(self) -> Literal:
+        token = self.tok
+        if token.kind == "string":
+            kind = "string"
+        elif token.kind == "number":
+            kind = "number"
+        elif self.keyword("TRUE", "FALSE"):
+            self.advance()
+            return Literal(token.text.upper() == "TRUE", "boolean", token.pos)
+        elif self.keyword("NULL"):
+            self.advance()
+            return Literal(None, "null", token.pos)
+        else:
+            raise self.error()
+        self.advance()
+        return Literal(token.value, kind, token.pos)
+
+
+_RESERVED = frozenset({"SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "LIMIT",
+                       "OFFSET", "NULL", "TRUE", "FALSE", "ASC", "DESC", "NULLS"})
+
+
+def parse(query: str) -> Query:
+    """The syntax tree of ``query``; raises SoqlError(MALFORMED_QUERY) on bad syntax."""
+    parser = _Parser(query)
+    result = parser.query_()
+    if parser.tok.kind != "end":
+        raise parser.error()
+    return result
+
+
+# --- checking against the schema ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Hop:
+    """One step of a resolved path: the reference field followed, or the final field."""
+
+    sobject: SObject
+    field: Field
+
+
+def _resolve(query_text: str, root: SObject, path: Path) -> tuple[Hop, ...]:
+    current, hops = root, []
+    for part in path.parts[:-1]:
+        reference = current.relationship(part)
+        if reference is None or reference.reference_to is None:
+            raise SoqlError("INVALID_FIELD", _locate(query_text, path.pos) + (
+                f"Didn't understand relationship '{part}' in field path. If you are attempting to use a "
+                "custom relationship, be sure to append the '__r' after the custom relationship name. Please "
+                "reference your WSDL or the describe call for the appropriate names."))
+        hops.append(Hop(current, reference))
+        current = sobject(reference.reference_to)
+    final = current.field(path.parts[-1])
+    if final is None:
+        raise SoqlError("INVALID_FIELD", _locate(query_text, path.pos) + (
+            f"No such column '{path.parts[-1]}' on entity '{current.name}'. If you are attempting to use a "
+            "custom field, be sure to append the '__c' after the custom field name. Please reference your "
+            "WSDL or the describe call for the appropriate names."))
+    hops.append(Hop(current, final))
+    return tuple(hops)
+
+
+def _root(query_text: str, query: Query) -> SObject:
+    root = sobject(query.sobject)
+    if root is None:
+        raise SoqlError("INVALID_TYPE", _locate(query_text, query.sobject_pos) + (
+            f"sObject type '{query.sobject}' is not supported. If you are attempting to use a custom object, "
+            "be sure to append the '__c' after the entity name. Please reference your WSDL or the describe "
+            "call for the appropriate names."))
+    return root
+
+
+_TYPE_WORDS = {BOOLEAN: "boolean", INT: "int", DATETIME: "dateTime", DATE: "date"}
+
+
+def _check_literal(query_text: str, hops: tuple[Hop, ...], literal: Literal) -> Any:
+    """The literal's value as the field's type compares it; refuses mismatches as Salesforce does."""
+    target = hops[-1].field
+    if literal.kind == "null":
+        return None
+    if target.type in ID_TYPES:
+        if literal.kind != "string":
+            raise _filter_error(query_text, literal, target, "id", quoted=True)
+        normalized = ids.normalize(literal.value)
+        if normalized is None:
+            raise SoqlError("INVALID_QUERY_FILTER_OPERATOR",
+                            _locate(query_text, literal.pos) + f"invalid ID field: {literal.value}")
+        return normalized
+    if target.type in TEXT_TYPES:
+        if literal.kind != "string":
+            raise _filter_error(query_text, literal, target, "string", quoted=True)
+        return literal.value
+    if target.type == BOOLEAN and literal.kind != "boolean":
+        raise _filter_error(query_text, literal, target, "boolean", quoted=False)
+    if target.type == INT and literal.kind != "number":
+        raise _filter_error(query_text, literal, target, "int", quoted=False)
+    if target.type in (DATETIME, DATE):
+        raise _filter_error(query_text, literal, target, _TYPE_WORDS[target.type], quoted=False)
+    return literal.value
+
+
+def _filter_error(query_text: str, literal: Literal, target: Field, word: str, *, quoted: bool) -> SoqlError:
+    how = "should be enclosed in quotes" if quoted else "should not be enclosed in quotes"
+    return SoqlError("INVALID_QUERY_FILTER_OPERATOR", _locate(query_text, literal.pos) + (
+        f"value of filter criterion for field '{target.name}' must be of type {word} and {how}"))
+
+
+# --- evaluation -----------------------------------------------------------------------------------
+
+def _like(pattern: str) -> re.Pattern[str]:
+    out, i = [], 0
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if char == "%" else "." if char == "_" else re.escape(char))
+        i += 1
+    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
+
+
+def _fold(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else value
+
+
+@dataclass
+class _Rows:
+    """The rows one query run reads, fetched once per sObject and indexed by Id."""
+
+    fetch: Fetch
+    _cache: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+
+    def all(self, name: str) -> list[dict[str, Any]]:
+        if name not in self._cache:
+            self._cache[name] = {row["Id"]: row for row in self.fetch(name)}
+        return list(self._cache[name].values())
+
+    def by_id(self, name: str, record_id: str | None) -> dict[str, Any] | None:
+        if record_id is None:
+            return None
+        self.all(name)
+        return self._cache[name].get(record_id)
+
+
+@dataclass
+class Plan:
+    """A query checked against the schema, ready to run."""
+
+    text: str
+    query: Query
+    root: SObject
+    selected: list[tuple[Hop, ...]]
+
+    def run(self, fetch: Fetch, *, version: str) -> dict[str, Any]:
+        """The REST query response body: totalSize, done and records."""
+        rows = _Rows(fetch)
+        matched = [row for row in rows.all(self.root.name)
+                   if self.query.where is None or self._test(self.query.where, row, rows)]
+        for item in reversed(self.query.order_by):
+            hops = _resolve(self.text, self.root, item.path)
+            present = [r for r in matched if self._value(hops, r, rows) is not None]
+            absent = [r for r in matched if self._value(hops, r, rows) is None]
+            present.sort(key=lambda r, h=hops: _fold(self._value(h, r, rows)), reverse=item.descending)
+            matched = present + absent if item.nulls_last else absent + present
+        end = None if self.query.limit is None else self.query.offset + self.query.limit
+        matched = matched[self.query.offset:end]
+        if self.query.count:
+            return {"totalSize": len(matched), "done": True, "records": []}
+        return {"totalSize": len(matched), "done": True,
+                "records": [self._shape(row, rows, version) for row in matched]}
+
+    def _value(self, hops: tuple[Hop, ...], row: dict[str, Any] | None, rows: _Rows) -> Any:
+        for hop in hops[:-1]:
+            if row is None:
+                return None
+            row = rows.by_id(hop.field.reference_to or "", row.get(hop.field.name))
+        return None if row is None else row.get(hops[-1].field.name)
+
+    def _test(self, node: Any, row: dict[str, Any], rows: _Rows) -> bool:
+        if isinstance(node, BoolOp):
+            results = (self._test(item, row, rows) for item in node.items)
+            return all(results) if node.op == "AND" else any(results)
+        if isinstance(node, Not):
+            return not self._test(node.inner, row, rows)
+        hops = _resolve(self.text, self.root, node.path)
+        value = self._value(hops, row, rows)
+        if isinstance(node, In):
+            wanted = self._in_values(node, hops, rows)
+            found = _fold(value) in wanted if value is not None else False
+            return found != node.negated
+        expected = _check_literal(self.text, hops, node.value)
+        return _compare(node.op, value, expected)
+
+    def _in_values(self, node: In, hops: tuple[Hop, ...], rows: _Rows) -> set[Any]:
+        if isinstance(node.values, Query):
+            sub = compile_query(self.text, node.values)
+            if len(sub.selected) != 1 or sub.selected[0][-1].field.type not in ID_TYPES:
+                raise SoqlError("MALFORMED_QUERY", _locate(self.text, node.path.pos) +
+                                "The selected field in a semi join must be an Id or a reference to an Id")
+            matched = sub.run(rows.fetch, version="")["records"]
+            name = sub.selected[0][-1].field.name
+            return {_fold(record.get(name)) for record in matched}
+        return {_fold(_check_literal(self.text, hops, literal)) for literal in node.values}
+
+    def _shape(self, row: dict[str, Any], rows: _Rows, version: str) -> dict[str, Any]:
+        record = _attributes(self.root.name, row["Id"], version)
+        for hops in self.selected:
+            _place(record, hops, row, rows, version)
+        return record
+
+    def columns(self) -> dict[str, Any]:
+        """The ``columns=true`` answer: column metadata, which `sf data query` asks for first."""
+        return {"columnMetadata": _columns(self.selected), "entityName": self.root.name, "groupBy": False,
+                "idSelected": any(len(h) == 1 and h[0].field.name == "Id" for h in self.selected),
+                "keyPrefix": self.root.key_prefix}
+
+
+def _compare(op: str, value: Any, expected: Any) -> bool:
+    if op == "LIKE":
+        return value is not None and expected is not None and bool(_like(expected).fullmatch(str(value)))
+    if expected is None or value is None:
+        same = value is None and expected is None
+        return same if op == "=" else (not same) if op == "!=" else False
+    value, expected = _fold(value), _fold(expected)
+    return {"=": value == expected, "!=": value != expected, "<": value < expected, ">": value > expected,
+            "<=": value <= expected, ">=": value >= expected}[op]
+
+
+def _attributes(name: str, record_id: str | None, version: str) -> dict[str, Any]:
+    attributes = {"type": name}
+    if record_id and version:
+        attributes["url"] = f"/services/data/v{version}/sobjects/{name}/{record_id}"
+    return {"attributes": attributes}
+
+
+def _place(record: dict[str, Any], hops: tuple[Hop, ...], row: dict[str, Any] | None, rows: _Rows,
+           version: str) -> None:
+    """Put the value at ``hops`` into ``record``, nesting relationship objects as Salesforce does."""
+    if len(hops) == 1:
+        record[hops[0].field.name] = None if row is None else row.get(hops[0].field.name)
+        return
+    reference = hops[0].field
+    key = reference.relationship or reference.name
+    target = rows.by_id(reference.reference_to or "", row.get(reference.name)) if row else None
+    if target is None:
+        record[key] = None
+        return
+    nested = record.get(key)
+    if nested is None:
+        nested = record[key] = _attributes(reference.reference_to or "", target["Id"], version)
+    _place(nested, hops[1:], target, rows, version)
+
+
+_APEX_TYPES = {"id": "Id", "reference": "Id", "boolean": "Boolean", "int": "Integer", "datetime": "Datetime",
+               "date": "Date"}
+
+
+def _column(name: str, display: str, target: Field | None, joins: list[dict[str, Any]]) -> dict[str, Any]:
+    kind = target.type if target else None
+    return {"aggregate": False, "apexType": _APEX_TYPES.get(kind or "", "String") if target else None,
+            "booleanType": kind == BOOLEAN, "columnName": name, "custom": False, "displayName": display,
+            "foreignKeyName": None, "insertable": bool(target and target.createable), "joinColumns": joins,
+            "numberType": kind == INT, "textType": kind in TEXT_TYPES or kind in ID_TYPES, "updatable": False}
+
+
+def _columns(selected: list[tuple[Hop, ...]], prefix: str = "") -> list[dict[str, Any]]:
+    """One column per selected field; relationship paths become one column with nested joinColumns."""
+    out: list[dict[str, Any]] = []
+    joined: dict[str, tuple[dict[str, Any], list[tuple[Hop, ...]]]] = {}
+    for hops in selected:
+        if len(hops) == 1:
+            out.append(_column(hops[0].field.name, prefix + hops[0].field.name, hops[0].field, []))
+            continue
+        name = hops[0].field.relationship or hops[0].field.name
+        if name not in joined:
+            joined[name] = (_column(name, prefix + name, None, []), [])
+            out.append(joined[name][0])
+        joined[name][1].append(hops[1:])
+    for column, rest in joined.values():
+        column["joinColumns"] = _columns(rest, column["displayName"] + ".")
+    return out
+
+
+def compile_query(text: str, query: Query | None = None) -> Plan:
+    """``text`` parsed and checked against the schema; raises SoqlError as Salesforce would answer."""
+    query = query or parse(text)
+    root = _root(text, query)
+    selected, seen = [], set()
+    for path in query.fields:
+        hops = _resolve(text, root, path)
+        key = tuple(h.field.name for h in hops)
+        if key not in seen:
+            seen.add(key)
+            selected.append(hops)
+    plan = Plan(text, query, root, selected)
+    _check_tree(plan, query.where)
+    for item in query.order_by:
+        _resolve(text, root, item.path)
+    return plan
+
+
+def _check_tree(plan: Plan, node: Any) -> None:
+    """Resolve every filter path and literal up front, so errors do not depend on the data."""
+    if node is None:
+        return
+    if isinstance(node, BoolOp):
+        for item in node.items:
+            _check_tree(plan, item)
+    elif isinstance(node, Not):
+        _check_tree(plan, node.inner)
+    else:
+        hops = _resolve(plan.text, plan.root, node.path)
+        if isinstance(node, Compare):
+            _check_literal(plan.text, hops, node.value)
+        elif isinstance(node.values, Query):
+            compile_query(plan.text, node.values)
+        else:
+            for literal in node.values:
+                _check_literal(plan.text, hops, literal)
