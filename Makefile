@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup run test lint bench clean lab
+.PHONY: setup run test lint bench clean lab audit
 
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: make PY=python3.11 ...")'
@@ -36,3 +36,8 @@ clean:
 
 bench: setup
 	$(BIN)/python bench/bench.py
+
+# Dependency audit. Needs PyPI's JSON API (vulnerability data); a mirror without it audits nothing.
+audit: setup
+	$(BIN)/python -m pip install --quiet pip-audit
+	$(BIN)/pip-audit --skip-editable --progress-spinner off
