@@ -29,26 +29,23 @@ def _write_temp(path: Path, data: bytes | str, mode: int) -> str:
     return tmp
 
 
-def write_atomic(path: Path, data: bytes | str, mode: int = PRIVATE) -> Path:
-    """Replace ``path`` with ``data`` all-or-nothing (temp file + rename), with ``mode``."""
+def _place(path: Path, data: bytes | str, mode: int, move) -> Path:
+    """Write a temp file beside ``path`` and ``move`` it into place; the temp file never outlives the call."""
     path = Path(path)
     tmp = _write_temp(path, data, mode)
     try:
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def write_new_atomic(path: Path, data: bytes | str, mode: int = PRIVATE) -> Path:
-    """Create ``path`` all-or-nothing; ``FileExistsError`` if it exists, so no key is clobbered."""
-    path = Path(path)
-    tmp = _write_temp(path, data, mode)
-    try:
-        os.link(tmp, path)
+        move(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     return path
+
+
+def write_atomic(path: Path, data: bytes | str, mode: int = PRIVATE) -> Path:
+    """Replace ``path`` with ``data`` all-or-nothing (temp file + rename), with ``mode``."""
+    return _place(path, data, mode, os.replace)
+
+
+def write_new_atomic(path: Path, data: bytes | str, mode: int = PRIVATE) -> Path:
+    """Create ``path`` all-or-nothing; ``FileExistsError`` if it exists, so no key is clobbered."""
+    return _place(path, data, mode, os.link)
