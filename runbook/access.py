@@ -1,9 +1,16 @@
 """Phase 3: OAuth policies and who may use the app — exactly the users the admin meant.
 
-Policies ("Admin approved users are pre-authorized", IP relaxation, refresh token policy) live on
-the app's metadata; pre-authorization lives in SetupEntityAccess rows that tie the app to a
-profile's own permission set or to a standalone permission set. The phase converges: a rerun
-adds only what is missing, and removes nothing unless ``exclusive=True`` asks for it.
+Policies ("Admin approved users are pre-authorized", IP relaxation, refresh token policy) and
+pre-authorized profiles / permission sets live where the app kind keeps them:
+
+- a **connected app** keeps policies in its ``oauthConfig`` / ``oauthPolicy`` metadata and
+  pre-authorization in SetupEntityAccess rows tying the app to a profile's own permission set or
+  to a standalone permission set (what Manage Profiles / Manage Permission Sets write);
+- an **external client app** keeps both in its ``ExtlClntAppOauthConfigurablePolicies`` component
+  (``permittedUsersPolicyType``, ``commaSeparatedProfile``, ``commaSeparatedPermissionSet``).
+
+The phase converges: a rerun adds only what is missing and writes nothing when nothing is, and
+pre-authorizations are removed only when ``exclusive=True`` asks for it (the plan lists them first).
 """
 
 from __future__ import annotations
@@ -23,6 +30,16 @@ from runbook.workdir import open_workdir
 PERMITTED_USERS = {"admin_approved": True, "all_users": False}
 IP_RELAXATION = ("ENFORCE", "BYPASS_2FACTOR", "BYPASS", "ENFORCE_RELAXREFRESH")
 REFRESH_POLICY = re.compile(r"^(infinite|zero|specific_(lifetime|inactivity):[1-9][0-9]{0,3}:(HOURS|DAYS|MONTHS))$")
+APP_KINDS = ("connected_app", "external_client_app")
+
+ECA_TYPE = "ExternalClientApplication"
+ECA_POLICIES_TYPE = "ExtlClntAppOauthConfigurablePolicies"
+ECA_POLICIES_SUFFIX = "OAuthSettings_defaultPolicy"  # phase 2's (and sfdx-hardis') name; found ones keep theirs
+ECA_PERMITTED = {True: "AdminApprovedPreAuthorized", False: "AllSelfAuthorized"}
+ECA_IP_RELAXATION = {"ENFORCE": "Enforce", "BYPASS": "Bypass", "BYPASS_2FACTOR": "Bypass_2factor",
+                     "ENFORCE_RELAXREFRESH": "Enforce_RelaxRefresh"}
+ECA_REFRESH = {"infinite": "Infinite", "zero": "Zero", "specific_lifetime": "SpecificLifetime",
+               "specific_inactivity": "SpecificInactivity"}
 
 
 @dataclass(frozen=True)
@@ -39,13 +56,19 @@ class AccessSpec:
     assign_users: tuple[str, ...]
     exclusive: bool
     warnings: tuple[str, ...] = ()
+    app_kind: str = ""  # connected_app | external_client_app; "" = find out from the org
 
 
 def build_access_spec(*, app_name: str, permitted_users: str = "admin_approved", ip_relaxation: str = "ENFORCE",
                       refresh_token_policy: str = "infinite", profiles=("System Administrator",),
                       permission_sets=(), create_permission_sets: bool = False, assign_users=(),
-                      exclusive: bool = False) -> AccessSpec:
-    """Validate phase 3's parameters; nothing is read or written yet."""
+                      exclusive: bool = False, workdir: str | Path | None = None,
+                      app_kind: str = "") -> AccessSpec:
+    """Validate phase 3's parameters; nothing is read from or written to the org yet.
+
+    ``app_kind`` comes from phase 2's record in ``workdir`` when not given (and the record is for
+    this app); left empty, ``plan_access`` asks the org which kind ``app_name`` is.
+    """
     check_api_name(app_name)
     if permitted_users not in PERMITTED_USERS:
         raise InputError("permitted_users", permitted_users, 'use "admin_approved" (pre-authorized profiles '
@@ -55,20 +78,31 @@ def build_access_spec(*, app_name: str, permitted_users: str = "admin_approved",
     if not REFRESH_POLICY.match(str(refresh_token_policy)):
         raise InputError("refresh_token_policy", refresh_token_policy,
                          'use "infinite", "zero", "specific_lifetime:N:HOURS|DAYS|MONTHS" or '
-                         '"specific_inactivity:N:HOURS|DAYS|MONTHS"')
+                         '"specific_inactivity:N:HOURS|DAYS|MONTHS" (N from 1 to 9999)')
     profiles_t, sets_t, users_t = _names("profiles", profiles), _names("permission_sets", permission_sets), \
         _names("assign_users", assign_users)
     if create_permission_sets:
         for name in sets_t:
-            check_api_name(name, "permission_sets")
+            new_permission_set_names(name)
     if users_t and not sets_t:
         raise InputError("assign_users", list(users_t), "name the permission_sets to assign them to")
-    warnings = []
     if PERMITTED_USERS[permitted_users] and not profiles_t and not sets_t:
-        warnings.append("admin-approved with no profiles and no permission sets: nobody can log in by JWT")
+        raise InputError("profiles", [], "name at least one profile or permission set whose users may log in "
+                         "(e.g. profiles=['System Administrator']), or use permitted_users='all_users'",
+                         problem="with admin-approved users and no profiles or permission sets, nobody can log in")
+    kind = app_kind or _recorded_app_kind(workdir, app_name)
+    if kind and kind not in APP_KINDS:
+        raise InputError("app_kind", kind, f"use one of {', '.join(APP_KINDS)}")
     return AccessSpec(app_name, PERMITTED_USERS[permitted_users], ip_relaxation, str(refresh_token_policy),
-                      profiles_t, sets_t, bool(create_permission_sets), users_t, bool(exclusive),
-                      tuple(warnings))
+                      profiles_t, sets_t, bool(create_permission_sets), users_t, bool(exclusive), (), kind)
+
+
+def _recorded_app_kind(workdir, app_name: str) -> str:
+    """The app kind phase 2 recorded for ``app_name`` in ``workdir``, or "" when it recorded none."""
+    record = open_workdir(workdir).load("connected_app") if workdir else None
+    if not record or record.get("full_name", app_name) != app_name:
+        return ""
+    return str(record.get("app_kind") or "")
 
 
 def _names(field_name: str, value) -> tuple[str, ...]:
@@ -79,13 +113,25 @@ def _names(field_name: str, value) -> tuple[str, ...]:
     return tuple(dict.fromkeys(i.strip() for i in items))
 
 
+def new_permission_set_names(name: str) -> tuple[str, str]:
+    """(API name, label) for a permission set to create from ``name``, which may be either.
+
+    An API name (``Runbook_JWT_Users``) gets the label "Runbook JWT Users"; a label ("Runbook JWT
+    Users") gets the API name ``Runbook_JWT_Users``.
+    """
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
+        return check_api_name(name, "permission_sets"), name.replace("_", " ")
+    api_name = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
+    return check_api_name(api_name, "permission_sets"), name
+
+
 @dataclass
 class Grant:
     """One pre-authorization: a profile or permission set, and the permission set that carries it."""
 
     kind: str  # profile | permission_set
-    name: str
-    parent_id: str  # PermissionSet Id (profile-owned for profiles)
+    name: str  # profile name or permission set API name
+    parent_id: str  # PermissionSet Id (profile-owned for profiles); "" until a new set is created
 
 
 @dataclass
@@ -96,10 +142,13 @@ class AccessPlan:
     policy_changes: list[tuple[str, str, str]]
     add: list[Grant]
     remove: list[Grant]
-    create_sets: list[str]
-    assign: list[tuple[str, str]]  # (username, permission set name)
+    create_sets: list[str]  # API names (labels in new_sets)
+    assign: list[tuple[str, str]]  # (username, permission set API name)
     warnings: list[str] = field(default_factory=list)
-    current_app: dict | None = field(default=None, repr=False)
+    current_app: dict | None = field(default=None, repr=False)  # ECA: the policies component (None: create)
+    app_kind: str = "connected_app"
+    keep: list[Grant] = field(default_factory=list)  # pre-authorizations that stay as they are
+    new_sets: dict[str, str] = field(default_factory=dict)  # API name -> label
 
     @property
     def is_empty(self) -> bool:
@@ -107,7 +156,7 @@ class AccessPlan:
 
     def lines(self) -> list[str]:
         out = [f"policy {f}: {old} -> {new}" for f, old, new in self.policy_changes]
-        out += [f"create permission set {n}" for n in self.create_sets]
+        out += [f"create permission set {n} (label {self.new_sets.get(n, n)!r})" for n in self.create_sets]
         out += [f"pre-authorize {g.kind} {g.name}" for g in self.add]
         out += [f"REMOVE pre-authorization of {g.kind} {g.name}" for g in self.remove]
         out += [f"assign permission set {p} to {u}" for u, p in self.assign]
@@ -133,12 +182,13 @@ class AccessResult:
     applied: bool
     changes: list[str]
     warnings: list[str]
+    app_kind: str = "connected_app"
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     def _repr_html_(self) -> str:
-        rows = [("App", self.app_name),
+        rows = [("App", f"{self.app_name} ({self.app_kind})"),
                 ("Permitted users", "Admin approved users are pre-authorized" if self.admin_approved
                  else "All users may self-authorize"),
                 ("IP relaxation", self.ip_relaxation), ("Refresh token policy", self.refresh_token_policy),
@@ -151,6 +201,112 @@ class AccessResult:
         return f"<table>{body}</table>"
 
 
+def _closest(name: str, choices: list[str]) -> str:
+    near = difflib.get_close_matches(name, choices, n=3, cutoff=0.4)
+    return f"did you mean {', '.join(repr(n) for n in near)}?" if near else \
+        f"existing: {', '.join(sorted(choices)[:8])}"
+
+
+@dataclass
+class _OrgSets:
+    """The org's permission sets: profile-owned ones by profile name, standalone ones by API name."""
+
+    by_profile: dict[str, dict]
+    standalone: list[dict]
+
+    @classmethod
+    def read(cls, session: OrgSession) -> _OrgSets:
+        sets = rest.query(session, "SELECT Id, Name, Label, IsOwnedByProfile, Profile.Name FROM PermissionSet")
+        return cls({s["Profile"]["Name"]: s for s in sets if s["IsOwnedByProfile"] and s.get("Profile")},
+                   [s for s in sets if not s["IsOwnedByProfile"]])
+
+    def grant_for_parent(self, parent_id: str) -> Grant:
+        """The profile or permission set a SetupEntityAccess row's ParentId stands for."""
+        for profile, row in self.by_profile.items():
+            if row["Id"] == parent_id:
+                return Grant("profile", profile, parent_id)
+        found = next((s for s in self.standalone if s["Id"] == parent_id), None)
+        return Grant("permission_set", found["Name"] if found else parent_id, parent_id)
+
+    def standalone_named(self, name: str) -> dict | None:
+        """A standalone permission set by Id, API name or label (case-insensitive)."""
+        low = name.lower()
+        return next((s for s in self.standalone if low in (s["Id"].lower(), s["Name"].lower(),
+                                                            s["Label"].lower())), None)
+
+
+def _wanted_grants(spec: AccessSpec, sets: _OrgSets) -> tuple[list[Grant], dict[str, str]]:
+    """The grants the parameters ask for, and the permission sets to create (API name -> label).
+
+    Refuses an unknown profile, or an unknown permission set without create_permission_sets, with
+    the closest existing names; nothing has been written at this point.
+    """
+    grants: list[Grant] = []
+    for name in spec.profiles:
+        match = next((p for p in sets.by_profile if p.lower() == name.lower()), None)
+        if match is None:
+            raise InputError("profiles", name, _closest(name, list(sets.by_profile)), problem="no such profile")
+        grants.append(Grant("profile", match, sets.by_profile[match]["Id"]))
+    create: dict[str, str] = {}
+    for name in spec.permission_sets:
+        found = sets.standalone_named(name)
+        if found is None and spec.create_permission_sets:
+            api_name, label = new_permission_set_names(name)
+            found = sets.standalone_named(api_name) or sets.standalone_named(label)
+            if found is None:
+                create[api_name] = label
+                grants.append(Grant("permission_set", api_name, ""))
+                continue
+        if found is None:
+            choices = [s["Name"] for s in sets.standalone] + [s["Label"] for s in sets.standalone]
+            raise InputError("permission_sets", name, _closest(name, choices) +
+                             " Or set create_permission_sets=True to create it.", problem="no such permission set")
+        grants.append(Grant("permission_set", found["Name"], found["Id"]))
+    return list({(g.kind, g.name): g for g in grants}.values()), create
+
+
+def plan_access(session: OrgSession, spec: AccessSpec) -> AccessPlan:
+    """Read the app, its policies, the org's permission sets and grants; list what must change.
+
+    Every parameter is checked against the org here (unknown profile, permission set or user is an
+    ``InputError``), so a refused plan has changed nothing.
+    """
+    kind = spec.app_kind or _app_kind_in_org(session, spec.app_name)
+    sets = _OrgSets.read(session)
+    wanted, create = _wanted_grants(spec, sets)
+    if kind == "external_client_app":
+        app_id, policies, have = _read_eca(session, spec, sets)
+        changes = _eca_policy_changes(policies or {}, spec)
+    else:
+        app_id, app, have = _read_connected_app(session, spec, sets)
+        policies, changes = app, _policy_changes(app, spec)
+    have_parents = {g.parent_id for g in have}
+    add = [g for g in wanted if not g.parent_id or g.parent_id not in have_parents]
+    keep = [g for g in wanted if g.parent_id and g.parent_id in have_parents]
+    wanted_parents = {g.parent_id for g in wanted}
+    extra = [g for g in have if g.parent_id not in wanted_parents]
+    warnings = list(spec.warnings)
+    if extra and not spec.exclusive:
+        warnings.append("also pre-authorized, not in the parameters (kept; exclusive=True would remove them): "
+                        + ", ".join(f"{g.kind} {g.name}" for g in extra))
+    assign, user_warnings = _plan_assignments(session, spec, wanted, create)
+    return AccessPlan(app_id, changes, add, extra if spec.exclusive else [], list(create), assign,
+                      warnings + user_warnings, policies, kind or "connected_app",
+                      keep + ([] if spec.exclusive else extra), create)
+
+
+def _app_kind_in_org(session: OrgSession, app_name: str) -> str:
+    """Which kind of app ``app_name`` is, asking the org (phase 2 left no record saying so)."""
+    if metadata.read(session, METADATA_TYPE, app_name) is not None:
+        return "connected_app"
+    if metadata.read(session, ECA_TYPE, app_name) is not None:
+        return "external_client_app"
+    raise InputError("app_name", app_name, "the org has no connected app or external client app of that name: "
+                     "run phase 2 (02_connected_app) first, or fix app_name")
+
+
+# ---------------------------------------------------------------- connected apps: metadata + SetupEntityAccess
+
 def _policy_changes(app: dict, spec: AccessSpec) -> list[tuple[str, str, str]]:
     oauth, policy = app.get("oauthConfig") or {}, app.get("oauthPolicy") or {}
     have = {"isAdminApproved": str(bool(oauth.get("isAdminApproved"))).lower(),
@@ -161,14 +317,8 @@ def _policy_changes(app: dict, spec: AccessSpec) -> list[tuple[str, str, str]]:
     return [(k, have[k], want[k]) for k in want if have[k] != want[k]]
 
 
-def _closest(name: str, choices: list[str]) -> str:
-    near = difflib.get_close_matches(name, choices, n=3, cutoff=0.4)
-    return f"did you mean {', '.join(repr(n) for n in near)}?" if near else \
-        f"existing: {', '.join(sorted(choices)[:8])}"
-
-
-def plan_access(session: OrgSession, spec: AccessSpec) -> AccessPlan:
-    """Read the app, its policies, the org's permission sets and grants; list what must change."""
+def _read_connected_app(session: OrgSession, spec: AccessSpec, sets: _OrgSets) -> tuple[str, dict, list[Grant]]:
+    """The app's ConnectedApplication Id, its metadata, and its grants (one per SetupEntityAccess row)."""
     app = metadata.read(session, METADATA_TYPE, spec.app_name)
     if app is None:
         raise InputError("app_name", spec.app_name, "the org has no such connected app: run phase 2 "
@@ -179,75 +329,26 @@ def plan_access(session: OrgSession, spec: AccessSpec) -> AccessPlan:
         raise SalesforceError("query ConnectedApplication", "NOT_FOUND",
                               f"no ConnectedApplication named {label!r}", "rerun phase 2")
     app_id = apps[0]["Id"]
-    sets = rest.query(session, "SELECT Id, Name, Label, IsOwnedByProfile, Profile.Name FROM PermissionSet")
-    by_profile = {s["Profile"]["Name"]: s for s in sets if s["IsOwnedByProfile"] and s.get("Profile")}
-    standalone = [s for s in sets if not s["IsOwnedByProfile"]]
-    grants: list[Grant] = []
-    for name in spec.profiles:
-        match = next((p for p in by_profile if p.lower() == name.lower()), None)
-        if match is None:
-            raise InputError("profiles", name, _closest(name, list(by_profile)), problem="no such profile")
-        grants.append(Grant("profile", match, by_profile[match]["Id"]))
-    create_sets = []
-    for name in spec.permission_sets:
-        found = next((s for s in standalone if name.lower() in (s["Name"].lower(), s["Label"].lower())), None)
-        if found is not None:
-            grants.append(Grant("permission_set", found["Name"], found["Id"]))
-        elif spec.create_permission_sets:
-            create_sets.append(name)
-            grants.append(Grant("permission_set", name, ""))
-        else:
-            choices = [s["Name"] for s in standalone] + [s["Label"] for s in standalone]
-            raise InputError("permission_sets", name, _closest(name, choices) +
-                             " Or set create_permission_sets=True to create it.", problem="no such permission set")
-    existing = rest.query(session, f"SELECT Id, ParentId FROM SetupEntityAccess WHERE SetupEntityId = "
-                                   f"{rest.quote(app_id)}")
-    have_parents = {row["ParentId"]: row["Id"] for row in existing}
-    add = [g for g in grants if g.parent_id not in have_parents]
-    remove = []
-    if spec.exclusive:
-        wanted = {g.parent_id for g in grants}
-        names = {s["Id"]: (("profile", s["Profile"]["Name"]) if s["IsOwnedByProfile"] and s.get("Profile")
-                           else ("permission_set", s["Name"])) for s in sets}
-        remove = [Grant(*names.get(pid, ("permission_set", pid)), pid) for pid in have_parents if pid not in wanted]
-    assign = _plan_assignments(session, spec, {s["Name"]: s["Id"] for s in standalone}, create_sets)
-    return AccessPlan(app_id, _policy_changes(app, spec), add, remove, create_sets, assign,
-                      list(spec.warnings), app)
+    rows = rest.query(session, f"SELECT Id, ParentId FROM SetupEntityAccess WHERE SetupEntityId = "
+                               f"{rest.quote(app_id)}")
+    return app_id, app, [sets.grant_for_parent(r["ParentId"]) for r in rows]
 
 
-def _plan_assignments(session: OrgSession, spec: AccessSpec, set_ids: dict[str, str],
-                      create_sets: list[str]) -> list[tuple[str, str]]:
-    if not spec.assign_users:
-        return []
-    names = ", ".join(rest.quote(u) for u in spec.assign_users)
-    users = {u["Username"].lower(): u for u in rest.query(
-        session, f"SELECT Id, Username, IsActive FROM User WHERE Username IN ({names})")}
-    for username in spec.assign_users:
-        if username.lower() not in users:
-            raise InputError("assign_users", username, "give the Salesforce username of an existing user",
-                             problem="no such user")
-    ids = [set_ids[n] for n in spec.permission_sets if n in set_ids]
-    held = set()
-    if ids:
-        rows = rest.query(session, "SELECT AssigneeId, PermissionSetId FROM PermissionSetAssignment WHERE "
-                                   f"PermissionSetId IN ({', '.join(rest.quote(i) for i in ids)})")
-        held = {(r["AssigneeId"], r["PermissionSetId"]) for r in rows}
-    plan = []
-    for set_name in spec.permission_sets:
-        for username in spec.assign_users:
-            user = users[username.lower()]
-            if set_name in create_sets or (user["Id"], set_ids.get(set_name)) not in held:
-                plan.append((user["Username"], set_name))
-    return plan
+def _update_policies(session: OrgSession, spec: AccessSpec, app: dict) -> None:
+    # Grants stay out of the payload: an update without profileName/permissionSetName keeps the
+    # SetupEntityAccess rows as they are, and those are written one by one over REST.
+    data = {k: v for k, v in app.items() if k not in ("profileName", "permissionSetName")}
+    oauth = {k: v for k, v in (data.get("oauthConfig") or {}).items() if k not in ("consumerKey", "consumerSecret")}
+    oauth["isAdminApproved"] = spec.admin_approved
+    data["oauthConfig"] = oauth
+    data["oauthPolicy"] = {**(data.get("oauthPolicy") or {}), "ipRelaxation": spec.ip_relaxation,
+                           "refreshTokenPolicy": spec.refresh_token_policy}
+    metadata.update(session, METADATA_TYPE, data)
 
 
-def apply_access(session: OrgSession, spec: AccessSpec, plan: AccessPlan) -> None:
-    """Carry out ``plan``: policies first, then sets, grants, removals and assignments."""
+def _apply_connected_app(session: OrgSession, spec: AccessSpec, plan: AccessPlan, created: dict[str, str]) -> None:
     if plan.policy_changes:
         _update_policies(session, spec, plan.current_app or {})
-    created = {}
-    for name in plan.create_sets:
-        created[name] = rest.create(session, "PermissionSet", {"Name": name, "Label": name.replace("_", " ")})
     for grant in plan.add:
         parent = grant.parent_id or created[grant.name]
         rest.create(session, "SetupEntityAccess", {"ParentId": parent, "SetupEntityId": plan.app_id})
@@ -258,15 +359,151 @@ def apply_access(session: OrgSession, spec: AccessSpec, plan: AccessPlan) -> Non
         for row in rows:
             if row["ParentId"] in doomed:
                 rest.delete(session, "SetupEntityAccess", row["Id"])
-    if plan.assign:
-        _assign(session, plan, created)
+
+
+# ---------------------------------------------------------------- external client apps: the OAuth policies component
+
+def _eca_policies_name(session: OrgSession, app_name: str) -> str | None:
+    """The full name of the app's ExtlClntAppOauthConfigurablePolicies component, if it has one.
+
+    Phase 2 names it ``<App>OAuthSettings_defaultPolicy``; other tools pick other names (only the
+    app's name as prefix is conventional), so when that name is not it, the org lists them and the
+    one whose ``externalClientApplication`` is this app wins.
+    """
+    usual = metadata.read(session, ECA_POLICIES_TYPE, app_name + ECA_POLICIES_SUFFIX)
+    if usual and (usual.get("externalClientApplication") or "").lower() == app_name.lower():
+        return usual["fullName"]
+    mdapi = metadata._mdapi(session)
+    query = mdapi._client.get_type("ns0:ListMetadataQuery")(type=ECA_POLICIES_TYPE)
+    try:
+        listed = mdapi.list_metadata([query]) or []
+    except Exception as exc:  # zeep Fault: keep Salesforce's words
+        raise SalesforceError(f"listMetadata {ECA_POLICIES_TYPE}", "SOAP_FAULT", str(exc)) from None
+    names = sorted((item.fullName for item in listed),
+                   key=lambda n: (not n.lower().startswith(app_name.lower()), n))
+    for name in names:
+        component = metadata.read(session, ECA_POLICIES_TYPE, name)
+        if component and (component.get("externalClientApplication") or "").lower() == app_name.lower():
+            return name
+    return None
+
+
+def _comma(value) -> list[str]:
+    return [part.strip() for part in str(value or "").split(",") if part.strip()]
+
+
+def _read_eca(session: OrgSession, spec: AccessSpec, sets: _OrgSets) -> tuple[str, dict | None, list[Grant]]:
+    """The ExternalClientApplication Id, its OAuth policies component (None: none yet) and its grants."""
+    if metadata.read(session, ECA_TYPE, spec.app_name) is None:
+        raise InputError("app_name", spec.app_name, "the org has no such external client app: run phase 2 "
+                         "(02_connected_app) first, or fix app_name")
+    rows = rest.query(session, "SELECT Id FROM ExternalClientApplication WHERE DeveloperName = "
+                               f"{rest.quote(spec.app_name)}")
+    app_id = rows[0]["Id"] if rows else ""
+    name = _eca_policies_name(session, spec.app_name)
+    policies = metadata.read(session, ECA_POLICIES_TYPE, name) if name else None
+    grants = []
+    for profile in _comma((policies or {}).get("commaSeparatedProfile")):
+        row = next((r for p, r in sets.by_profile.items() if p.lower() == profile.lower()), None)
+        grants.append(Grant("profile", profile, row["Id"] if row else f"profile:{profile}"))
+    for value in _comma((policies or {}).get("commaSeparatedPermissionSet")):
+        found = sets.standalone_named(value)
+        grants.append(Grant("permission_set", found["Name"], found["Id"]) if found
+                      else Grant("permission_set", value, f"permission_set:{value}"))
+    return app_id, policies, grants
+
+
+def _eca_refresh(policies: dict) -> str:
+    kind = policies.get("refreshTokenPolicyType") or "Infinite"
+    policy = next((k for k, v in ECA_REFRESH.items() if v == kind), kind)
+    if policy.startswith("specific_"):
+        unit = str(policies.get("refreshTokenValidityUnit") or "").upper()
+        return f"{policy}:{policies.get('refreshTokenValidityPeriod')}:{unit}"
+    return policy
+
+
+def _eca_policy_changes(policies: dict, spec: AccessSpec) -> list[tuple[str, str, str]]:
+    ip = policies.get("ipRelaxationPolicyType") or "Enforce"
+    have = {"permittedUsersPolicyType": policies.get("permittedUsersPolicyType") or ECA_PERMITTED[False],
+            "ipRelaxationPolicyType": next((k for k, v in ECA_IP_RELAXATION.items() if v == ip), ip),
+            "refreshTokenPolicy": _eca_refresh(policies)}
+    want = {"permittedUsersPolicyType": ECA_PERMITTED[spec.admin_approved],
+            "ipRelaxationPolicyType": spec.ip_relaxation, "refreshTokenPolicy": spec.refresh_token_policy}
+    return [(k, have[k], want[k]) for k in want if have[k] != want[k]]
+
+
+def _eca_policy_fields(spec: AccessSpec) -> dict:
+    kind, _, rest_ = spec.refresh_token_policy.partition(":")
+    fields = {"permittedUsersPolicyType": ECA_PERMITTED[spec.admin_approved],
+              "ipRelaxationPolicyType": ECA_IP_RELAXATION[spec.ip_relaxation],
+              "refreshTokenPolicyType": ECA_REFRESH[kind]}
+    if rest_:
+        period, unit = rest_.split(":")
+        fields |= {"refreshTokenValidityPeriod": int(period), "refreshTokenValidityUnit": unit.capitalize()}
+    return fields
+
+
+def _apply_eca(session: OrgSession, spec: AccessSpec, plan: AccessPlan, created: dict[str, str]) -> None:
+    """One save of the policies component: policies, and the grants kept plus the ones added."""
+    grants = plan.keep + plan.add
+    profiles = [g.name for g in grants if g.kind == "profile"]
+    # The documented content is permission set Ids (names also work in some orgs; Ids always do).
+    set_ids = [created[g.name] if not g.parent_id else g.name if g.parent_id.startswith("permission_set:")
+               else g.parent_id for g in grants if g.kind == "permission_set"]
+    current = plan.current_app
+    data = {k: v for k, v in (current or {}).items()
+            if k not in ("refreshTokenValidityPeriod", "refreshTokenValidityUnit", "commaSeparatedProfile",
+                         "commaSeparatedPermissionSet")}
+    data |= _eca_policy_fields(spec)
+    if profiles:
+        data["commaSeparatedProfile"] = ", ".join(profiles)
+    if set_ids:
+        data["commaSeparatedPermissionSet"] = ", ".join(set_ids)
+    if current is None:
+        data |= {"fullName": spec.app_name + ECA_POLICIES_SUFFIX, "externalClientApplication": spec.app_name,
+                 "label": f"{spec.app_name} OAuth policies"}
+        metadata.create(session, ECA_POLICIES_TYPE, data)
+    else:
+        metadata.update(session, ECA_POLICIES_TYPE, data)
+
+
+# ---------------------------------------------------------------- permission sets and their users
+
+def _plan_assignments(session: OrgSession, spec: AccessSpec, wanted: list[Grant],
+                      create: dict[str, str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(username, permission set API name) pairs still to assign, and warnings about the users."""
+    if not spec.assign_users:
+        return [], []
+    names = ", ".join(rest.quote(u) for u in spec.assign_users)
+    users = {u["Username"].lower(): u for u in rest.query(
+        session, f"SELECT Id, Username, IsActive FROM User WHERE Username IN ({names})")}
+    for username in spec.assign_users:
+        if username.lower() not in users:
+            raise InputError("assign_users", username, "give the Salesforce username of an existing user",
+                             problem="no such user")
+    warnings = [f"user {u['Username']} is inactive: the assignment is made, but they cannot log in"
+                for u in users.values() if not u.get("IsActive", True)]
+    sets = [g for g in wanted if g.kind == "permission_set"]
+    ids = [g.parent_id for g in sets if g.parent_id]
+    held = set()
+    if ids:
+        rows = rest.query(session, "SELECT AssigneeId, PermissionSetId FROM PermissionSetAssignment WHERE "
+                                   f"PermissionSetId IN ({', '.join(rest.quote(i) for i in ids)})")
+        held = {(r["AssigneeId"], r["PermissionSetId"]) for r in rows}
+    plan = []
+    for grant in sets:
+        for username in spec.assign_users:
+            user = users[username.lower()]
+            if grant.name in create or (user["Id"], grant.parent_id) not in held:
+                plan.append((user["Username"], grant.name))
+    return plan, warnings
 
 
 def _assign(session: OrgSession, plan: AccessPlan, created: dict[str, str]) -> None:
-    names = ", ".join(rest.quote(u) for u, _ in plan.assign)
+    names = ", ".join(rest.quote(u) for u in dict.fromkeys(u for u, _ in plan.assign))
     users = {u["Username"]: u["Id"] for u in rest.query(
         session, f"SELECT Id, Username FROM User WHERE Username IN ({names})")}
-    set_names = ", ".join(rest.quote(n) for _, n in plan.assign)
+    set_names = ", ".join(rest.quote(n) for n in dict.fromkeys(n for _, n in plan.assign))
     sets = {s["Name"]: s["Id"] for s in rest.query(
         session, f"SELECT Id, Name FROM PermissionSet WHERE Name IN ({set_names})")}
     for username, set_name in plan.assign:
@@ -279,29 +516,37 @@ def _assign(session: OrgSession, plan: AccessPlan, created: dict[str, str]) -> N
                 raise
 
 
-def _update_policies(session: OrgSession, spec: AccessSpec, app: dict) -> None:
-    data = {k: v for k, v in app.items() if k not in ("profileName", "permissionSetName")}
-    oauth = {k: v for k, v in (data.get("oauthConfig") or {}).items() if k not in ("consumerKey", "consumerSecret")}
-    oauth["isAdminApproved"] = spec.admin_approved
-    data["oauthConfig"] = oauth
-    data["oauthPolicy"] = {**(data.get("oauthPolicy") or {}), "ipRelaxation": spec.ip_relaxation,
-                           "refreshTokenPolicy": spec.refresh_token_policy}
-    metadata.update(session, METADATA_TYPE, data)
+# ---------------------------------------------------------------- apply and read back
+
+def apply_access(session: OrgSession, spec: AccessSpec, plan: AccessPlan) -> None:
+    """Carry out ``plan``: new permission sets first, then policies and grants, then assignments."""
+    created = {name: rest.create(session, "PermissionSet", {"Name": name, "Label": plan.new_sets.get(name, name)})
+               for name in plan.create_sets}
+    if plan.app_kind == "external_client_app":
+        if plan.policy_changes or plan.add or plan.remove:
+            _apply_eca(session, spec, plan, created)
+    else:
+        _apply_connected_app(session, spec, plan, created)
+    if plan.assign:
+        _assign(session, plan, created)
 
 
 def apply_access_plan(session: OrgSession, spec: AccessSpec, plan: AccessPlan, *, workdir: str | Path,
                       apply: bool = True) -> AccessResult:
     """Apply ``plan`` unless ``apply`` is False, then read back and check the org agrees."""
+    after = plan
     if apply and not plan.is_empty:
         apply_access(session, spec, plan)
-        check = plan_access(session, replace(spec, create_permission_sets=False))
-        if check.policy_changes or check.add or check.remove:
-            raise SalesforceError("read back access", "READBACK_MISMATCH", "; ".join(check.lines()),
+        after = plan_access(session, replace(spec, create_permission_sets=False, app_kind=plan.app_kind))
+        if after.policy_changes or after.add or after.remove or after.assign:
+            raise SalesforceError("read back access", "READBACK_MISMATCH", "; ".join(after.lines()),
                                   "rerun phase 3; if it persists, check Setup > App Manager > Manage > "
                                   "Edit Policies")
+    granted = after.keep if apply and not plan.is_empty else plan.keep + plan.add
     result = AccessResult(spec.app_name, spec.admin_approved, spec.ip_relaxation, spec.refresh_token_policy,
-                          list(spec.profiles), list(spec.permission_sets), apply,
-                          [] if plan.is_empty else plan.lines(), list(spec.warnings))
+                          [g.name for g in granted if g.kind == "profile"],
+                          [g.name for g in granted if g.kind == "permission_set"], apply,
+                          [] if plan.is_empty else plan.lines(), list(plan.warnings), plan.app_kind)
     if apply:
         open_workdir(workdir).save("access", result.as_dict())
     return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import os
 import re
 import shutil
@@ -84,26 +85,50 @@ class RunSummary:
 
 
 def parameters_of(notebook: Path) -> set[str]:
-    """The names declared in a notebook's ``parameters`` cell."""
+    """The names declared in a notebook's ``parameters`` cell (read once per notebook version)."""
+    stat = Path(notebook).stat()
+    return set(_parameters_of(str(notebook), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=64)
+def _parameters_of(notebook: str, _mtime_ns: int, _size: int) -> frozenset[str]:
     import papermill
 
-    return set(papermill.inspect_notebook(str(notebook)))
+    return frozenset(papermill.inspect_notebook(notebook))
 
 
 def run_runbook(*, org: str = "local", workdir: str | Path = "work", params: dict[str, Any] | None = None,
                 runs_dir: str | Path = "runs", fresh_org: bool = False, phases: list[str] | None = None,
-                progress=print) -> RunSummary:
-    """Run the phases in order in one kernel; stops at the first failure (in the summary, not raised)."""
+                progress=print, resume: bool = False, run_dir: str | Path | None = None,
+                local_org: dict[str, Any] | None = None) -> RunSummary:
+    """Run the phases in order in one kernel; stops at the first failure (in the summary, not raised).
+
+    ``resume`` skips the leading phases that are already done, as the work folder and the org say
+    (``runbook.overview``), and runs the rest. ``run_dir`` replaces ``runs_dir/<timestamp>`` (fleets use
+    ``runs/<timestamp>/<org>``); ``local_org`` holds ``LocalOrg`` options (e.g. ``latency_ms``) for a
+    local org this call starts. Nothing org-specific goes through this process's environment: the
+    kernel gets its own.
+    """
     params = dict(params or {})
     check_no_secret_params(params)
     workdir = Path(workdir).expanduser().resolve()
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    run_dir = Path(runs_dir).expanduser().resolve() / stamp
+    if run_dir is None:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        run_dir = Path(runs_dir).expanduser().resolve() / stamp
+    run_dir = Path(run_dir).expanduser().resolve()
     run_dir.mkdir(parents=True)
-    env = _start_local(workdir, fresh_org) if org == "local" else {}
+    env = _start_local(workdir, fresh_org, local_org or {}) if org == "local" else {}
     summary = RunSummary(run_dir, workdir, org)
     common = {"org": org, "workdir": str(workdir), **params}
     selected = [(phase, name) for phase, name in PHASES if not phases or phase in phases]
+    if resume:
+        done = _done_phases(org, workdir, params)
+        while selected and selected[0][0] in done:
+            phase, name = selected.pop(0)
+            progress(f"[{phase}] already done: skipped")
+            summary.phases.append(PhaseRun(phase, notebooks_dir() / name, run_dir / name, 0.0, "skipped"))
+    if not selected:
+        return summary
     with _kernel(env, cwd=workdir.parent) as km:
         for phase, name in selected:
             run = _run_phase(km, phase, notebooks_dir() / name, run_dir / name, common, progress)
@@ -111,6 +136,25 @@ def run_runbook(*, org: str = "local", workdir: str | Path = "work", params: dic
             if run.status == "failed":
                 break
     return summary
+
+
+def _done_phases(org: str, workdir: Path, params: dict[str, Any]) -> set[str]:
+    """The phases the work folder and the org say are done (the org is not checked if it cannot be reached)."""
+    from runbook.errors import RunbookError
+    from runbook.org import DEFAULT_API_VERSION, connect, connect_local
+    from runbook.overview import phase_overview
+
+    api_version = str(params.get("api_version", DEFAULT_API_VERSION))
+    try:
+        session = connect_local(workdir / "localorg", api_version=api_version) if org == "local" else \
+            connect(org, workdir=workdir, api_version=api_version)
+    except RunbookError:
+        session = None
+    overview = phase_overview(workdir, session)
+    done = {p.phase for p in overview.phases if p.state == "done"}
+    if session is None:
+        done &= {"certificate"}  # the org could not be asked: only the local key pair can be trusted
+    return done
 
 
 def _run_phase(km, phase: str, notebook: Path, output: Path, common: dict[str, Any], progress) -> PhaseRun:
@@ -146,12 +190,12 @@ def _kernel(env: dict[str, str], cwd: Path):
         km.shutdown_kernel(now=True)
 
 
-def _start_local(workdir: Path, fresh: bool) -> dict[str, str]:
+def _start_local(workdir: Path, fresh: bool, options: dict[str, Any]) -> dict[str, str]:
     """Serve the local org from this process; returns the environment the kernel needs to reach it."""
     state = workdir / "localorg"
     if fresh and state.exists():
         shutil.rmtree(state)
-    org = start_local_org(state)
+    org = start_local_org(state, **options)
     return {LOCAL_STATE_ENV: str(org.state_dir), "REQUESTS_CA_BUNDLE": str(org.ca_bundle)}
 
 

@@ -1,4 +1,5 @@
-"""The `runbook` command: run the phases as a batch, serve the local org."""
+"""The `runbook` command: run the phases as a batch, copy the notebooks for the walkthrough, serve the local org,
+scan outputs for secrets."""
 
 from __future__ import annotations
 
@@ -9,6 +10,18 @@ import click
 import yaml
 
 from runbook.errors import RunbookError
+
+
+def _read_config(path: Path) -> dict:
+    """The parameters in a runbook.yaml: a mapping of name to value (an all-comments file is empty)."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise click.BadParameter(f"{path}: not valid YAML: {exc}", param_hint="--config") from None
+    if not isinstance(data, dict) or not all(isinstance(k, str) and k.isidentifier() for k in data):
+        raise click.BadParameter(f"{path}: expected a mapping of parameter names to values, e.g. "
+                                 "'contact_email: you@example.com'", param_hint="--config")
+    return data
 
 
 def _parse_params(pairs: tuple[str, ...]) -> dict:
@@ -22,13 +35,31 @@ def _parse_params(pairs: tuple[str, ...]) -> dict:
     return params
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="sf-connected-app-runbook", prog_name="runbook")
 def main() -> None:
-    """Set up a Salesforce Connected App for a Dev Hub org, end to end, with Jupyter notebooks."""
+    """Set up a Salesforce Connected App for a Dev Hub org, end to end, with Jupyter notebooks.
+
+    \b
+    The four phases (one notebook each, run in order by papermill):
+      1. certificate  key pair and self-signed certificate
+      2. app          the connected app (OAuth, digital signatures, scopes)
+      3. access       OAuth policies, pre-authorized profiles and permission sets
+      4. verify       a real JWT bearer login and the `sf org login jwt` command
+
+    \b
+    Examples:
+      runbook run                           all four phases against the emulated local org
+      runbook run --org my-devhub -p contact_email=you@example.com
+      runbook run --config runbook.yaml     parameters from a file (see `runbook init`)
+      runbook run --config orgs.yaml --jobs 4   a fleet: every org listed under orgs:, report.md/.html
+      runbook init walkthrough              the notebooks and a sample runbook.yaml, to open in Jupyter
+      runbook org serve                     the emulated Dev Hub in the foreground
+      runbook scan runs/                    check executed notebooks for leaked secrets
+    """
 
 
-@main.command()
+@main.command(short_help="Run the four phases in order against an org; stop at the first failure.")
 @click.option("--org", default="local", show_default=True,
               help='"local" (the emulated Dev Hub), a Salesforce CLI alias or username, "env" or "password".')
 @click.option("--workdir", default="work", show_default=True, type=click.Path(file_okay=False),
@@ -37,15 +68,36 @@ def main() -> None:
               help="Executed notebooks go to RUNS_DIR/<timestamp>/.")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A notebook parameter (YAML value); repeatable. Never a secret.")
-@click.option("--fresh-org", is_flag=True, help="Start the local org from an empty state.")
-def run(org: str, workdir: str, runs_dir: str, params: tuple[str, ...], fresh_org: bool) -> None:
-    """Run the four phase notebooks in order with papermill; stop at the first failure."""
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              metavar="FILE", help="Parameters from a YAML mapping (the sample: `runbook init`); -p, --org and "
+                                   "--workdir on the command line win.")
+@click.option("--fresh-org", is_flag=True, help="Start the local org from an empty state (local org only).")
+@click.option("--jobs", type=click.IntRange(1, 64), default=None,
+              help="For a fleet file (--config with orgs:): how many orgs run at once (default: 2 per core, max 8).")
+@click.option("--resume", is_flag=True, help="Skip the phases already done, as the work folder and the org say.")
+@click.pass_context
+def run(ctx: click.Context, org: str, workdir: str, runs_dir: str, params: tuple[str, ...],
+        config_file: Path | None, fresh_org: bool, jobs: int | None, resume: bool) -> None:
+    """Run the four phase notebooks in order with papermill; stop at the first failure.
+
+    Prints one line per phase, then the app, its consumer key and the `sf org login jwt` command; exits 1 if a
+    phase failed (its name and error are printed). Reruns change nothing and reuse the key in WORKDIR.
+    """
     from runbook.batch import run_runbook
     from runbook.org import stop_local_orgs
 
+    if config_file and _is_fleet_file(config_file):
+        _run_fleet(config_file, runs_dir, jobs, resume, _parse_params(params))
+        return
+    merged = _read_config(config_file) if config_file else {}
+    for name, value in (("org", org), ("workdir", workdir)):
+        if name not in merged or ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
+            merged[name] = value
+    org, workdir = str(merged.pop("org")), str(merged.pop("workdir"))
+    merged.update(_parse_params(params))
     try:
-        summary = run_runbook(org=org, workdir=workdir, params=_parse_params(params), runs_dir=runs_dir,
-                              fresh_org=fresh_org, progress=lambda m: click.echo(m, err=True))
+        summary = run_runbook(org=org, workdir=workdir, params=merged, runs_dir=runs_dir,
+                              fresh_org=fresh_org, resume=resume, progress=lambda m: click.echo(m, err=True))
     except RunbookError as exc:
         raise click.ClickException(str(exc)) from None
     finally:
@@ -55,26 +107,76 @@ def run(org: str, workdir: str, runs_dir: str, params: tuple[str, ...], fresh_or
         sys.exit(1)
 
 
-@main.group()
+def _is_fleet_file(path: Path) -> bool:
+    """A fleet file lists ``orgs:``; any other --config file is one org's parameters."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        return False
+    return isinstance(data, dict) and "orgs" in data
+
+
+def _run_fleet(config: Path, runs_dir: str, jobs: int | None, resume: bool, overrides: dict) -> None:
+    """Every org of the fleet file, ``jobs`` at a time; report.md/.html; exit 1 if any org failed."""
+    from runbook.fleet import load_fleet, run_fleet
+    from runbook.org import stop_local_orgs
+    from runbook.report import write_report
+
+    try:
+        orgs = load_fleet(config)
+        for fleet_org in orgs:  # -p values override every org's parameters
+            fleet_org.params.update(overrides)
+        result = run_fleet(orgs, runs_dir=runs_dir, jobs=jobs, resume=resume,
+                           progress=lambda m: click.echo(m, err=True))
+    except RunbookError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        stop_local_orgs()
+    md, html = write_report(result)
+    click.echo(md.read_text())
+    click.echo(f"Report: {md} and {html}")
+    if not result.ok:
+        click.echo(f"{len(result.failed)} of {len(result.results)} orgs failed: "
+                   f"{', '.join(r.org.name for r in result.failed)}", err=True)
+        sys.exit(1)
+
+
+@main.group(short_help="The emulated Dev Hub org (HTTPS on 127.0.0.1).")
 def org() -> None:
-    """The local (emulated) Dev Hub org."""
+    """The local (emulated) Dev Hub org: HTTPS on 127.0.0.1, its own CA, SQLite state."""
 
 
-@org.command()
+@org.command(short_help="Serve the local org in the foreground (Ctrl-C stops it).")
 @click.option("--state", "state_dir", default=".runbook/localorg", show_default=True,
               type=click.Path(file_okay=False), help="Folder with the org's SQLite state and CA.")
 @click.option("--port", default=8443, show_default=True, type=click.IntRange(0, 65535),
               help="Port on 127.0.0.1 (0 = any free port).")
 @click.option("--no-connected-apps", is_flag=True,
               help="Refuse new connected apps, like a new org since Spring '26.")
-def serve(state_dir: str, port: int, no_connected_apps: bool) -> None:
-    """Serve the local org in the foreground (Ctrl-C stops it)."""
-    from runbook.localorg import serve_forever
+@click.option("--latency-ms", default=0.0, show_default=True, type=click.FloatRange(0),
+              help="Wait this long before serving each call (a slow network or org).")
+@click.option("--fault", "faults", multiple=True, metavar="KIND[:TIMES[:MATCH]]",
+              help="Inject a fault: server_error, rate_limit, expired_session or timeout, for the next TIMES "
+                   "calls (default 1, 0 = all) whose 'METHOD /path body' matches the regex MATCH. Repeatable.")
+def serve(state_dir: str, port: int, no_connected_apps: bool, latency_ms: float, faults: tuple[str, ...]) -> None:
+    """Serve the local org in the foreground (Ctrl-C stops it).
 
-    serve_forever(Path(state_dir), port, allow_connected_apps=not no_connected_apps)
+    Prints its URL, CA bundle and admin username; the admin password is in STATE/admin-credentials.json
+    (mode 0600).
+    """
+    import re
+
+    from runbook.localorg import Fault, serve_forever
+
+    try:
+        plan = [Fault.parse(text) for text in faults]
+    except (ValueError, re.error) as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from None
+    serve_forever(Path(state_dir), port, allow_connected_apps=not no_connected_apps, latency_ms=latency_ms,
+                  faults=plan)
 
 
-@main.command()
+@main.command(short_help="Fail if outputs under PATH... hold a private key, password or token.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--secrets-from", "secret_files", multiple=True, type=click.Path(exists=True, dir_okay=False,
               path_type=Path), metavar="FILE",
@@ -103,6 +205,73 @@ def scan(paths: tuple[Path, ...], secret_files: tuple[Path, ...]) -> None:
                    err=True)
         sys.exit(1)
     click.echo(f"no secrets found in {len(files)} files")
+
+
+@main.command(short_help="Copy the notebooks and a sample runbook.yaml into FOLDER.")
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite files you have edited with the shipped ones.")
+def init(folder: Path, force: bool) -> None:
+    """Copy the notebooks and a sample runbook.yaml into FOLDER, for the guided walkthrough.
+
+    FOLDER is created if needed. A file already there that you have edited is kept (and listed) unless
+    --force; then open FOLDER/00_start_here.ipynb in Jupyter, or run `runbook run --config FOLDER/runbook.yaml`.
+    """
+    from runbook.init import init_folder
+
+    result = init_folder(folder, force=force)
+    for line in result.lines():
+        click.echo(line)
+    click.echo(f"Next: jupyter lab {folder}  (open 00_start_here.ipynb), or: "
+               f"runbook run --config {folder / 'runbook.yaml'}")
+
+
+@main.command()
+@click.option("--app", "app_name", required=True, help="The app's API name (fullName), e.g. Runbook_CI.")
+@click.option("--org", default="local", show_default=True,
+              help='"local" (the emulated Dev Hub), a Salesforce CLI alias or username, "env" or "password".')
+@click.option("--workdir", default="work", show_default=True, type=click.Path(file_okay=False),
+              help="Work folder: the app's phase records and consumer secret file there go too.")
+@click.option("--yes", is_flag=True, help="Delete without asking (after printing the plan).")
+def teardown(app_name: str, org: str, workdir: str, yes: bool) -> None:
+    """Delete an app (connected or external client app) and its pre-authorizations; shows the plan first."""
+    from runbook.org import connect, stop_local_orgs
+    from runbook.teardown import apply_teardown, plan_teardown
+
+    try:
+        session = connect(org, workdir=workdir)
+        plan = plan_teardown(session, app_name, workdir=workdir)
+        click.echo(str(plan))
+        if plan.is_empty:
+            return
+        if not yes and not click.confirm(f"Delete {app_name} from {session.instance_url}?", default=False):
+            click.echo("Nothing deleted.")
+            return
+        apply_teardown(session, plan)
+        click.echo(f"Deleted {app_name}.")
+    except RunbookError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        stop_local_orgs()
+
+
+@main.command("export-ci")
+@click.option("--workdir", default="work", show_default=True, type=click.Path(file_okay=False),
+              help="The work folder phase 4 verified.")
+@click.option("--format", "fmt", type=click.Choice(["github", "gitlab", "env"]), default="env", show_default=True,
+              help="github: dotenv for `gh secret set --env-file`; gitlab: JSON CI/CD variables; env: shell.")
+@click.option("--output", "-o", default="", type=click.Path(dir_okay=False),
+              help="File to write (mode 0600); default WORKDIR/ci/sf-jwt.<format>.")
+@click.option("--username", default="", help="One of the users phase 4 verified (default: the first).")
+@click.option("--instance-url", default="", help="Default: the login URL phase 4 verified against.")
+def export_ci_command(workdir: str, fmt: str, output: str, username: str, instance_url: str) -> None:
+    """Write the variables CI needs for `sf org login jwt` to a mode-0600 file; their values are never printed."""
+    from runbook.export_ci import export_ci
+
+    try:
+        done = export_ci(workdir, fmt=fmt, output=output, username=username, instance_url=instance_url)
+    except RunbookError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(str(done))
 
 
 if __name__ == "__main__":

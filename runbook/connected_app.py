@@ -5,11 +5,28 @@ The org is the source of truth: the app is read first, a plan lists exactly what
 key is made by the org on create and never sent back; after applying, the app is read again and
 checked against the plan, because Salesforce has silently dropped fields on create before.
 Fields owned by phase 3 (policies, pre-authorized profiles) are carried over untouched.
+
+Flows: ``jwt`` uploads the certificate ("Use digital signatures"); ``web`` (the web server flow) turns
+on PKCE and makes the consumer secret optional, because the Salesforce CLI is a public client that
+always sends a PKCE challenge and keeps no secret. A confidential client can still use the secret: on
+create it is generated here and written to ``<workdir>/secrets/<app>.consumer_secret`` (mode 0600),
+never shown (``consumer_secret_by="org"`` leaves it to the org: read it in Setup > Manage Consumer Details).
+
+Preflight: since Spring '26 an org needs a Salesforce Support exception to create connected apps.
+Before creating one, a check-only deploy of a minimal app asks the org (nothing is saved); a refusal
+becomes a ``PreflightError`` naming the two ways out. The create's own refusal is read the same way, for
+orgs whose check-only deploy does not tell.
 """
 
 from __future__ import annotations
 
+import io
 import re
+import secrets
+import string
+import tempfile
+import time
+import zipfile
 from dataclasses import asdict, dataclass, field
 from html import escape
 from pathlib import Path
@@ -19,9 +36,11 @@ from cryptography.hazmat.primitives import hashes
 
 from runbook import metadata
 from runbook.certificate import certificate_pem
-from runbook.errors import InputError, SalesforceError
+from runbook.errors import InputError, PreflightError, SalesforceError
+from runbook.files import PRIVATE, write_atomic
 from runbook.org import OrgSession
 from runbook.ports import check_callback_port
+from runbook.sfdx_project import ProjectChange, apply_project_port, plan_project_port
 from runbook.workdir import open_workdir
 
 METADATA_TYPE = "ConnectedApp"
@@ -56,6 +75,14 @@ SCOPES = {
     "einstein_gpt_api": "EinsteinGPT",
 }
 DEFAULT_SCOPES = ("api", "web", "refresh_token offline_access")
+FLOWS = ("jwt", "web")
+APP_KINDS = ("connected_app", "external_client_app")
+SECRET_BY = ("runbook", "org")
+RESTRICTED = re.compile(r"connected apps? creation is restricted|INSUFFICIENT_ACCESS|cannot create (new )?connected",
+                        re.I)
+WAYS_OUT = ("1) ask Salesforce Support for the connected-app exception for this Dev Hub (needed when the Dev Hub "
+            "creates scratch orgs through a connected app), or 2) rerun with app_kind=\"external_client_app\"; "
+            "`sf org create scratch` then needs SF_SCRATCH_SIGNUP_CONNECTED_APP=PlatformCLI in the environment")
 
 
 @dataclass(frozen=True)
@@ -69,7 +96,15 @@ class AppSpec:
     callback_url: str
     callback_port: int
     scopes: tuple[str, ...]  # metadata enum values, e.g. ("Api", "Web", "RefreshToken")
-    certificate: str  # PEM
+    certificate: str  # PEM; empty when the jwt flow is not asked for
+    flows: tuple[str, ...] = ("jwt",)
+    app_kind: str = "connected_app"
+    consumer_secret_by: str = "runbook"  # who makes the consumer secret on create (web flow)
+    sfdx_project: ProjectChange | None = None
+
+    @property
+    def web_flow(self) -> bool:
+        return "web" in self.flows
 
     def owned_fields(self) -> dict:
         """The metadata this phase owns, in the Metadata API's shape."""
@@ -80,7 +115,9 @@ class AppSpec:
             "description": self.description or None,
             "oauthConfig": {
                 "callbackUrl": self.callback_url,
-                "certificate": self.certificate,
+                "certificate": self.certificate or None,
+                "isConsumerSecretOptional": self.web_flow,
+                "isPkceRequired": self.web_flow,
                 "scopes": list(self.scopes),
             },
         }
@@ -101,24 +138,39 @@ class AppPlan:
     spec: AppSpec
     changes: list[Change]
     current: dict | None = field(default=None, repr=False)
+    preflight: str = ""
+
+    @property
+    def kind_name(self) -> str:
+        return self.spec.app_kind.replace("_", " ")
 
     def rows(self) -> list[tuple[str, str, str]]:
+        rows = [(c.field, c.old, c.new) for c in self.changes]
         if self.action == "create":
-            return [("(new app)", "", f"{self.spec.full_name} ({self.spec.label})")]
-        return [(c.field, c.old, c.new) for c in self.changes]
+            rows = [("(new app)", "", f"{self.spec.full_name} ({self.spec.label})")]
+        project = self.spec.sfdx_project
+        if project is not None and project.action != "none":
+            rows.append((f"{project.path.name}: oauthLocalPort", str(project.old or ""), str(project.new)))
+        return rows
 
     def __str__(self) -> str:
-        head = {"create": f"Create connected app {self.spec.full_name}",
-                "update": f"Update connected app {self.spec.full_name}: {len(self.changes)} change(s)",
-                "none": f"Connected app {self.spec.full_name} is up to date: nothing to change"}[self.action]
-        lines = [head] + [f"  {c.field}: {c.old or '(empty)'} -> {c.new}" for c in self.changes]
+        name = self.spec.full_name
+        head = {"create": f"Create {self.kind_name} {name}",
+                "update": f"Update {self.kind_name} {name}: {len(self.changes)} change(s)",
+                "none": f"The {self.kind_name} {name} is up to date: nothing to change"}[self.action]
+        lines = [head] + [f"  {c.field}: {c.old or '(empty)'} -> {c.new or '(empty)'}" for c in self.changes]
+        if self.spec.sfdx_project is not None and self.spec.sfdx_project.action != "none":
+            lines.append(f"  {self.spec.sfdx_project}")
+        if self.preflight:
+            lines.append(f"  preflight: {self.preflight}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><td>{escape(a)}</td><td>{escape(b)}</td><td>{escape(c)}</td></tr>"
                        for a, b, c in self.rows())
         table = f"<table><tr><th>Field</th><th>Now</th><th>After</th></tr>{rows}</table>" if rows else ""
-        return f"<p><b>{escape(str(self).splitlines()[0])}</b></p>{table}"
+        note = f"<p>Preflight: {escape(self.preflight)}</p>" if self.preflight else ""
+        return f"<p><b>{escape(str(self).splitlines()[0])}</b></p>{table}{note}"
 
 
 @dataclass
@@ -135,6 +187,10 @@ class AppResult:
     action: str
     applied: bool
     changes: list[dict]
+    flows: list[str] = field(default_factory=lambda: ["jwt"])
+    callback_port: int = 1717
+    consumer_secret_file: str = ""  # a path (mode 0600), never the secret
+    sfdx_project: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -143,7 +199,10 @@ class AppResult:
         rows = [("App", f"{self.label} ({self.full_name})"), ("Kind", self.app_kind),
                 ("Consumer key", self.consumer_key or "(dry run: not created)"),
                 ("Callback URL", self.callback_url), ("Scopes", ", ".join(self.scopes)),
-                ("Certificate SHA-256", self.certificate_fingerprint),
+                ("Certificate SHA-256", self.certificate_fingerprint or "(no jwt flow)"),
+                ("Flows", ", ".join(self.flows)),
+                ("Consumer secret", self.consumer_secret_file or "held by the org: Setup > Manage Consumer Details"
+                 if "web" in self.flows else "(not used)"),
                 ("Action", self.action + ("" if self.applied else " (dry run)"))]
         body = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td>{escape(v)}</td></tr>"
                        for k, v in rows)
@@ -181,25 +240,48 @@ def check_api_name(name: str, field_name: str = "app_name") -> str:
     return name
 
 
+def _choice(field_name: str, value, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise InputError(field_name, value, f"use one of: {', '.join(allowed)}")
+    return value
+
+
+def parse_flows(flows) -> tuple[str, ...]:
+    """``"jwt"``, ``"web"``, ``"jwt,web"`` or a list of them → a tuple in a stable order."""
+    items = [f.strip() for f in flows.split(",")] if isinstance(flows, str) else list(flows or ())
+    if not items:
+        raise InputError("flows", flows, 'give "jwt", "web" or both, e.g. ["jwt", "web"]')
+    for item in items:
+        _choice("flows", item, FLOWS)
+    return tuple(f for f in FLOWS if f in items)
+
+
 def build_spec(*, app_name: str, label: str = "", contact_email: str, description: str = "",
-               callback_port: int | str = 1717, scopes=DEFAULT_SCOPES, cert_path: str | Path) -> AppSpec:
-    """Validate phase 2's parameters into an AppSpec; nothing is written."""
+               callback_port: int | str = 1717, scopes=DEFAULT_SCOPES, cert_path: str | Path = "",
+               flows=("jwt",), app_kind: str = "connected_app", consumer_secret_by: str = "runbook",
+               sfdx_project: str | Path = "", create_sfdx_project: bool = False) -> AppSpec:
+    """Validate phase 2's parameters into an AppSpec; nothing is written (the port is bound and released)."""
     check_api_name(app_name)
+    if not isinstance(label, str) or len(label) > LABEL_MAX:
+        raise InputError("label", label, f"give a label of at most {LABEL_MAX} characters")
     label = label or app_name.replace("_", " ")
-    if len(label) > LABEL_MAX or not label.strip():
+    if not label.strip():
         raise InputError("label", label, f"give a non-empty label of at most {LABEL_MAX} characters")
     if not isinstance(contact_email, str) or not EMAIL.match(contact_email):
         raise InputError("contact_email", contact_email, "give an email address like admin@example.com")
+    flow_t = parse_flows(flows)
+    _choice("app_kind", app_kind, APP_KINDS)
+    _choice("consumer_secret_by", consumer_secret_by, SECRET_BY)
+    scope_t = parse_scopes(scopes)
+    if "jwt" in flow_t and not cert_path:
+        raise InputError("cert_path", cert_path, "the jwt flow needs a certificate: run phase 1 or give cert_path")
+    certificate = certificate_pem(Path(cert_path)) if "jwt" in flow_t else ""
     port = check_callback_port(callback_port)
     return AppSpec(
-        full_name=app_name,
-        label=label,
-        contact_email=contact_email,
-        description=description,
-        callback_url=f"http://localhost:{port}/OauthRedirect",
-        callback_port=port,
-        scopes=parse_scopes(scopes),
-        certificate=certificate_pem(Path(cert_path)),
+        full_name=app_name, label=label, contact_email=contact_email, description=description,
+        callback_url=f"http://localhost:{port}/OauthRedirect", callback_port=port, scopes=scope_t,
+        certificate=certificate, flows=flow_t, app_kind=app_kind, consumer_secret_by=consumer_secret_by,
+        sfdx_project=plan_project_port(sfdx_project, port, create=bool(create_sfdx_project)),
     )
 
 
@@ -209,6 +291,11 @@ def _cert_fingerprint(pem: str | None) -> str:
     text = pem if "BEGIN CERTIFICATE" in pem else f"-----BEGIN CERTIFICATE-----\n{pem}\n-----END CERTIFICATE-----\n"
     cert = x509.load_pem_x509_certificate(text.encode())
     return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def flag(value) -> str:
+    """A Metadata API boolean as shown in plans (absent means false)."""
+    return "true" if str(value).lower() == "true" else "false"
 
 
 def _comparable(data: dict | None) -> dict[str, str]:
@@ -222,17 +309,67 @@ def _comparable(data: dict | None) -> dict[str, str]:
         "oauthConfig.callbackUrl": oauth.get("callbackUrl") or "",
         "oauthConfig.certificate (SHA-256)": _cert_fingerprint(oauth.get("certificate")),
         "oauthConfig.scopes": ", ".join(sorted(oauth.get("scopes") or [])),
+        "oauthConfig.isConsumerSecretOptional": flag(oauth.get("isConsumerSecretOptional")),
+        "oauthConfig.isPkceRequired": flag(oauth.get("isPkceRequired")),
     }
 
 
 def plan_connected_app(session: OrgSession, spec: AppSpec) -> AppPlan:
-    """Read the org's app and list what applying ``spec`` would change."""
+    """Read the org's app and list what applying ``spec`` would change (a preflight check before a create)."""
+    if spec.app_kind == "external_client_app":
+        from runbook.external_client_app import plan_external_client_app
+
+        return plan_external_client_app(session, spec)
     current = metadata.read(session, METADATA_TYPE, spec.full_name)
     if current is None:
-        return AppPlan("create", spec, [], None)
+        return AppPlan("create", spec, [], None, preflight=preflight_connected_app(session, spec))
     now, want = _comparable(current), _comparable(spec.owned_fields())
     changes = [Change(k, now[k], want[k]) for k in want if now[k] != want[k]]
     return AppPlan("update" if changes else "none", spec, changes, current)
+
+
+def _check_only_zip(spec: AppSpec, api_version: str) -> bytes:
+    ns = 'xmlns="http://soap.sforce.com/2006/04/metadata"'
+    app = (f'<?xml version="1.0" encoding="UTF-8"?><ConnectedApp {ns}>'
+           f"<contactEmail>{escape(spec.contact_email)}</contactEmail><label>{escape(spec.label)}</label>"
+           f"<oauthConfig><callbackUrl>{escape(spec.callback_url)}</callbackUrl><scopes>Api</scopes></oauthConfig>"
+           "</ConnectedApp>")
+    package = (f'<?xml version="1.0" encoding="UTF-8"?><Package {ns}><types><members>{spec.full_name}</members>'
+               f"<name>ConnectedApp</name></types><version>{api_version}</version></Package>")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("package.xml", package)
+        archive.writestr(f"connectedApps/{spec.full_name}.connectedApp", app)
+    return buffer.getvalue()
+
+
+def preflight_connected_app(session: OrgSession, spec: AppSpec, *, wait_seconds: float = 60) -> str:
+    """Ask the org, by a check-only deploy (nothing saved), whether it lets us create a connected app.
+
+    Returns what the user should know; raises PreflightError with the ways out when the org refuses.
+    Any other outcome (e.g. a deploy still queued) is not a refusal: the create will tell.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "preflight.zip"
+        path.write_bytes(_check_only_zip(spec, session.sf.sf_version))
+        try:
+            started = session.sf.deploy(str(path), sandbox=False, checkOnly=True)
+            deadline = time.monotonic() + wait_seconds
+            status = session.sf.checkDeployStatus(started["asyncId"])
+            while status.get("state") in ("Queued", "Pending", "InProgress") and time.monotonic() < deadline:
+                time.sleep(1)
+                status = session.sf.checkDeployStatus(started["asyncId"])
+        except Exception as exc:  # a preflight that cannot run must not block the create
+            return f"could not ask the org ({type(exc).__name__}); the create will tell"
+    errors = (status.get("deployment_detail") or {}).get("errors") or []
+    for error in errors:
+        message = str(error.get("message") or "")
+        if RESTRICTED.search(message) or RESTRICTED.search(str(error.get("status") or "")):
+            raise PreflightError(f"create ConnectedApp {spec.full_name}", "INSUFFICIENT_ACCESS",
+                                 f"this org does not allow new connected apps ({message})", WAYS_OUT)
+    if status.get("state") == "Succeeded":
+        return "the org allows new connected apps (check-only deploy passed, nothing saved)"
+    return f"check-only deploy ended {status.get('state')}; the create will tell"
 
 
 def _merged(current: dict, spec: AppSpec) -> dict:
@@ -242,18 +379,53 @@ def _merged(current: dict, spec: AppSpec) -> dict:
     oauth = {**(current.get("oauthConfig") or {}), **owned["oauthConfig"]}
     oauth.pop("consumerKey", None)  # Salesforce: "You cannot provide a Consumer Key" on update
     oauth.pop("consumerSecret", None)
-    merged["oauthConfig"] = oauth
+    merged["oauthConfig"] = {k: v for k, v in oauth.items() if v is not None}
     for key in ("profileName", "permissionSetName"):  # access is phase 3's; the org keeps it as is
         merged.pop(key, None)
     return {k: v for k, v in merged.items() if v is not None}
 
 
-def apply_plan(session: OrgSession, plan: AppPlan) -> dict:
-    """Create or update the app as planned; returns the app as read back from the org."""
-    if plan.action == "create":
-        payload = {k: v for k, v in plan.spec.owned_fields().items() if v is not None}
-        payload["oauthPolicy"] = {"ipRelaxation": "ENFORCE", "refreshTokenPolicy": "infinite"}
+def new_consumer_secret() -> str:
+    """64 random alphanumerics: Salesforce takes 8–256 of them."""
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(64))
+
+
+def secret_file(workdir: str | Path, full_name: str) -> Path:
+    return open_workdir(workdir).root / "secrets" / f"{full_name}.consumer_secret"
+
+
+def write_secret(workdir: str | Path, full_name: str) -> tuple[str, Path]:
+    """A new consumer secret, written (mode 0600, folder 0700) before the create sends it."""
+    path = secret_file(workdir, full_name)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    value = new_consumer_secret()
+    write_atomic(path, value + "\n", PRIVATE)
+    return value, path
+
+
+def _create(session: OrgSession, plan: AppPlan, consumer_secret: str | None) -> None:
+    payload = {k: v for k, v in plan.spec.owned_fields().items() if v is not None}
+    payload["oauthConfig"] = {k: v for k, v in payload["oauthConfig"].items() if v is not None}
+    if consumer_secret:
+        payload["oauthConfig"]["consumerSecret"] = consumer_secret
+    payload["oauthPolicy"] = {"ipRelaxation": "ENFORCE", "refreshTokenPolicy": "infinite"}
+    try:
         metadata.create(session, METADATA_TYPE, payload)
+    except SalesforceError as exc:
+        if RESTRICTED.search(exc.code) or RESTRICTED.search(exc.sf_message):
+            raise PreflightError(exc.operation, exc.code, exc.sf_message, WAYS_OUT) from None
+        raise
+
+
+def apply_plan(session: OrgSession, plan: AppPlan, consumer_secret: str | None = None) -> dict:
+    """Create or update the app as planned; returns the app as read back from the org."""
+    if plan.spec.app_kind == "external_client_app":
+        from runbook.external_client_app import apply_external_client_app
+
+        return apply_external_client_app(session, plan, consumer_secret)
+    if plan.action == "create":
+        _create(session, plan, consumer_secret)
     elif plan.action == "update":
         metadata.update(session, METADATA_TYPE, _merged(plan.current or {}, plan.spec))
     after = metadata.read(session, METADATA_TYPE, plan.spec.full_name)
@@ -261,25 +433,50 @@ def apply_plan(session: OrgSession, plan: AppPlan) -> dict:
         raise SalesforceError(f"readMetadata {METADATA_TYPE} {plan.spec.full_name}", "NOT_FOUND",
                               "the app was saved but cannot be read back",
                               "check the org's Setup > App Manager and rerun")
-    drift = {k: v for k, v in _comparable(plan.spec.owned_fields()).items() if _comparable(after)[k] != v}
-    if drift:
-        raise SalesforceError(f"{plan.action} {METADATA_TYPE} {plan.spec.full_name}", "READBACK_MISMATCH",
-                              f"the org did not keep {', '.join(sorted(drift))}",
-                              "rerun the phase; if it persists, set the field in Setup > App Manager")
+    check_readback(plan, _comparable(plan.spec.owned_fields()), _comparable(after))
     return after
+
+
+def check_readback(plan: AppPlan, want: dict[str, str], got: dict[str, str]) -> None:
+    """Raise when the org did not keep a field the plan set (Salesforce has dropped fields silently)."""
+    drift = sorted(k for k, v in want.items() if got.get(k) != v)
+    if drift:
+        raise SalesforceError(f"{plan.action} {plan.kind_name} {plan.spec.full_name}", "READBACK_MISMATCH",
+                              f"the org did not keep {', '.join(drift)}",
+                              "rerun the phase; if it persists, set the field in Setup > App Manager")
+
+
+def consumer_key_of(app: dict | None) -> str:
+    """The consumer key in a read-back app (a connected app, or an external client app's components)."""
+    app = app or {}
+    if "oauthConfig" in app:
+        return (app.get("oauthConfig") or {}).get("consumerKey", "")
+    return (app.get("ExtlClntAppGlobalOauthSettings") or {}).get("consumerKey", "")
 
 
 def apply_connected_app(session: OrgSession, plan: AppPlan, *, workdir: str | Path,
                         apply: bool = True) -> AppResult:
     """Apply ``plan`` (unless ``apply`` is False: a dry run) and record the consumer key."""
-    after = apply_plan(session, plan) if apply else plan.current
-    consumer_key = ((after or {}).get("oauthConfig") or {}).get("consumerKey", "")
     spec = plan.spec
+    secret_path = secret_file(workdir, spec.full_name)
+    consumer_secret = None
+    if apply and plan.action == "create" and spec.web_flow and spec.consumer_secret_by == "runbook":
+        consumer_secret, secret_path = write_secret(workdir, spec.full_name)
+    try:
+        after = apply_plan(session, plan, consumer_secret) if apply else plan.current
+    except Exception:
+        if consumer_secret:  # the org never took it: leave no stray secret behind
+            secret_path.unlink(missing_ok=True)
+        raise
+    if apply:
+        apply_project_port(spec.sfdx_project)
     result = AppResult(
-        app_kind="connected_app", full_name=spec.full_name, label=spec.label, consumer_key=consumer_key,
+        app_kind=spec.app_kind, full_name=spec.full_name, label=spec.label, consumer_key=consumer_key_of(after),
         callback_url=spec.callback_url, scopes=list(spec.scopes),
         certificate_fingerprint=_cert_fingerprint(spec.certificate), action=plan.action, applied=apply,
-        changes=[asdict(c) for c in plan.changes],
+        changes=[asdict(c) for c in plan.changes], flows=list(spec.flows), callback_port=spec.callback_port,
+        consumer_secret_file=str(secret_path) if spec.web_flow and secret_path.is_file() else "",
+        sfdx_project=str(spec.sfdx_project.path) if spec.sfdx_project else "",
     )
     if apply:
         open_workdir(workdir).save("connected_app", result.as_dict())

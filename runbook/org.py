@@ -4,8 +4,12 @@
 
 - ``"local"`` (the default): the emulated Dev Hub in ``runbook.localorg``, started on demand;
 - a Salesforce CLI alias or username: the CLI's stored auth (``sf org display --json``);
-- ``"env"``: an access token and instance URL from environment variables;
-- ``"password"``: username + password (+ security token) from environment variables, SOAP login.
+- ``"env"``: an access token and instance URL from environment variables ($SF_ACCESS_TOKEN and
+  $SF_INSTANCE_URL; ``"env:TOKEN_VAR,URL_VAR"`` names others);
+- ``"password"``: username + password (+ security token) from environment variables, SOAP login
+  ($SF_USERNAME, $SF_PASSWORD, $SF_SECURITY_TOKEN; ``"password:USER_VAR,PASS_VAR[,TOKEN_VAR]"`` names
+  others). Salesforce retires SOAP ``login()`` from API 65.0 and in Summer '27: the login itself is
+  made at API 64.0 at most, and a warning says so.
 
 No secret is ever a parameter: tokens and passwords come from the environment, the CLI's store
 or the local org's state folder, and never appear in a message.
@@ -19,6 +23,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +48,7 @@ ENV_USERNAME = "SF_USERNAME"
 ENV_PASSWORD = "SF_PASSWORD"
 ENV_SECURITY_TOKEN = "SF_SECURITY_TOKEN"
 ENV_LOGIN_URL = "SF_LOGIN_URL"
+LAST_SOAP_LOGIN_VERSION = "64.0"  # Salesforce retires SOAP login() from API 65.0 (and entirely in Summer '27)
 
 _running_local_orgs: dict[Path, LocalOrg] = {}
 _local_lock = threading.Lock()
@@ -107,19 +113,33 @@ def connect(org: str = "local", *, workdir: str | Path = "work", api_version: st
 def login(org: str, *, workdir: str | Path, api_version: str, login_url: str = "") -> OrgSession:
     """A fresh login to ``org`` by the method its name selects (see the module docstring)."""
     session = _login(org, workdir=workdir, api_version=api_version, login_url=login_url)
-    if org != "env":
+    if _parse_org(org)[0] != "env":
         session.relogin = lambda: _login(org, workdir=workdir, api_version=api_version, login_url=login_url)
     return session
 
 
 def _login(org: str, *, workdir: str | Path, api_version: str, login_url: str) -> OrgSession:
-    if org == "local":
+    method, names = _parse_org(org)
+    if method == "local":
         return connect_local(local_state_dir(workdir), api_version=api_version)
-    if org == "env":
-        return _connect_env(api_version, login_url)
-    if org == "password":
-        return _connect_password(api_version, login_url)
+    if method == "env":
+        return _connect_env(api_version, login_url, *names)
+    if method == "password":
+        return _connect_password(api_version, login_url, *names)
     return _connect_sf_cli(org, api_version, login_url)
+
+
+def _parse_org(org: str) -> tuple[str, list[str]]:
+    """The method ``org`` selects and the environment variable names it gives ("env:A,B" → ("env", [A, B]))."""
+    method, sep, rest = org.partition(":")
+    if method not in ("env", "password") or not sep:
+        return (org if org in ("local", "env", "password") else "sf", [])
+    names = [n.strip() for n in rest.split(",")]
+    wanted = 2 if method == "env" else 3
+    if not 2 <= len(names) <= wanted or not all(n.isidentifier() for n in names):
+        raise InputError("org", org, f'use "{method}:{"TOKEN_VAR,URL_VAR" if method == "env" else "USER_VAR,PASS_VAR"}'
+                         f'{"" if method == "env" else "[,SECURITY_TOKEN_VAR]"}" with variable names')
+    return method, names
 
 
 def _check_api_version(api_version: str) -> None:
@@ -147,7 +167,7 @@ def start_local_org(state_dir: Path, **options) -> LocalOrg:
         if running is None:
             running = LocalOrg(state_dir, **options).start()
             _running_local_orgs[state_dir] = running
-    _trust_local_cas()
+            _trust_local_cas()  # under the lock: concurrent starts (fleets) must not drop each other's CA
     return running
 
 
@@ -180,12 +200,15 @@ def _find_served_local_org(state_dir: Path) -> dict | None:
     marker = state_dir / "org.json"
     if not marker.is_file():
         return None
-    info = json.loads(marker.read_text())
+    from runbook.localorg.org import _listening, _process_alive
+
     try:
-        requests.get(f"{info['url']}/services/data", verify=info["ca_bundle"], timeout=2).raise_for_status()
-    except requests.RequestException:
+        info = json.loads(marker.read_text())
+        pid = int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
         return None
-    return info
+    # a process check and a TCP connect, not an API call: the org's call log counts only the runbook's work
+    return info if _process_alive(pid) and _listening(str(info.get("url", ""))) else None
 
 
 def connect_local(state_dir: Path, *, api_version: str = DEFAULT_API_VERSION) -> OrgSession:
@@ -201,21 +224,26 @@ def connect_local(state_dir: Path, *, api_version: str = DEFAULT_API_VERSION) ->
                           method=f"the local org at {info['url']}")
     session.is_local = True
     session.local_state = state_dir
+    session.relogin = lambda: connect_local(state_dir, api_version=api_version)
     return session
 
 
 def _soap_login(login_url: str, username: str, password: str, token: str, api_version: str,
                 method: str) -> OrgSession:
+    """A SOAP partner login; the session it returns works at ``api_version`` whatever version logged in."""
     from simple_salesforce.exceptions import SalesforceAuthenticationFailed
     from simple_salesforce.login import SalesforceLogin
 
     host = login_url.removeprefix("https://").rstrip("/")
+    login_version = api_version
+    if not host.startswith("127.0.0.1") and float(api_version) > float(LAST_SOAP_LOGIN_VERSION):
+        login_version = LAST_SOAP_LOGIN_VERSION
     # simple-salesforce always builds https://{domain}.salesforce.com/...: the fragment cuts the suffix off
-    domain = f"{host}/services/Soap/u/{api_version}#" if not host.endswith(".salesforce.com") else \
+    domain = f"{host}/services/Soap/u/{login_version}#" if not host.endswith(".salesforce.com") else \
         host.removesuffix(".salesforce.com")
     try:
         session_id, instance = SalesforceLogin(username=username, password=password, security_token=token,
-                                               domain=domain, sf_version=api_version, session=_http_session())
+                                               domain=domain, sf_version=login_version, session=_http_session())
     except SalesforceAuthenticationFailed as exc:
         raise OrgConnectionError(method, f"SOAP login as {username} was refused ({exc.code})",
                                  "check the username, password and security token") from None
@@ -226,24 +254,33 @@ def _soap_login(login_url: str, username: str, password: str, token: str, api_ve
                       method=method, login_url=login_url.rstrip("/"), username=username)
 
 
-def _connect_env(api_version: str, login_url: str) -> OrgSession:
-    token, url = os.environ.get(ENV_TOKEN), os.environ.get(ENV_INSTANCE_URL)
-    method = f"an access token from ${ENV_TOKEN} and ${ENV_INSTANCE_URL}"
+def _connect_env(api_version: str, login_url: str, token_var: str = ENV_TOKEN,
+                 url_var: str = ENV_INSTANCE_URL) -> OrgSession:
+    token, url = os.environ.get(token_var), os.environ.get(url_var)
+    method = f"an access token from ${token_var} and ${url_var}"
     if not token or not url:
-        raise OrgConnectionError(method, "one of the variables is not set",
-                                 f"export {ENV_TOKEN} and {ENV_INSTANCE_URL}")
+        missing = " and ".join(f"${v}" for v, value in ((token_var, token), (url_var, url)) if not value)
+        raise OrgConnectionError(method, f"{missing} not set", f"export {token_var} and {url_var}")
+    if not url.startswith("https://"):
+        raise OrgConnectionError(method, f"${url_var} is not an https:// URL",
+                                 "set it to the instance URL, e.g. https://mydomain.my.salesforce.com")
     return OrgSession(instance_url=url.rstrip("/"), access_token=token, api_version=api_version,
                       method=method, login_url=(login_url or url).rstrip("/"))
 
 
-def _connect_password(api_version: str, login_url: str) -> OrgSession:
-    method = f"username/password from ${ENV_USERNAME} and ${ENV_PASSWORD} (SOAP login)"
-    username, password = os.environ.get(ENV_USERNAME), os.environ.get(ENV_PASSWORD)
+def _connect_password(api_version: str, login_url: str, user_var: str = ENV_USERNAME, password_var: str = ENV_PASSWORD,
+                      token_var: str = ENV_SECURITY_TOKEN) -> OrgSession:
+    method = f"username/password from ${user_var} and ${password_var} (SOAP login)"
+    username, password = os.environ.get(user_var), os.environ.get(password_var)
     if not username or not password:
-        raise OrgConnectionError(method, "one of the variables is not set",
-                                 f"export {ENV_USERNAME} and {ENV_PASSWORD} (and {ENV_SECURITY_TOKEN})")
+        missing = " and ".join(f"${v}" for v, value in ((user_var, username), (password_var, password)) if not value)
+        raise OrgConnectionError(method, f"{missing} not set",
+                                 f"export {user_var} and {password_var} (and {token_var})")
     url = login_url or os.environ.get(ENV_LOGIN_URL, "https://login.salesforce.com")
-    return _soap_login(url, username, password, os.environ.get(ENV_SECURITY_TOKEN, ""), api_version, method)
+    if not url.startswith("https://127.0.0.1"):
+        warnings.warn("Salesforce retires SOAP login() from API 65.0 and in Summer '27: prefer a Salesforce CLI "
+                      "alias (sf org login web) or an access token", FutureWarning, stacklevel=2)
+    return _soap_login(url, username, password, os.environ.get(token_var, ""), api_version, method)
 
 
 def _connect_sf_cli(alias: str, api_version: str, login_url: str) -> OrgSession:

@@ -14,6 +14,9 @@ AUTO_SCAN = range(1717, 1817)
 def port_is_free(port: int) -> bool:
     """True when ``port`` can be bound on localhost now (what the CLI's redirect server needs)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as servers do (Node, so the CLI's redirect server): closed connections in TIME_WAIT do not make a
+        # port busy; a socket listening on it still does (Linux refuses the bind then, SO_REUSEADDR or not)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError as exc:

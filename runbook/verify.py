@@ -2,22 +2,35 @@
 
 The exchange is done here with requests + PyJWT (simple-salesforce only logs in to
 *.salesforce.com hosts), then one REST call with the token proves the session is usable. Each
-known refusal becomes a ``LoginError`` naming the cause and the setting to change.
+known refusal becomes a ``LoginError`` naming the cause and the setting to change:
+
+- ``invalid_client_id`` is retried with backoff (``retries``, ``retry_wait``): a new app takes 2–10
+  minutes to reach every Salesforce server; the message says how long it waited.
+- ``invalid assertion`` shows the key's certificate fingerprint and the app's, read from the org.
+- ``expired authorization code`` (an ``exp`` already past) shows the clock offset between this machine
+  and the org, read from the token response's ``Date`` header.
+
+The web server flow is in ``runbook.webflow``; the CI export in ``runbook.export_ci``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from email.utils import parsedate_to_datetime
 from html import escape
 from pathlib import Path
 
 import jwt
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from runbook.certificate import fingerprint, load_certificate, load_private_key
-from runbook.errors import InputError, LoginError
+from runbook.errors import InputError, LoginError, RunbookError
 from runbook.org import OrgSession
 from runbook.retry import HTTP_TIMEOUT
 from runbook.workdir import open_workdir
@@ -30,11 +43,13 @@ TEST = "https://test.salesforce.com"
 def default_audience(login_url: str) -> str:
     """The ``aud`` Salesforce expects for a token endpoint host.
 
-    Production and My Domain hosts take login.salesforce.com, sandboxes test.salesforce.com; any
-    other host (the local org) takes its own URL, as the Salesforce CLI sends it.
+    Production and My Domain hosts take login.salesforce.com, sandboxes (test.salesforce.com or a
+    ``--sandbox`` My Domain: ``*.sandbox.my.salesforce.com``, ``*--<sandbox>.my.salesforce.com``) take
+    test.salesforce.com; any other host (the local org) takes its own URL, as the Salesforce CLI sends it.
     """
-    host = login_url.removeprefix("https://").rstrip("/")
-    if host in ("test.salesforce.com",) or host.endswith(".sandbox.my.salesforce.com"):
+    host = login_url.removeprefix("https://").rstrip("/").split("/")[0].lower()
+    if host == "test.salesforce.com" or host.endswith(".sandbox.my.salesforce.com") or (
+            host.endswith(".my.salesforce.com") and "--" in host):
         return TEST
     if host.endswith(".salesforce.com"):
         return LOGIN
@@ -58,24 +73,51 @@ class LoginResult:
         return asdict(self)
 
 
-def _claims(consumer_key: str, username: str, audience: str) -> dict:
-    return {"iss": consumer_key, "sub": username, "aud": audience, "exp": int(time.time()) + 180}
+def _claims(consumer_key: str, username: str, audience: str, now: float) -> dict:
+    return {"iss": consumer_key, "sub": username, "aud": audience, "exp": int(now) + 180}
+
+
+def server_clock_offset(response: requests.Response, local_time: float) -> float | None:
+    """Seconds the org's clock (its ``Date`` header) is ahead of ``local_time``; None without a Date."""
+    try:
+        return parsedate_to_datetime(response.headers["Date"]).timestamp() - local_time
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def jwt_login(*, consumer_key: str, username: str, key_path: Path, login_url: str, audience: str = "",
-              passphrase: bytes | None = None, http: requests.Session | None = None) -> tuple[LoginResult, str]:
-    """Exchange a signed JWT for an access token; returns the result and the token (keep it in memory)."""
+              passphrase: bytes | None = None, http: requests.Session | None = None, retries: int = 0,
+              retry_wait: float = 30.0, clock: Callable[[], float] = time.time,
+              sleep: Callable[[float], None] = time.sleep) -> tuple[LoginResult, str]:
+    """Exchange a signed JWT for an access token; returns the result and the token (keep it in memory).
+
+    ``invalid_client_id`` is retried ``retries`` times, waiting ``retry_wait`` seconds, doubled each
+    time (capped at 5 minutes): a new app takes 2–10 minutes to propagate. ``clock`` is this machine's
+    clock (the JWT's ``exp`` is computed from it).
+    """
     key = load_private_key(Path(key_path), passphrase)
     aud = audience or default_audience(login_url)
-    assertion = jwt.encode(_claims(consumer_key, username, aud), key, algorithm="RS256")
     http = http or requests.Session()
     token_url = f"{login_url.rstrip('/')}/services/oauth2/token"
-    response = http.post(token_url, data={"grant_type": JWT_GRANT, "assertion": assertion}, timeout=HTTP_TIMEOUT)
-    body = _json(response)
-    if response.status_code != 200 or "access_token" not in body:
-        raise explain_refusal(body.get("error", f"HTTP {response.status_code}"),
-                              body.get("error_description", response.text[:200]),
-                              consumer_key=consumer_key, username=username, audience=aud, login_url=login_url)
+    started, attempt, wait = time.monotonic(), 0, retry_wait
+    while True:
+        now = clock()
+        assertion = jwt.encode(_claims(consumer_key, username, aud, now), key, algorithm="RS256")
+        response = http.post(token_url, data={"grant_type": JWT_GRANT, "assertion": assertion},
+                             timeout=HTTP_TIMEOUT)
+        body = _json(response)
+        if response.status_code == 200 and "access_token" in body:
+            break
+        error = body.get("error", f"HTTP {response.status_code}")
+        if error == "invalid_client_id" and attempt < retries:
+            attempt += 1
+            sleep(wait)
+            wait = min(wait * 2, 300.0)
+            continue
+        raise explain_refusal(error, body.get("error_description", response.text[:200]),
+                              consumer_key=consumer_key, username=username, audience=aud, login_url=login_url,
+                              clock_offset=server_clock_offset(response, now), retried=attempt,
+                              waited=time.monotonic() - started)
     token = body["access_token"]
     identity = _json(http.get(body["id"], headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT))
     org_id, user_id = body["id"].rstrip("/").split("/")[-2:]
@@ -97,7 +139,8 @@ def _json(response: requests.Response) -> dict:
 
 
 def explain_refusal(error: str, description: str, *, consumer_key: str, username: str, audience: str,
-                    login_url: str, cert_fingerprints: tuple[str, str] | None = None) -> LoginError:
+                    login_url: str, cert_fingerprints: tuple[str, str] | None = None,
+                    clock_offset: float | None = None, retried: int = 0, waited: float = 0.0) -> LoginError:
     """Salesforce's OAuth error → a LoginError that names the cause and the setting to change."""
     desc = description.lower()
     if error == "invalid_app_access" or "not admin approved" in desc:
@@ -111,11 +154,14 @@ def explain_refusal(error: str, description: str, *, consumer_key: str, username
                           "profile or permission set; check the username is right for this org (sandboxes "
                           "append a suffix)")
     if error == "invalid_client_id":
+        tried = (f" Retried {retried} time(s) over {waited:.0f} s." if retried else
+                 " Not retried (retries=0).")
         return LoginError(error, description, f"the org does not know consumer key {consumer_key[:12]}…; "
-                          "a new or edited app takes 2–10 minutes to reach every Salesforce server.",
-                          "wait and retry (retries=N), or check the consumer key matches the app in phase 2")
+                          f"a new or edited app takes 2–10 minutes to reach every Salesforce server.{tried}",
+                          "wait and rerun phase 4, or raise retries (e.g. retries=6, retry_wait=30: up to ~30 "
+                          "min); if it persists, check the consumer key matches the app (phase 2)")
     if "invalid assertion" in desc:
-        shown = (f" Key's certificate: {cert_fingerprints[0]}; app's certificate: {cert_fingerprints[1]}."
+        shown = (f" Signing key: {cert_fingerprints[0]}; the app's: {cert_fingerprints[1]}."
                  if cert_fingerprints else "")
         return LoginError(error, description, "the JWT's signature does not match the certificate uploaded "
                           f"to the app.{shown}", "rerun phase 2 to upload the certificate of this key, or "
@@ -125,8 +171,11 @@ def explain_refusal(error: str, description: str, *, consumer_key: str, username
                           "use https://login.salesforce.com for production/My Domain, https://test.salesforce.com "
                           "for sandboxes (audience parameter)")
     if "expired" in desc:
+        offset = (f" The org's clock is {abs(clock_offset):.0f} s {'ahead of' if clock_offset > 0 else 'behind'}"
+                  " this machine's (Salesforce allows about 3 minutes of exp)." if clock_offset is not None else "")
         return LoginError(error, description, "the JWT had already expired when Salesforce read it: this "
-                          "machine's clock is probably off.", "sync the clock (NTP) and retry")
+                          f"machine's clock is off.{offset}", "sync this machine's clock (NTP: timedatectl "
+                          "set-ntp true / chronyc makestep) and retry")
     if "inactive user" in desc:
         return LoginError(error, description, f"{username} is deactivated.", "activate the user in Setup > Users")
     return LoginError(error, description, "the org refused the JWT login.", "check the app, user and key")
@@ -153,6 +202,8 @@ class HandOff:
     key_path: str
     certificate_expires: str
     sf_command: str
+    sf_commands: list[str] = field(default_factory=list)  # one per verified user
+    web_flow: dict | None = None  # the web server flow's result (runbook.webflow), when it ran
 
     def as_dict(self) -> dict:
         return {**asdict(self), "logins": [lr.as_dict() for lr in self.logins]}
@@ -162,7 +213,11 @@ class HandOff:
                 ("Verified users", ", ".join(lr.username for lr in self.logins)),
                 ("Login URL", self.login_url), ("Org id", self.logins[0].org_id if self.logins else ""),
                 ("Private key", self.key_path), ("Certificate expires", self.certificate_expires),
-                ("Log in with the CLI", self.sf_command)]
+                *((("Web server flow", f"works for {self.web_flow['username']} (callback "
+                    f"{self.web_flow['callback_url']})"),) if self.web_flow else ()),
+                ("Log in with the CLI", self.sf_command),
+                *((f"… as {lr.username}", cmd) for lr, cmd in zip(self.logins[1:], self.sf_commands[1:],
+                                                                    strict=False))]
 
     def __str__(self) -> str:
         return "\n".join(f"{k}: {v}" for k, v in self.rows())
@@ -173,38 +228,126 @@ class HandOff:
         return f"<table>{body}</table>"
 
 
+def public_key_fingerprint(public_key) -> str:
+    """SHA-256 of a public key's SubjectPublicKeyInfo: the same for a key and the certificate made from it."""
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).digest().hex(":").upper()
+
+
+def app_certificate(session: OrgSession, app_record: dict) -> tuple[x509.Certificate | None, str]:
+    """The certificate on the app, read from the org, and a note on where it came from.
+
+    None when the org cannot be read (e.g. an External Client App, or no access): then phase 2's
+    recorded fingerprint is all there is.
+    """
+    if app_record.get("app_kind", "connected_app") != "connected_app":
+        return None, "as recorded by phase 2"
+    from runbook.metadata import read
+
+    try:
+        current = read(session, "ConnectedApp", app_record["full_name"]) or {}
+        pem = (current.get("oauthConfig") or {}).get("certificate") or ""
+        if not pem:
+            return None, "the app has no certificate in the org"
+        return x509.load_pem_x509_certificate(pem.encode()), "read from the org"
+    except (RunbookError, ValueError):
+        return None, "as recorded by phase 2 (the org could not be read)"
+
+
+def _usernames(usernames, username: str, session: OrgSession) -> list[str]:
+    if isinstance(usernames, str):
+        usernames = [u.strip() for u in usernames.split(",")]
+    users = [u for u in (usernames or []) if u] or [username or session.username]
+    if not all(users):
+        raise InputError("usernames", usernames, "give the Salesforce username(s) to log in as")
+    return list(dict.fromkeys(users))
+
+
 def verify_setup(session: OrgSession, *, workdir: str | Path, username: str = "", login_url: str = "",
-                 audience: str = "", key_path: str = "") -> HandOff:
-    """Phase 4: JWT login as ``username`` with what phases 1–3 recorded; record the hand-off."""
+                 audience: str = "", key_path: str = "", usernames: list[str] | str | None = None,
+                 retries: int = 0, retry_wait: float = 30.0, clock: Callable[[], float] = time.time) -> HandOff:
+    """Phase 4: JWT login as each of ``usernames`` (or ``username``) with what phases 1–3 recorded.
+
+    Records the hand-off (no token) as the ``verify`` phase record; raises LoginError at the first refusal.
+    """
     wd = open_workdir(workdir)
     cert_record, app_record = wd.load("certificate"), wd.load("connected_app")
     if cert_record is None or app_record is None:
         raise InputError("workdir", str(wd.root), "run phases 1 and 2 first (01_certificate, 02_connected_app)")
     key = Path(key_path or cert_record["key_path"])
-    user = username or session.username
-    if not user:
-        raise InputError("username", username, "give the Salesforce username to log in as")
+    users = _usernames(usernames, username, session)
     url = (login_url or session.login_url).rstrip("/")
-    try:
-        result, _token = jwt_login(consumer_key=app_record["consumer_key"], username=user, key_path=key,
-                                   login_url=url, audience=audience)
-    except LoginError as exc:
-        if "invalid assertion" in exc.description:
-            raise _with_fingerprints(exc, cert_record, app_record) from None
-        raise
+    results = []
+    for user in users:
+        try:
+            result, _token = jwt_login(consumer_key=app_record["consumer_key"], username=user, key_path=key,
+                                       login_url=url, audience=audience, retries=retries, retry_wait=retry_wait,
+                                       clock=clock)
+        except LoginError as exc:
+            if "invalid assertion" in exc.description:
+                raise _with_fingerprints(exc, key, session, app_record) from None
+            raise
+        results.append(result)
     cert = load_certificate(Path(cert_record["cert_path"]))
     handoff = HandOff(app_name=app_record["full_name"], app_kind=app_record["app_kind"],
-                      consumer_key=app_record["consumer_key"], logins=[result], login_url=url, key_path=str(key),
+                      consumer_key=app_record["consumer_key"], logins=results, login_url=url, key_path=str(key),
                       certificate_expires=cert.not_valid_after_utc.isoformat(timespec="seconds"),
                       sf_command=sf_login_command(consumer_key=app_record["consumer_key"], key_path=key,
-                                                  username=user, login_url=url))
-    cert_fp = fingerprint(cert)
-    wd.save("verify", {**handoff.as_dict(), "certificate_fingerprint": cert_fp})
+                                                  username=users[0], login_url=url),
+                      sf_commands=[sf_login_command(consumer_key=app_record["consumer_key"], key_path=key,
+                                                    username=u, login_url=url, alias=_alias(u, i))
+                                   for i, u in enumerate(users)])
+    wd.save("verify", {**handoff.as_dict(), "certificate_fingerprint": fingerprint(cert)})
     return handoff
 
 
-def _with_fingerprints(exc: LoginError, cert_record: dict, app_record: dict) -> LoginError:
+def _alias(username: str, index: int) -> str:
+    return "devhub" if index == 0 else username.split("@")[0]
+
+
+def _with_fingerprints(exc: LoginError, key_path: Path, session: OrgSession, app_record: dict) -> LoginError:
+    """The invalid-assertion error with the signing key's fingerprint and the app certificate's."""
+    key_fp = public_key_fingerprint(load_private_key(key_path).public_key())
+    cert, source = app_certificate(session, app_record)
+    if cert is None:
+        app_side = f"certificate {app_record.get('certificate_fingerprint', '?')} ({source})"
+    else:
+        app_side = (f"certificate {fingerprint(cert)} with public key {public_key_fingerprint(cert.public_key())} "
+                    f"({source})")
     return explain_refusal(exc.error, exc.description, consumer_key=app_record["consumer_key"], username="",
                            audience="", login_url="",
-                           cert_fingerprints=(cert_record["sha256_fingerprint"],
-                                              app_record["certificate_fingerprint"]))
+                           cert_fingerprints=(f"public key {key_fp} ({key_path})", app_side))
+
+
+WEB_FLOW_MODES = ("auto", "on", "off")
+
+
+def verify_web_flow(session: OrgSession, handoff: HandOff, *, workdir: str | Path, web_flow: str = "auto",
+                    consumer_secret_file: str = "", timeout: float = 120.0, login_hint: str = "") -> HandOff:
+    """Phase 4's web server flow check, when the app has the flow; adds its result to the hand-off record.
+
+    ``web_flow``: ``"auto"`` runs it when phase 2 enabled the flow and the org is the local org (whose
+    authorize page needs no click, so batch runs stay unattended); ``"on"`` runs it anyway and waits up
+    to ``timeout`` seconds for someone to open the link; ``"off"`` skips it.
+    """
+    from runbook.webflow import follow_redirects, run_web_flow
+
+    if web_flow not in WEB_FLOW_MODES:
+        raise InputError("web_flow", web_flow, f"use one of {', '.join(WEB_FLOW_MODES)}")
+    wd = open_workdir(workdir)
+    app = wd.load("connected_app") or {}
+    has_flow = "web" in app.get("flows", [])
+    if web_flow == "off" or (web_flow == "auto" and not (has_flow and session.is_local)):
+        why = ("web_flow is off" if web_flow == "off" else "the app has no web server flow (phase 2 flows)"
+               if not has_flow else 'a real org needs someone to log in: set web_flow="on" to wait for it')
+        print(f"Web server flow not checked: {why}.")
+        return handoff
+    secret_file = consumer_secret_file or app.get("consumer_secret_file", "")
+    result = run_web_flow(consumer_key=app["consumer_key"], callback_url=app["callback_url"],
+                          login_url=handoff.login_url, login_hint=login_hint or handoff.logins[0].username,
+                          consumer_secret_file=secret_file, timeout=timeout,
+                          browser=follow_redirects if session.is_local else None)
+    handoff.web_flow = result.as_dict()
+    record = wd.load("verify") or {}
+    wd.save("verify", {**record, "web_flow": handoff.web_flow})
+    return handoff

@@ -422,15 +422,22 @@ def certificate_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
 CONNECTED_APP_DEFAULTS = {"org": "local", "workdir": "work", "api_version": "62.0", "app_name": "Runbook_CI",
                           "label": "", "contact_email": "admin@example.com", "description": "",
                           "callback_port": 1717, "scopes": ["api", "web", "refresh_token offline_access"],
-                          "cert_path": ""}
+                          "cert_path": "", "flows": ["jwt"], "app_kind": "connected_app",
+                          "consumer_secret_by": "runbook", "sfdx_project": "", "create_sfdx_project": False}
 
 
 def _app_spec(values: dict):
     from runbook.connected_app import build_spec, cert_path_from_workdir
 
+    flows = values.get("flows", ["jwt"])
+    cert_path = values["cert_path"]
     return build_spec(app_name=values["app_name"], label=values["label"], contact_email=values["contact_email"],
                       description=values["description"], callback_port=values["callback_port"],
-                      scopes=values["scopes"], cert_path=cert_path_from_workdir(values["workdir"], values["cert_path"]))
+                      scopes=values["scopes"], flows=flows, app_kind=values.get("app_kind", "connected_app"),
+                      consumer_secret_by=values.get("consumer_secret_by", "runbook"),
+                      sfdx_project=values.get("sfdx_project", ""),
+                      create_sfdx_project=values.get("create_sfdx_project", False),
+                      cert_path=cert_path_from_workdir(values["workdir"], cert_path) if "jwt" in flows else cert_path)
 
 
 def _connect(values: dict, step: Step):
@@ -456,6 +463,12 @@ def connected_app_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
         port_field("callback_port", "Callback URL port", p["callback_port"]),
         multi_field("scopes", "Selected OAuth Scopes", p["scopes"], list(SCOPES)),
         text_field("cert_path", "Digital signature cert", p["cert_path"], "empty: phase 1's certificate"),
+        multi_field("flows", "OAuth flows", p["flows"], ["jwt", "web"]),
+        choice_field("app_kind", "App kind", p["app_kind"], ["connected_app", "external_client_app"]),
+        choice_field("consumer_secret_by", "Consumer secret made by", p["consumer_secret_by"], ["runbook", "org"]),
+        text_field("sfdx_project", "sfdx-project.json", p["sfdx_project"], "empty: leave project files alone"),
+        check_field("create_sfdx_project", "Create a minimal sfdx-project.json if missing",
+                    p["create_sfdx_project"]),
     ]
 
     def plan(values: dict, step: Step):
@@ -499,7 +512,7 @@ _ACCESS_SPEC_NAMES = ("app_name", "permitted_users", "ip_relaxation", "refresh_t
 def _access_spec(values: dict):
     from runbook.access import build_access_spec
 
-    return build_access_spec(**{k: values[k] for k in _ACCESS_SPEC_NAMES})
+    return build_access_spec(**{k: values[k] for k in _ACCESS_SPEC_NAMES}, workdir=values.get("workdir"))
 
 
 def access_form(ns: MutableMapping | None = None, **params) -> PhaseForm:

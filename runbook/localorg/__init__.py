@@ -13,8 +13,9 @@ SQL), ``schema`` (sObjects), ``seed``, ``ids``, ``credentials``, ``tls``.
 Choices where Salesforce's behaviour is not known are marked "unverified" in the docstrings.
 """
 
+from runbook.localorg.faults import Fault, FaultPlan
 from runbook.localorg.org import LocalOrg, serve_forever
 from runbook.localorg.seed import ADMIN_USERNAME, SEED_USERS, SeedUser
 from runbook.localorg.store import ApiCall
 
-__all__ = ["ADMIN_USERNAME", "SEED_USERS", "ApiCall", "LocalOrg", "SeedUser", "serve_forever"]
+__all__ = ["ADMIN_USERNAME", "SEED_USERS", "ApiCall", "Fault", "FaultPlan", "LocalOrg", "SeedUser", "serve_forever"]

@@ -1,4 +1,4 @@
-"""The OAuth 2.0 endpoints: JWT bearer token exchange, identity URL and userinfo.
+"""The OAuth 2.0 endpoints: JWT bearer and web server (authorization code + PKCE) flows, identity, userinfo.
 
 The token endpoint checks an assertion the way Salesforce does, in this order: well-formed RS256 JWT,
 ``iss`` is a consumer key, the signature verifies against the certificate uploaded to that app,
@@ -9,25 +9,41 @@ Clients differ in what they send and all of it is accepted: ``exp`` as an int or
 (simple-salesforce), in milliseconds (the Salesforce CLI sends ``Date.now() + 300``, so any value over
 10^11 is read as ms) or far in the future; ``aud`` as login/test.salesforce.com or the org's own URL,
 with or without a trailing slash (the CLI's first attempt uses its ``--instance-url``).
+
+The web server flow runs without a browser page: ``GET /services/oauth2/authorize`` logs in as the user
+named by ``login_hint`` (default: the admin), as if that user had entered their password and clicked
+"Allow", records the approval (so a self-authorize app then also allows that user's JWT logins) and
+redirects to the app's callback URL with a one-time code (valid 15 minutes, kept by digest in the
+store). The token endpoint's ``authorization_code`` grant checks the code, ``client_id``,
+``redirect_uri``, the PKCE ``code_verifier`` (S256; Salesforce's default when no method is sent) and
+``client_secret`` unless the app has ``isConsumerSecretOptional``. No refresh token is issued (unverified
+choice: the local org has no refresh grant).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
+import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from werkzeug import Request, Response
 
-from runbook.localorg import credentials, ids, metadata
-from runbook.localorg.components import OAuthApp, load_certificate
+from runbook.localorg import credentials, ids, metadata, seed
+from runbook.localorg.components import OAuthApp, as_bool, child, load_certificate, text, texts
 from runbook.localorg.context import Call, OrgContext, Session, bearer_token
 from runbook.localorg.external_client_apps import permission_set_ids
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+AUTHORIZATION_CODE = "authorization_code"
+CODE_SECONDS = 15 * 60
 CLOCK_SKEW_SECONDS = 180
 _MILLISECONDS_ABOVE = 10**11
 _LOGIN_AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
@@ -53,15 +69,22 @@ def _invalid(description: str = "invalid assertion") -> OAuthError:
 
 def token(ctx: OrgContext, form: Mapping[str, str]) -> dict[str, Any]:
     """The token response for a form-encoded token request; raises OAuthError."""
-    if form.get("grant_type") != JWT_BEARER:
+    grant = form.get("grant_type")
+    if grant == AUTHORIZATION_CODE:
+        return _token_response(ctx, *_redeemed_code(ctx, form), kind="web")
+    if grant != JWT_BEARER:
         raise OAuthError("unsupported_grant_type", "grant type not supported")
     claims, app = _verified_assertion(ctx, form.get("assertion") or "")
     _check_audience(ctx, claims.get("aud"))
     _check_expiry(claims.get("exp"))
     user = _check_user(ctx, claims.get("sub"))
     _check_access(ctx, app, user)
+    return _token_response(ctx, app, user, kind="jwt")
+
+
+def _token_response(ctx: OrgContext, app: OAuthApp, user: dict[str, Any], *, kind: str) -> dict[str, Any]:
     scopes = " ".join(app.scopes)
-    access_token = ctx.open_session(user["Id"], app_id=app.entity_id, scopes=scopes, kind="jwt")
+    access_token = ctx.open_session(user["Id"], app_id=app.entity_id, scopes=scopes, kind=kind)
     id_url = f"{ctx.url}/id/{ctx.org_id}/{user['Id']}"
     issued_at = str(int(time.time() * 1000))
     return {"access_token": access_token, "scope": scopes, "instance_url": ctx.url, "id": id_url,
@@ -139,6 +162,91 @@ def _check_access(ctx: OrgContext, app: OAuthApp, user: dict[str, Any]) -> None:
         raise OAuthError("invalid_app_access", "user is not admin approved to access this app")
 
 
+# --- web server flow -----------------------------------------------------------------------------
+
+def _web_settings(ctx: OrgContext, consumer_key: str) -> tuple[list[str], str | None, bool]:
+    """The app's callback URLs, its consumer secret and whether the secret is optional."""
+    component = ctx.store.component_by_consumer_key(consumer_key)
+    if component is None:
+        return [], None, False
+    oauth = child(component.definition, "oauthConfig") or component.definition
+    urls = [u.strip() for value in texts(oauth, "callbackUrl") for u in value.splitlines() if u.strip()]
+    return urls, component.consumer_secret, as_bool(text(oauth, "isConsumerSecretOptional"))
+
+
+def _challenge(verifier: str) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+def authorize(ctx: OrgContext, args: Mapping[str, str]) -> str:
+    """The redirect URL for an authorize request (a code, or an error the client reads); raises OAuthError.
+
+    Errors that make the redirect URL untrustworthy (unknown client, mismatched redirect_uri) are raised;
+    the others go back to the client as ``?error=...`` the way Salesforce sends them.
+    """
+    client_id, redirect_uri = args.get("client_id") or "", args.get("redirect_uri") or ""
+    app = metadata.oauth_app_for_key(ctx.store, client_id) if client_id else None
+    if app is None:
+        raise OAuthError("invalid_client_id", "client identifier invalid")
+    callbacks, _secret, _optional = _web_settings(ctx, client_id)
+    if redirect_uri not in callbacks:
+        raise OAuthError("redirect_uri_mismatch", "redirect_uri must match configuration")
+    state = {"state": args["state"]} if args.get("state") else {}
+
+    def back(**params: str) -> str:
+        return f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}{urlencode({**params, **state})}"
+
+    if args.get("response_type") != "code":
+        return back(error="unsupported_response_type", error_description="response type not supported")
+    if args.get("code_challenge_method", "S256") != "S256":
+        return back(error="invalid_request", error_description="code_challenge_method must be S256")
+    try:
+        user = _check_user(ctx, args.get("login_hint") or seed.ADMIN_USERNAME)
+        if app.admin_approved:
+            _check_access(ctx, app, user)
+    except OAuthError as error:
+        return back(error="access_denied" if error.error == "invalid_app_access" else error.error,
+                    error_description=error.description)
+    ctx.store.record_approval(app.entity_id, user["Id"])  # the user clicked "Allow"
+    code = secrets.token_urlsafe(32)
+    ctx.store.set_setting(_code_key(code), {
+        "client_id": client_id, "redirect_uri": redirect_uri, "user_id": user["Id"],
+        "challenge": args.get("code_challenge") or "", "expires": time.time() + CODE_SECONDS})
+    return back(code=code)
+
+
+def _code_key(code: str) -> str:
+    return "authcode:" + hashlib.sha256(code.encode()).hexdigest()
+
+
+def _redeemed_code(ctx: OrgContext, form: Mapping[str, str]) -> tuple[OAuthApp, dict[str, Any]]:
+    """The app and user an authorization code was issued for; the code is spent either way."""
+    key = _code_key(form.get("code") or "")
+    issued = ctx.store.get_setting(key)
+    if not issued or issued.get("spent") or issued["expires"] < time.time():
+        raise _invalid("invalid authorization code")
+    ctx.store.set_setting(key, {**issued, "spent": True})
+    client_id = form.get("client_id") or ""
+    app = metadata.oauth_app_for_key(ctx.store, client_id) if client_id else None
+    if app is None:
+        raise OAuthError("invalid_client_id", "client identifier invalid")
+    if client_id != issued["client_id"]:
+        raise _invalid("invalid authorization code")
+    if (form.get("redirect_uri") or "") != issued["redirect_uri"]:
+        raise OAuthError("redirect_uri_mismatch", "redirect_uri must match configuration")
+    _callbacks, secret, optional = _web_settings(ctx, client_id)
+    given = form.get("client_secret") or ""
+    if (given or not optional) and not (secret and hmac.compare_digest(given.encode(), secret.encode())):
+        raise OAuthError("invalid_client", "invalid client credentials")
+    verifier = form.get("code_verifier") or ""
+    if issued["challenge"] and not hmac.compare_digest(_challenge(verifier), issued["challenge"]):
+        raise _invalid("invalid code verifier")
+    user = ctx.store.get("User", issued["user_id"])
+    if user is None or not user["IsActive"]:
+        raise _invalid("inactive user")
+    return app, user
+
+
 # --- identity -------------------------------------------------------------------------------------
 
 def _urls(ctx: OrgContext, user_id: str) -> dict[str, str]:
@@ -201,6 +309,17 @@ def token_endpoint(ctx: OrgContext, request: Request, call: Call) -> Response:
         return _json(token(ctx, request.form))
     except OAuthError as error:
         return _json(error.body(), 400)
+
+
+def authorize_endpoint(ctx: OrgContext, request: Request, call: Call) -> Response:
+    """``GET /services/oauth2/authorize``: a 302 back to the callback with a code, or an error page."""
+    call.operation = "oauth.authorize"
+    try:
+        location = authorize(ctx, request.args)
+    except OAuthError as error:  # Salesforce shows these on its own page: the callback is not trusted
+        return Response(f"error={error.error}&error_description={error.description}", status=400,
+                        content_type="text/plain")
+    return Response("", status=302, headers={"Location": location, "Cache-Control": "no-store"})
 
 
 def _bad_token() -> Response:

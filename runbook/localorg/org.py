@@ -21,6 +21,7 @@ from typing import Any
 from runbook.files import PRIVATE, PUBLIC, write_atomic
 from runbook.localorg import credentials, seed
 from runbook.localorg.context import OrgContext
+from runbook.localorg.faults import Fault, FaultPlan, Injection
 from runbook.localorg.server import TlsServer, make_app
 from runbook.localorg.store import ApiCall, Store
 from runbook.localorg.tls import ensure_tls, server_context
@@ -36,10 +37,15 @@ class LocalOrg:
     exception do since Spring '26 (External Client Apps still work); it is applied at every start, and
     ``set_setting`` changes it until the next. Sessions (access tokens) last ``session_seconds``. Use as
     a context manager, or call ``start()`` and ``stop()``.
+
+    As a test bench: every call waits ``latency_ms`` first, and ``faults`` (a ``FaultPlan``, see
+    ``runbook.localorg.faults``) makes chosen calls fail; ``set_latency`` and ``set_faults`` change both
+    while the org runs. Several orgs may run at once, one per state folder and port.
     """
 
     def __init__(self, state_dir: Path, port: int = 0, *, allow_connected_apps: bool = True,
-                 session_seconds: int = 7200) -> None:
+                 session_seconds: int = 7200, latency_ms: float = 0,
+                 faults: FaultPlan | list[Fault] | None = None) -> None:
         self.state_dir = Path(state_dir).expanduser().resolve()
         self.port = port  # the bound port once started (port 0 asks for any free one)
         self._requested_port = port
@@ -52,6 +58,18 @@ class LocalOrg:
         self._store: Store | None = None
         self._server: TlsServer | None = None
         self._thread: threading.Thread | None = None
+        self.injection = Injection(latency_ms)
+        self.set_faults(faults)
+
+    def set_latency(self, latency_ms: float) -> None:
+        """Make every following call wait ``latency_ms`` milliseconds before it is served."""
+        self.injection.latency_ms = float(latency_ms)
+
+    def set_faults(self, faults: FaultPlan | list[Fault] | None) -> FaultPlan:
+        """Replace the fault plan (None: no faults); returns the plan in force, whose rules count their hits."""
+        plan = faults if isinstance(faults, FaultPlan) else FaultPlan(list(faults or []))
+        self.injection.plan = plan
+        return plan
 
     def __repr__(self) -> str:
         return f"LocalOrg({str(self.state_dir)!r}, url={self.url or 'stopped'!r})"
@@ -101,7 +119,8 @@ class LocalOrg:
             raise
         self.port = server.port
         self.url = f"https://127.0.0.1:{server.port}"
-        server.app = make_app(OrgContext(store, self.url, self.org_id, self.session_seconds))
+        server.app = make_app(OrgContext(store, self.url, self.org_id, self.session_seconds),
+                              self.injection)
         self._store, self._server = store, server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name=f"localorg:{server.port}", daemon=True)
@@ -194,17 +213,22 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def serve_forever(state_dir: Path, port: int, *, allow_connected_apps: bool = True) -> None:
+def serve_forever(state_dir: Path, port: int, *, allow_connected_apps: bool = True, latency_ms: float = 0,
+                  faults: list[Fault] | None = None) -> None:
     """Serve the org in the foreground until Ctrl-C (or SIGTERM), printing how to reach it."""
     stop = threading.Event()
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if in_main else None
-    org = LocalOrg(state_dir, port, allow_connected_apps=allow_connected_apps).start()
+    org = LocalOrg(state_dir, port, allow_connected_apps=allow_connected_apps, latency_ms=latency_ms,
+                   faults=faults).start()
     try:
         print(f"Local org:  {org.url}", flush=True)
         print(f"CA bundle:  {org.ca_bundle}   (export REQUESTS_CA_BUNDLE={org.ca_bundle})", flush=True)
         print(f"Admin user: {org.admin_username}   (password in {org.state_dir / 'admin-credentials.json'})",
               flush=True)
+        if latency_ms or faults:
+            print(f"Injected:   {latency_ms:g} ms per call; faults: "
+                  f"{', '.join(f.kind for f in faults or []) or 'none'}", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             while not stop.wait(0.5):

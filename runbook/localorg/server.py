@@ -13,6 +13,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,6 +23,8 @@ from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from runbook.localorg import oauth, rest, soap
 from runbook.localorg.context import Call, OrgContext
+from runbook.localorg.faults import Fault, Injection
+from runbook.localorg.soapxml import api_fault, fault_body
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,7 @@ _VERSION = r"(?P<version>\d{2}\.\d)"
 Handler = Callable[..., Response]
 _ROUTES: list[tuple[re.Pattern[str], Handler]] = [
     (re.compile(r"/services/oauth2/token"), oauth.token_endpoint),
+    (re.compile(r"/services/oauth2/authorize"), oauth.authorize_endpoint),
     (re.compile(r"/services/oauth2/userinfo"), oauth.userinfo_endpoint),
     (re.compile(r"/id/(?P<org_id>\w+)/(?P<user_id>\w+)"), oauth.identity_endpoint),
     (re.compile(rf"/services/Soap/u/{_VERSION}(?:/.*)?"), soap.partner),
@@ -60,14 +64,25 @@ def _route(ctx: OrgContext, request: Request, call: Call) -> Response:
     return rest.json_response(rest.NOT_FOUND, 404)
 
 
-def make_app(ctx: OrgContext) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
-    """The WSGI application serving ``ctx``'s org."""
+def make_app(ctx: OrgContext, injection: Injection | None = None,
+             ) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
+    """The WSGI application serving ``ctx``'s org, with ``injection``'s latency and faults applied."""
+    injection = injection or Injection()
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = _Request(environ)
         call = Call()
+        injection.delay()
+        fault = injection.plan.take(request.method, request.path, _body(request))
+        if fault is not None and fault.kind == "timeout":
+            time.sleep(fault.seconds)
         try:
-            response = _route(ctx, request, call)
+            if fault is not None and not fault.after and fault.kind != "timeout":
+                response = _fault_response(fault, request, call)
+            else:
+                response = _route(ctx, request, call)
+                if fault is not None and fault.after and fault.kind != "timeout":
+                    response = _fault_response(fault, request, call)
         except HTTPException as exc:  # e.g. a body over MAX_BODY_BYTES
             response = exc.get_response(environ)
         except Exception:
@@ -77,6 +92,26 @@ def make_app(ctx: OrgContext) -> Callable[[dict[str, Any], Callable[..., Any]], 
         return response(environ, start_response)
 
     return app
+
+
+def _body(request: Request) -> bytes:
+    """The request body, read once and cached for the handler (only POSTs carry one here)."""
+    return request.get_data(cache=True) if request.method in ("POST", "PATCH", "PUT") else b""
+
+
+def _fault_response(fault: Fault, request: Request, call: Call) -> Response:
+    """The answer an injected fault gives; the call log names the fault unless the org did the work."""
+    if not fault.after:
+        call.operation = f"fault.{fault.kind}"
+    if fault.kind == "server_error":
+        return Response("<html><body>Service Unavailable</body></html>", status=503, content_type="text/html")
+    if fault.kind == "rate_limit":
+        return rest.json_response([{"errorCode": "REQUEST_LIMIT_EXCEEDED",
+                                    "message": "TotalRequests Limit exceeded."}], 403)
+    if request.path.startswith(_SOAP_PREFIX):
+        return Response(fault_body(api_fault("INVALID_SESSION_ID", "Invalid Session ID found in SessionHeader: "
+                                             "Illegal Session")), status=500, content_type="text/xml; charset=utf-8")
+    return rest.json_response([{"errorCode": "INVALID_SESSION_ID", "message": "Session expired or invalid"}], 401)
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -1,0 +1,196 @@
+"""Fleets: the runbook against many orgs at once, from one YAML file, with a bounded pool.
+
+The file lists the orgs and their parameters; ``defaults`` at the top apply to every org::
+
+    defaults:                     # parameters shared by every org (any notebook parameter)
+      contact_email: admin@example.com
+    workdir: work/fleet           # optional: each org works in <workdir>/<name> (default work/<name>)
+    orgs:
+      - name: team-a              # folder names, report rows
+        org: my-devhub-a          # local (default), a CLI alias or username, env[:A,B], password[:A,B,C]
+        params: {app_name: CI_A}
+      - name: team-b
+        org: local
+        local_org: {latency_ms: 100}   # options for a local org (LocalOrg keyword arguments)
+
+Each org runs ``run_runbook`` in its own work folder and ``runs/<timestamp>/<name>/``, in its own
+kernel; a failing org does not stop the others. Nothing org-specific passes through this process's
+environment (each kernel gets its own), so the orgs cannot see each other's settings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runbook.batch import PHASES, RunSummary, check_no_secret_params, run_runbook
+from runbook.errors import InputError, RunbookError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_ORG_KEYS = {"name", "org", "workdir", "params", "local_org", "fresh_org"}
+
+
+@dataclass
+class FleetOrg:
+    """One org of a fleet: its name (folder and report row), target, work folder and parameters."""
+
+    name: str
+    org: str
+    workdir: Path
+    params: dict[str, Any] = field(default_factory=dict)
+    local_org: dict[str, Any] = field(default_factory=dict)
+    fresh_org: bool = False
+
+
+@dataclass
+class OrgResult:
+    """How one org's run ended: its summary, or the error that kept it from running at all."""
+
+    org: FleetOrg
+    summary: RunSummary | None
+    seconds: float
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.summary is not None and self.summary.ok
+
+
+@dataclass
+class FleetResult:
+    run_dir: Path
+    results: list[OrgResult]
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    @property
+    def failed(self) -> list[OrgResult]:
+        return [r for r in self.results if not r.ok]
+
+
+def load_fleet(path: str | Path) -> list[FleetOrg]:
+    """The orgs a fleet file lists, each with the shared defaults under its own parameters."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError("--config", str(path), f"give a readable YAML file ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("orgs"), list | dict) or not data["orgs"]:
+        raise InputError("--config", str(path), 'list the orgs under "orgs:" (see runbook.fleet for the format)')
+    defaults = data.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise InputError("defaults", defaults, "give the shared parameters as a mapping")
+    root = _relative_to(path, data["workdir"]) if data.get("workdir") else Path("work")
+    entries = data["orgs"]
+    if isinstance(entries, dict):
+        entries = [{"name": name, **(spec or {})} for name, spec in entries.items()]
+    orgs = [_fleet_org(entry, defaults, root, path) for entry in entries]
+    names = [o.name for o in orgs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InputError("orgs", ", ".join(duplicates), "give every org a different name")
+    return orgs
+
+
+def _relative_to(config: Path, folder: str) -> Path:
+    """A folder named in the fleet file: relative paths are relative to the file."""
+    return Path(folder).expanduser() if Path(folder).expanduser().is_absolute() else config.parent / folder
+
+
+def _fleet_org(entry: Any, defaults: dict[str, Any], root: Path, config: Path) -> FleetOrg:
+    if not isinstance(entry, dict):
+        raise InputError("orgs", entry, "give each org as a mapping with at least a name")
+    name = str(entry.get("name", ""))
+    if not _NAME.match(name):
+        raise InputError("orgs[].name", name, "use letters, digits, '.', '_' or '-' (it names the org's folders)")
+    unknown = set(entry) - _ORG_KEYS
+    if unknown:
+        raise InputError(f"orgs[{name}]", ", ".join(sorted(unknown)),
+                         f"put notebook parameters under params:; known keys: {', '.join(sorted(_ORG_KEYS))}")
+    params = {**defaults, **(entry.get("params") or {})}
+    check_no_secret_params(params)
+    workdir = _relative_to(config, entry["workdir"]) if entry.get("workdir") else root / name
+    return FleetOrg(name, str(entry.get("org") or "local"), workdir, params, dict(entry.get("local_org") or {}),
+                    bool(entry.get("fresh_org", False)))
+
+
+def default_jobs() -> int:
+    """How many orgs run at once by default: twice the cores (at most 8).
+
+    A kernel is CPU-bound while it starts and imports, then mostly waits on the org: two per core keep
+    the cores busy through the waits without paying for more kernels' memory than that.
+    """
+    return max(1, min(8, 2 * (os.cpu_count() or 1)))
+
+
+def run_fleet(orgs: list[FleetOrg], *, runs_dir: str | Path = "runs", jobs: int | None = None,
+              resume: bool = False, progress: Callable[[str], None] = print) -> FleetResult:
+    """Run every org's phases with at most ``jobs`` at once; never raises for one org's failure."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    run_dir = Path(runs_dir).expanduser().resolve() / stamp
+    run_dir.mkdir(parents=True)
+    lock = threading.Lock()
+
+    def say(message: str) -> None:
+        with lock:
+            progress(message)
+
+    _import_clients()
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=jobs or default_jobs(), thread_name_prefix="fleet") as pool:
+        results = list(pool.map(lambda o: _run_one(o, run_dir / o.name, resume, say), orgs))
+    return FleetResult(run_dir, results, time.perf_counter() - started)
+
+
+def _import_clients() -> None:
+    """Import what the threads use before they start: concurrent first imports of one module can fail."""
+    import jupyter_client.manager  # noqa: F401
+    import papermill  # noqa: F401
+    import simple_salesforce
+    import simple_salesforce.login  # noqa: F401
+    import zeep  # noqa: F401
+
+    import runbook.overview  # noqa: F401
+
+
+def _run_one(org: FleetOrg, run_dir: Path, resume: bool, say: Callable[[str], None]) -> OrgResult:
+    started = time.perf_counter()
+    say(f"[{org.name}] starting ({org.org})")
+    try:
+        summary = run_runbook(org=org.org, workdir=org.workdir, params=org.params, run_dir=run_dir,
+                              fresh_org=org.fresh_org, resume=resume, local_org=org.local_org,
+                              progress=lambda m: say(f"[{org.name}] {m}"))
+    except RunbookError as exc:
+        result = OrgResult(org, None, time.perf_counter() - started, str(exc))
+    except Exception as exc:  # one org's unexpected error must not stop the others
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        error = f"{type(exc).__name__}: {exc} (at {Path(last.filename).name}:{last.lineno})"
+        result = OrgResult(org, None, time.perf_counter() - started, error)
+    else:
+        result = OrgResult(org, summary, time.perf_counter() - started)
+    say(f"[{org.name}] {'done' if result.ok else 'FAILED'} in {result.seconds:.1f} s")
+    return result
+
+
+def phase_status(result: OrgResult, phase: str) -> str:
+    """done, failed, skipped (already done), or "not run" (an earlier phase failed)."""
+    runs = {p.phase: p for p in result.summary.phases} if result.summary else {}
+    return runs[phase].status if phase in runs else "not run"
+
+
+def phase_names() -> list[str]:
+    return [phase for phase, _ in PHASES]

@@ -1,0 +1,247 @@
+"""The OAuth web server flow with PKCE: what `sf org login web` does with a custom connected app.
+
+``run_web_flow`` starts a one-shot HTTP server on the app's callback (``http://localhost:1717/OauthRedirect``
+by default), shows the authorize URL (a link in a notebook), waits for the browser to come back with a
+code, exchanges it (``grant_type=authorization_code`` with the PKCE ``code_verifier``, and the consumer
+secret read from a 0600 file unless the app does not require it), then proves the token with the
+identity URL. The token is never returned or shown.
+
+Against the local org nobody needs to click: its authorize page logs in as ``login_hint`` (default the
+admin) and redirects at once, so ``follow_redirects`` can play the browser.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import requests
+
+from runbook.errors import InputError, LoginError
+from runbook.retry import HTTP_TIMEOUT
+
+DEFAULT_SCOPES = "api web refresh_token"
+
+
+@dataclass
+class WebFlowResult:
+    """A successful web server flow login, proven by the identity URL. Holds no token or code."""
+
+    username: str
+    user_id: str
+    org_id: str
+    instance_url: str
+    scope: str
+    callback_url: str
+    used_client_secret: bool
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def pkce_pair() -> tuple[str, str]:
+    """A fresh PKCE ``(code_verifier, code_challenge)``, S256."""
+    verifier = secrets.token_urlsafe(64)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def authorize_url(*, login_url: str, consumer_key: str, callback_url: str, challenge: str, state: str,
+                  login_hint: str = "", scopes: str = DEFAULT_SCOPES) -> str:
+    """The URL the user opens to log in and allow the app."""
+    params = {"response_type": "code", "client_id": consumer_key, "redirect_uri": callback_url,
+              "scope": scopes, "state": state, "code_challenge": challenge, "code_challenge_method": "S256"}
+    if login_hint:
+        params["login_hint"] = login_hint
+    return f"{login_url.rstrip('/')}/services/oauth2/authorize?{urlencode(params)}"
+
+
+def _callback_address(callback_url: str) -> tuple[int, str]:
+    parts = urlsplit(callback_url)
+    if parts.scheme != "http" or parts.hostname not in ("localhost", "127.0.0.1") or not parts.port:
+        raise InputError("callback_url", callback_url, "the web server flow here needs a local callback like "
+                         "http://localhost:1717/OauthRedirect: set callback_port in phase 2")
+    return parts.port, parts.path or "/"
+
+
+class CallbackServer:
+    """A one-shot HTTP server on 127.0.0.1 that keeps the query of the first request to its path."""
+
+    def __init__(self, callback_url: str) -> None:
+        port, path = _callback_address(callback_url)
+        self.received: dict[str, str] = {}
+        self.done = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                if parts.path != path or outer.done.is_set():
+                    self.send_error(404)
+                    return
+                outer.received = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                ok = "code" in outer.received
+                page = ("Logged in: you can close this tab and go back to the runbook." if ok else
+                        f"Login refused: {html.escape(outer.received.get('error_description', 'no code'))}")
+                body = f"<html><body><p>{page}</p></body></html>".encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                outer.done.set()
+
+            def log_message(self, format: str, *args) -> None:  # the query holds the code: never log it
+                pass
+
+        try:
+            self._server = HTTPServer(("127.0.0.1", port), Handler)
+        except OSError as exc:
+            raise InputError("callback_port", port, f"port {port} is busy ({exc.strerror}): another login "
+                             "(sf org login web, a previous run) may be waiting on it; stop it, or change "
+                             "callback_port in phase 2 (the app's callback URL must use the same port)") from None
+        self._thread = threading.Thread(target=self._server.serve_forever, name="oauth-callback", daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout: float) -> dict[str, str] | None:
+        return self.received if self.done.wait(timeout) else None
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> CallbackServer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def show_link(url: str) -> None:
+    """Print the URL, and in a notebook also show it as a link."""
+    print(f"Open this URL to log in and allow the app:\n{url}")
+    try:
+        from IPython import get_ipython
+        from IPython.display import HTML, display
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        display(HTML(f'<a href="{html.escape(url)}" target="_blank">Log in and allow the app</a>'))
+
+
+def follow_redirects(url: str) -> None:
+    """Play the browser: open ``url`` and follow its redirects (the local org's authorize page needs no click).
+
+    An error page from the org (unknown client, mismatched redirect_uri) raises its LoginError at once.
+    """
+    response = requests.get(url, timeout=HTTP_TIMEOUT, allow_redirects=True)
+    if response.status_code >= 400 and "error=" in response.text:
+        page = {k: v[0] for k, v in parse_qs(response.text.strip()).items()}
+        raise explain_web_refusal(page.get("error", ""), page.get("error_description", ""), login_hint="",
+                                  callback_url=parse_qs(urlsplit(url).query).get("redirect_uri", [""])[0])
+
+
+def read_secret_file(path: str | Path) -> str:
+    """The consumer secret from a file only its owner can read."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputError("consumer_secret_file", str(path), "the file does not exist: give the path of the file "
+                         "phase 2 wrote, or copy the secret from App Manager > View > Consumer Secret into a "
+                         "file with mode 0600")
+    if path.stat().st_mode & 0o077:
+        raise InputError("consumer_secret_file", str(path), f"the file is readable by others: chmod 600 {path}")
+    return path.read_text().strip()
+
+
+def run_web_flow(*, consumer_key: str, callback_url: str, login_url: str, login_hint: str = "",
+                 consumer_secret_file: str | Path = "", timeout: float = 120.0, scopes: str = DEFAULT_SCOPES,
+                 show: Callable[[str], None] = show_link, browser: Callable[[str], None] | None = None,
+                 http: requests.Session | None = None) -> WebFlowResult:
+    """Log in through the authorize page and the callback; raises LoginError / InputError with the fix.
+
+    ``browser``, when given, is called with the authorize URL (``follow_redirects`` for the local org);
+    otherwise a person opens the link that ``show`` displays, within ``timeout`` seconds.
+    """
+    secret = read_secret_file(consumer_secret_file) if consumer_secret_file else ""
+    verifier, challenge = pkce_pair()
+    state = secrets.token_urlsafe(12)
+    url = authorize_url(login_url=login_url, consumer_key=consumer_key, callback_url=callback_url,
+                        challenge=challenge, state=state, login_hint=login_hint, scopes=scopes)
+    with CallbackServer(callback_url) as server:
+        show(url)
+        if browser is not None:
+            browser(url)
+        received = server.wait(timeout)
+    if received is None:
+        raise LoginError("timeout", f"no redirect to {callback_url} within {timeout:.0f} s",
+                         "Nobody completed the login and Allow in the browser in time.",
+                         "open the link in a browser on this machine (the callback goes to localhost) and "
+                         "log in; raise web_flow_timeout if you need longer")
+    if received.get("state") != state:
+        raise LoginError("state_mismatch", "the callback's state is not this login's",
+                         "Another login's redirect reached the callback.", "rerun the web server flow")
+    if "code" not in received:
+        raise explain_web_refusal(received.get("error", "no_code"), received.get("error_description", ""),
+                                  login_hint=login_hint, callback_url=callback_url)
+    return _exchange(received["code"], verifier, secret=secret, consumer_key=consumer_key,
+                     callback_url=callback_url, login_url=login_url, http=http or requests.Session())
+
+
+def _exchange(code: str, verifier: str, *, secret: str, consumer_key: str, callback_url: str, login_url: str,
+              http: requests.Session) -> WebFlowResult:
+    form = {"grant_type": "authorization_code", "code": code, "client_id": consumer_key,
+            "redirect_uri": callback_url, "code_verifier": verifier}
+    if secret:
+        form["client_secret"] = secret
+    response = http.post(f"{login_url.rstrip('/')}/services/oauth2/token", data=form, timeout=HTTP_TIMEOUT)
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if response.status_code != 200 or "access_token" not in body:
+        raise explain_web_refusal(body.get("error", f"HTTP {response.status_code}"),
+                                  body.get("error_description", ""), login_hint="", callback_url=callback_url,
+                                  sent_secret=bool(secret))
+    token = body["access_token"]
+    identity = http.get(body["id"], headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT).json()
+    org_id, user_id = body["id"].rstrip("/").split("/")[-2:]
+    return WebFlowResult(username=identity.get("username", ""), user_id=user_id, org_id=org_id,
+                         instance_url=body["instance_url"], scope=body.get("scope", ""), callback_url=callback_url,
+                         used_client_secret=bool(secret))
+
+
+def explain_web_refusal(error: str, description: str, *, login_hint: str, callback_url: str,
+                        sent_secret: bool = False) -> LoginError:
+    """An authorize or token refusal in the web server flow → a LoginError with the setting to change."""
+    if error == "invalid_client" and not sent_secret:
+        return LoginError(error, description, "the app requires its consumer secret for the web server flow.",
+                          "pass consumer_secret_file (a mode-0600 file with the secret), or turn off "
+                          '"Require Secret for Web Server Flow" (isConsumerSecretOptional) in phase 2')
+    if error == "invalid_client":
+        return LoginError(error, description, "the consumer secret does not match the app's.",
+                          "copy the secret again from App Manager > View > Consumer Secret into the file")
+    if error == "invalid_client_id":
+        return LoginError(error, description, "the org does not know this consumer key (a new app takes 2–10 "
+                          "minutes to propagate).", "wait and retry, or check the consumer key from phase 2")
+    if error == "redirect_uri_mismatch":
+        return LoginError(error, description, f"the app's callback URL is not {callback_url}.",
+                          "set callback_port in phase 2 so the app's callback URL matches, and rerun phase 2")
+    if error == "access_denied":
+        return LoginError(error, description, f"{login_hint or 'the user'} may not use the app.",
+                          "pre-authorize the user's profile or permission set in phase 3")
+    if "code verifier" in description:
+        return LoginError(error, description, "the PKCE code_verifier does not match the code_challenge.",
+                          "rerun the web server flow (each run makes a new pair)")
+    if "authorization code" in description:
+        return LoginError(error, description, "the code was already used, expired (15 min) or is for another "
+                          "app.", "rerun the web server flow")
+    return LoginError(error, description, "the org refused the web server flow.", "check the app and the user")

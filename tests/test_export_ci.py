@@ -1,0 +1,83 @@
+"""`runbook export-ci`: the CI variables in a mode-0600 file, never printed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shlex
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from runbook.batch import run_runbook
+from runbook.cli import main
+from runbook.localorg import ADMIN_USERNAME
+from runbook.workdir import open_workdir
+
+
+def _free_port() -> int:
+    """An ephemeral port: "auto" would take 1717 upwards, which other tests' phase 2 checks too."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def verified(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    summary = run_runbook(workdir=root / "work", runs_dir=root / "runs", params={"callback_port": _free_port()},
+                          progress=lambda _m: None)
+    assert summary.ok, summary.lines()
+    return root / "work"
+
+
+def _export(workdir: Path, fmt: str, out: Path, *extra: str):
+    result = CliRunner().invoke(main, ["export-ci", "--workdir", str(workdir), "--format", fmt, "-o", str(out),
+                                       *extra])
+    return result
+
+
+@pytest.mark.parametrize("fmt", ["env", "github", "gitlab"])
+def test_export_writes_the_ci_variables_with_mode_0600_and_prints_none(verified, tmp_path, fmt):
+    out = tmp_path / f"ci.{fmt}"
+    result = _export(verified, fmt, out)
+    try:
+        assert result.exit_code == 0, result.output
+        assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+        wd = open_workdir(verified)
+        key_pem = Path(wd.load("certificate")["key_path"]).read_bytes()
+        verify = wd.load("verify")
+        text = out.read_text()
+        if fmt == "gitlab":
+            rows = json.loads(text)
+            values = {row["key"]: row["value"] for row in rows}
+            assert all(row["protected"] for row in rows)
+            assert [row["key"] for row in rows if row["masked"]] == ["SF_JWT_KEY_BASE64"]
+        else:
+            pairs = [line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#")]
+            values = {name: shlex.split(value)[0] for name, value in pairs}
+        assert values["SF_CONSUMER_KEY"] == verify["consumer_key"]
+        assert values["SF_USERNAME"] == ADMIN_USERNAME
+        assert values["SF_INSTANCE_URL"] == verify["login_url"]
+        assert base64.b64decode(values["SF_JWT_KEY_BASE64"]) == key_pem
+        assert values["SF_JWT_KEY_BASE64"] not in result.output
+        assert verify["consumer_key"] not in result.output
+        assert "mode 0600" in result.output and str(out) in result.output
+    finally:
+        out.unlink(missing_ok=True)  # it holds the key: the suite's secret scan would rightly flag it
+
+
+def test_export_refuses_a_user_phase_4_did_not_verify(verified, tmp_path):
+    result = _export(verified, "env", tmp_path / "ci.env", "--username", "dev@local.devhub")
+    assert result.exit_code == 1
+    assert "username='dev@local.devhub' is not valid" in result.output and "verify this user first" in result.output
+    assert not (tmp_path / "ci.env").exists()
+
+
+def test_export_before_phase_4_is_refused(tmp_path):
+    result = _export(tmp_path, "github", tmp_path / "ci.env")
+    assert result.exit_code == 1 and "run phase 4 (04_verify) first" in result.output

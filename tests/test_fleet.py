@@ -1,0 +1,117 @@
+"""A fleet of local orgs through `runbook run --config`: concurrency, one failing org, the report, --resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from runbook.cli import main
+from runbook.errors import InputError
+from runbook.fleet import load_fleet, run_fleet
+from runbook.report import write_report
+
+NAMES = ["alpha", "bravo", "charlie", "delta", "echo"]
+
+
+def _fleet_file(root: Path, broken: bool) -> Path:
+    orgs = [{"name": name} for name in NAMES]
+    orgs[1]["params"] = {"app_name": "Bravo_CI"}
+    if broken:
+        orgs[3]["params"] = {"key_size": 1000}  # refused by phase 1
+    path = root / "orgs.yaml"
+    defaults = {"contact_email": "fleet@example.com", "callback_port": "auto"}  # 1717 may be taken here
+    path.write_text(yaml.safe_dump({"defaults": defaults, "workdir": "work",
+                                    "orgs": orgs}))
+    return path
+
+
+def _consumer_key(workdir: Path) -> str:
+    return json.loads((workdir / "phases" / "connected_app.json").read_text())["consumer_key"]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fleet")
+    orgs = load_fleet(_fleet_file(root, broken=True))
+    messages: list[str] = []
+    result = run_fleet(orgs, runs_dir=root / "runs", jobs=3, progress=messages.append)
+    return root, result, messages
+
+
+def test_one_failing_org_does_not_stop_the_others(fleet):
+    _root, result, _messages = fleet
+    assert [r.org.name for r in result.results] == NAMES
+    assert [r.org.name for r in result.failed] == ["delta"]
+    assert not result.ok
+    delta = result.failed[0]
+    assert [(p.phase, p.status) for p in delta.summary.phases] == [("certificate", "failed")]
+    assert "key_size" in delta.summary.phases[0].error
+    keys = {_consumer_key(r.org.workdir) for r in result.results if r.ok}
+    assert len(keys) == 4  # four orgs, four apps, each in its own work folder and local org
+
+
+def test_each_org_gets_its_own_folders_and_parameters(fleet):
+    root, result, _messages = fleet
+    for name in NAMES:
+        assert (root / "work" / name / "localorg" / "org.sqlite3").is_file()
+    assert sorted(p.name for p in result.run_dir.iterdir()) == NAMES
+    assert len(list((result.run_dir / "alpha").glob("*.ipynb"))) == 4
+    bravo = json.loads((root / "work" / "bravo" / "phases" / "connected_app.json").read_text())
+    assert bravo["full_name"] == "Bravo_CI"
+
+
+def test_progress_is_shown_per_org_and_phase(fleet):
+    _root, _result, messages = fleet
+    assert "[alpha] [verify] running 04_verify.ipynb" in messages
+    assert any(m.startswith("[delta] [certificate] FAILED") for m in messages)
+    assert any(m.startswith("[echo] done in ") for m in messages)
+
+
+def test_report_has_one_row_per_org(fleet):
+    _root, result, _messages = fleet
+    md, html = write_report(result)
+    text = md.read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [row.split(" | ")[0].strip("| ") for row in rows] == NAMES
+    alpha = next(r for r in result.results if r.org.name == "alpha")
+    assert _consumer_key(alpha.org.workdir) in text
+    assert "✗ failed" in rows[3] and "key_size" in rows[3]
+    assert "5 orgs, 4 ok, 1 failed" in text
+    assert "data-org='delta' data-ok='false'" in html.read_text()
+
+
+def test_resume_skips_what_is_done_and_finishes_the_failed_org(fleet):
+    root, result, _messages = fleet
+    keys = {r.org.name: _consumer_key(r.org.workdir) for r in result.results if r.ok}
+    config = _fleet_file(root, broken=False)
+
+    outcome = CliRunner().invoke(main, ["run", "--config", str(config), "--runs-dir", str(root / "runs"),
+                                        "--jobs", "3", "--resume"])
+
+    assert outcome.exit_code == 0, outcome.output
+    rows = {line.split(" | ")[0].strip("| "): line for line in outcome.output.splitlines()
+            if line.startswith("| ") and "---" not in line}
+    for name in keys:
+        assert rows[name].count("↷ skipped") == 4
+        assert _consumer_key(root / "work" / name) == keys[name]
+    assert rows["delta"].count("✓ done") == 4
+    assert "5 orgs, 5 ok, 0 failed" in outcome.output
+
+
+def test_a_fleet_file_with_a_secret_parameter_is_refused(tmp_path):
+    path = tmp_path / "orgs.yaml"
+    path.write_text(yaml.safe_dump({"orgs": [{"name": "a", "params": {"sf_password": "x"}}]}))
+    with pytest.raises(InputError, match="never pass secrets"):
+        load_fleet(path)
+
+
+def test_the_cli_exits_non_zero_when_an_org_fails(tmp_path):
+    path = tmp_path / "orgs.yaml"
+    path.write_text(yaml.safe_dump({"orgs": [{"name": "bad", "params": {"key_size": 1000}}]}))
+    outcome = CliRunner().invoke(main, ["run", "--config", str(path), "--runs-dir", str(tmp_path / "runs")])
+    assert outcome.exit_code == 1
+    assert "1 of 1 orgs failed: bad" in outcome.output

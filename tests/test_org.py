@@ -1,0 +1,199 @@
+"""Each way of connecting to an org, against the local org: the Salesforce CLI (a stub `sf` printing the
+real JSON shape), an access token, username/password, and the local org itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+import runbook.org
+from runbook.errors import InputError, OrgConnectionError
+from runbook.org import connect, connect_local, start_local_org
+from runbook.rest import query
+
+SF_STUB = """#!{python}
+import json, pathlib, sys
+here = pathlib.Path(__file__).parent
+(here / "calls.log").open("a").write(" ".join(sys.argv[1:]) + "\\n")
+answers = json.loads((here / "answers.json").read_text())
+answer = answers.pop(0) if len(answers) > 1 else answers[0]
+(here / "answers.json").write_text(json.dumps(answers))
+print(json.dumps(answer, indent=2))
+sys.exit(answer.get("exitCode", 0))
+"""
+
+
+@pytest.fixture(scope="module")
+def org(tmp_path_factory):
+    return start_local_org(tmp_path_factory.mktemp("connect") / "localorg")
+
+
+@pytest.fixture(autouse=True)
+def _no_cached_sessions(monkeypatch):
+    monkeypatch.setattr(runbook.org, "_sessions", {})
+
+
+@pytest.fixture
+def admin(org):
+    return json.loads((org.state_dir / "admin-credentials.json").read_text())
+
+
+def _display_ok(org, token: str, alias: str = "my-devhub") -> dict:
+    """What `sf org display --target-org ALIAS --json` prints for a connected org (sf 2.x)."""
+    return {"status": 0, "result": {
+        "id": org.org_id, "apiVersion": "62.0", "accessToken": token, "instanceUrl": org.url,
+        "username": org.admin_username, "clientId": "PlatformCLI", "connectedStatus": "Connected",
+        "alias": alias}, "warnings": ["This command will expose sensitive information that allows for subsequent "
+                                      "activity using your current authenticated session."]}
+
+
+@pytest.fixture
+def install_sf(tmp_path, monkeypatch):
+    """A stub `sf` first on PATH, answering from a list; its answers (tokens) are removed afterwards."""
+    yield lambda answers: _install_sf(tmp_path, monkeypatch, answers)
+    (tmp_path / "bin" / "answers.json").unlink(missing_ok=True)
+
+
+def _install_sf(tmp_path: Path, monkeypatch, answers: list[dict]) -> Path:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "sf"
+    stub.write_text(SF_STUB.format(python=sys.executable))
+    stub.chmod(stub.stat().st_mode | stat.S_IXUSR)
+    (bin_dir / "answers.json").write_text(json.dumps(answers))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return bin_dir
+
+
+def test_cli_alias_uses_the_stored_auth_of_sf_org_display(org, tmp_path, install_sf):
+    token = connect_local(org.state_dir).access_token
+    bin_dir = install_sf([_display_ok(org, token)])
+
+    session = connect("my-devhub", workdir=tmp_path)
+
+    assert session.instance_url == org.url and session.username == org.admin_username
+    assert "Salesforce CLI" in session.method
+    assert query(session, "SELECT Id FROM Organization")
+    assert (bin_dir / "calls.log").read_text().splitlines() == ["org display --target-org my-devhub --json"]
+
+
+def test_cli_token_is_refreshed_by_asking_sf_again_when_it_expires(org, tmp_path, install_sf):
+    fresh = connect_local(org.state_dir).access_token
+    bin_dir = install_sf([_display_ok(org, "00Dstale!expired"), _display_ok(org, fresh)])
+
+    session = connect("my-devhub", workdir=tmp_path)
+    assert query(session, "SELECT Id FROM Organization")
+
+    assert len((bin_dir / "calls.log").read_text().splitlines()) == 2
+    assert session.access_token == fresh
+
+
+def test_cli_without_stored_auth_says_the_method_and_how_to_log_in(tmp_path, install_sf):
+    install_sf([{
+        "code": 1, "context": "OrgDisplay", "commandName": "OrgDisplay", "exitCode": 1, "status": 1,
+        "message": "No authorization information found for nope.", "name": "NamedOrgNotFoundError",
+        "stack": "NamedOrgNotFoundError: ...", "warnings": []}])
+
+    with pytest.raises(OrgConnectionError) as caught:
+        connect("nope", workdir=tmp_path)
+
+    text = str(caught.value)
+    assert "the Salesforce CLI's stored auth for 'nope'" in text
+    assert "No authorization information found for nope." in text
+    assert "sf org login web --alias nope" in text
+
+
+def test_cli_missing_from_path_is_reported(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(OrgConnectionError, match="the `sf` command is not on PATH"):
+        connect("my-devhub", workdir=tmp_path)
+
+
+def test_env_token_and_instance_url(org, tmp_path, monkeypatch):
+    token = connect_local(org.state_dir).access_token
+    monkeypatch.setenv("SF_ACCESS_TOKEN", token)
+    monkeypatch.setenv("SF_INSTANCE_URL", org.url)
+
+    session = connect("env", workdir=tmp_path)
+
+    assert query(session, "SELECT Id FROM Organization")
+    assert session.method == "an access token from $SF_ACCESS_TOKEN and $SF_INSTANCE_URL"
+
+
+def test_env_variable_names_are_configurable(org, tmp_path, monkeypatch):
+    monkeypatch.setenv("PROD_TOKEN", connect_local(org.state_dir).access_token)
+    monkeypatch.setenv("PROD_URL", org.url)
+
+    session = connect("env:PROD_TOKEN,PROD_URL", workdir=tmp_path)
+
+    assert query(session, "SELECT Id FROM Organization")
+    assert "$PROD_TOKEN" in session.method
+
+
+def test_env_with_a_missing_variable_names_it_and_never_the_token(tmp_path, monkeypatch):
+    monkeypatch.setenv("SF_ACCESS_TOKEN", "00Dsecret!value")
+    monkeypatch.delenv("SF_INSTANCE_URL", raising=False)
+
+    with pytest.raises(OrgConnectionError) as caught:
+        connect("env", workdir=tmp_path)
+
+    assert "$SF_INSTANCE_URL not set" in str(caught.value)
+    assert "00Dsecret" not in str(caught.value)
+
+
+def test_password_login_by_soap(org, admin, tmp_path, monkeypatch):
+    monkeypatch.setenv("SF_USERNAME", admin["username"])
+    monkeypatch.setenv("SF_PASSWORD", admin["password"])
+    monkeypatch.setenv("SF_LOGIN_URL", org.url)
+
+    session = connect("password", workdir=tmp_path)
+
+    assert query(session, "SELECT Id FROM Organization")
+    assert session.username == admin["username"] and "SOAP login" in session.method
+
+
+def test_password_variable_names_are_configurable(org, admin, tmp_path, monkeypatch):
+    monkeypatch.setenv("HUB_USER", admin["username"])
+    monkeypatch.setenv("HUB_PASS", admin["password"])
+
+    session = connect("password:HUB_USER,HUB_PASS", workdir=tmp_path, login_url=org.url)
+
+    assert query(session, "SELECT Id FROM Organization")
+
+
+def test_refused_password_login_never_echoes_the_password(org, tmp_path, monkeypatch):
+    monkeypatch.setenv("SF_USERNAME", "admin@local.devhub")
+    monkeypatch.setenv("SF_PASSWORD", "Wrong-Passw0rd-xyz")
+
+    with pytest.raises(OrgConnectionError) as caught:
+        connect("password", workdir=tmp_path, login_url=org.url)
+
+    text = str(caught.value)
+    assert "SOAP login as admin@local.devhub was refused" in text and "$SF_PASSWORD" in text
+    assert "Wrong-Passw0rd-xyz" not in text
+
+
+def test_password_login_to_salesforce_warns_that_soap_login_is_retired(monkeypatch, tmp_path):
+    monkeypatch.setenv("SF_USERNAME", "someone@example.com")
+    monkeypatch.setenv("SF_PASSWORD", "x")
+    monkeypatch.setattr(runbook.org, "_soap_login", lambda *a, **k: "logged in")
+    with pytest.warns(FutureWarning, match="retires SOAP login"):
+        runbook.org._connect_password("66.0", "https://login.salesforce.com")
+
+
+def test_local_org_by_default(tmp_path):
+    session = connect(workdir=tmp_path)
+    assert session.is_local and session.local_state == (tmp_path / "localorg").resolve()
+    assert query(session, "SELECT Id FROM Organization")
+
+
+def test_bad_api_version_and_org_spec_are_refused(tmp_path):
+    with pytest.raises(InputError, match="api_version"):
+        connect("local", workdir=tmp_path, api_version="v62")
+    with pytest.raises(InputError, match="org"):
+        connect("env:ONLY_ONE", workdir=tmp_path)
