@@ -25,11 +25,11 @@ lab: setup
 	$(BIN)/python -m runbook.lab $(LAB_ARGS)
 
 test: setup
-	$(BIN)/ruff check runbook tests
+	$(BIN)/ruff check runbook tests bench tools
 	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 lint: setup
-	$(BIN)/ruff check runbook tests
+	$(BIN)/ruff check runbook tests bench tools
 
 clean:
 	rm -rf work runs .runbook

@@ -39,8 +39,8 @@ BAD_INPUTS = [
     ("access", {"ip_relaxation": "LOOSE"}, "ip_relaxation='LOOSE' is not valid"),
     ("access", {"refresh_token_policy": "forever"}, "refresh_token_policy='forever' is not valid"),
     ("access", {"refresh_token_policy": "specific_lifetime:0:HOURS"}, "refresh_token_policy="),
-    ("access", {"permission_sets": ["Ci_Users"], "create_permission_sets": True, "assign_users": ["ghost@nowhere.test"]},
-     "assign_users='ghost@nowhere.test' is not valid"),
+    ("access", {"permission_sets": ["Ci_Users"], "create_permission_sets": True,
+                "assign_users": ["ghost@nowhere.test"]}, "assign_users='ghost@nowhere.test' is not valid"),
     ("verify", {"key_path": "/nonexistent/server.key"}, "key_path='/nonexistent/server.key' is not valid"),
     ("verify", {"api_version": "v62"}, "api_version='v62' is not valid"),
 ]
@@ -64,7 +64,8 @@ def test_there_are_at_least_25_cases():
     assert len(BAD_INPUTS) >= 25
 
 
-@pytest.mark.parametrize(("phase", "params", "message"), BAD_INPUTS, ids=[f"{p}-{next(iter(k))}" for p, k, _ in BAD_INPUTS])
+@pytest.mark.parametrize(("phase", "params", "message"), BAD_INPUTS,
+                         ids=[f"{p}-{next(iter(k))}" for p, k, _ in BAD_INPUTS])
 def test_bad_input_is_refused_and_changes_nothing(done, phase, params, message):
     org = start_local_org(done.workdir / "localorg")
     files_before, calls_before = _snapshot(done.workdir), len(org.call_log())

@@ -48,7 +48,8 @@ def test_rerun_after_a_kill_converges(tmp_path, marker):
     session = connect_local(start_local_org(work / "localorg").state_dir)
     apps = query(session, "SELECT Id FROM ConnectedApplication")
     assert len(apps) == 1
-    grants = query(session, f"SELECT Parent.Profile.Name FROM SetupEntityAccess WHERE SetupEntityId = '{apps[0]['Id']}'")
+    grants = query(session, "SELECT Parent.Profile.Name FROM SetupEntityAccess WHERE SetupEntityId = "
+                            f"'{apps[0]['Id']}'")
     assert [g["Parent"]["Profile"]["Name"] for g in grants] == ["System Administrator"]
     consumer_key = verify["consumer_key"]
     stop_local_orgs()
