@@ -2,11 +2,48 @@
 
 from __future__ import annotations
 
+import os
+import random
 from pathlib import Path
 
 import pytest
 
+from runbook.certificate import ensure_certificate
+from runbook.localorg import LocalOrg
+from runbook.org import connect_local
+from runbook.ports import port_is_free
 from runbook.scan import scan_test_outputs
+
+
+def free_callback_port() -> int:
+    """A free port below Linux's ephemeral range, so a server started on port 0 cannot take it meanwhile."""
+    for port in random.sample(range(20000, 30000), 200):
+        if port_is_free(port):
+            return port
+    raise RuntimeError("no free port in 20000-29999")
+
+
+@pytest.fixture(scope="module")
+def org(tmp_path_factory):
+    """A local org of the module's own, trusted by this process while the module runs."""
+    previous = os.environ.get("REQUESTS_CA_BUNDLE")
+    with LocalOrg(tmp_path_factory.mktemp("org")) as running:
+        os.environ["REQUESTS_CA_BUNDLE"] = str(running.ca_bundle)
+        yield running
+    if previous is None:
+        os.environ.pop("REQUESTS_CA_BUNDLE", None)
+    else:
+        os.environ["REQUESTS_CA_BUNDLE"] = previous
+
+
+@pytest.fixture(scope="module")
+def session(org):
+    return connect_local(org.state_dir)
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    return ensure_certificate(workdir=tmp_path_factory.mktemp("cert"))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import socket
 import stat
 import subprocess
@@ -15,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import free_callback_port
 
 from runbook import metadata
 from runbook.certificate import ensure_certificate
@@ -22,19 +22,10 @@ from runbook.connected_app import build_spec, ensure_connected_app, plan_connect
 from runbook.errors import InputError, PreflightError, SalesforceError
 from runbook.localorg import LocalOrg
 from runbook.org import connect_local
-from runbook.ports import port_is_free
 from runbook.rest import query
 from runbook.teardown import teardown_app
 
 EMAIL = "admin@example.com"
-
-
-def _free_port() -> int:
-    """A free port below Linux's ephemeral range, so a server started on port 0 cannot take it meanwhile."""
-    for port in random.sample(range(20000, 30000), 200):
-        if port_is_free(port):
-            return port
-    raise RuntimeError("no free port in 20000-29999")
 
 
 PORT = 0
@@ -44,29 +35,7 @@ PORT = 0
 def _callback_port():
     """A fresh free callback port per test (not 1717: parallel tests and other programs may hold it)."""
     global PORT
-    PORT = _free_port()
-
-
-@pytest.fixture(scope="module")
-def org(tmp_path_factory):
-    previous = os.environ.get("REQUESTS_CA_BUNDLE")
-    with LocalOrg(tmp_path_factory.mktemp("org")) as running:
-        os.environ["REQUESTS_CA_BUNDLE"] = str(running.ca_bundle)
-        yield running
-    if previous is None:
-        os.environ.pop("REQUESTS_CA_BUNDLE", None)
-    else:
-        os.environ["REQUESTS_CA_BUNDLE"] = previous
-
-
-@pytest.fixture(scope="module")
-def session(org):
-    return connect_local(org.state_dir)
-
-
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory):
-    return ensure_certificate(workdir=tmp_path_factory.mktemp("cert"))
+    PORT = free_callback_port()
 
 
 @pytest.fixture

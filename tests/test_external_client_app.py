@@ -3,31 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import random
 from pathlib import Path
 
 import pytest
+from conftest import free_callback_port
 
 from runbook import metadata
 from runbook.batch import run_runbook
-from runbook.certificate import ensure_certificate
 from runbook.connected_app import build_spec, ensure_connected_app, plan_connected_app
 from runbook.external_client_app import COMPONENTS, GLOBAL_OAUTH, component_names
-from runbook.localorg import ADMIN_USERNAME, LocalOrg
-from runbook.org import connect_local
-from runbook.ports import port_is_free
+from runbook.localorg import ADMIN_USERNAME
 from runbook.teardown import teardown_app
 from runbook.verify import jwt_login
-
-
-def _free_port() -> int:
-    """A free port below Linux's ephemeral range, so a server started on port 0 cannot take it meanwhile."""
-    for port in random.sample(range(20000, 30000), 200):
-        if port_is_free(port):
-            return port
-    raise RuntimeError("no free port in 20000-29999")
-
 
 PORT = 0
 
@@ -36,29 +23,7 @@ PORT = 0
 def _callback_port():
     """A fresh free callback port per test (not 1717: parallel tests and other programs may hold it)."""
     global PORT
-    PORT = _free_port()
-
-
-@pytest.fixture(scope="module")
-def org(tmp_path_factory):
-    previous = os.environ.get("REQUESTS_CA_BUNDLE")
-    with LocalOrg(tmp_path_factory.mktemp("org")) as running:
-        os.environ["REQUESTS_CA_BUNDLE"] = str(running.ca_bundle)
-        yield running
-    if previous is None:
-        os.environ.pop("REQUESTS_CA_BUNDLE", None)
-    else:
-        os.environ["REQUESTS_CA_BUNDLE"] = previous
-
-
-@pytest.fixture(scope="module")
-def session(org):
-    return connect_local(org.state_dir)
-
-
-@pytest.fixture(scope="module")
-def cert(tmp_path_factory):
-    return ensure_certificate(workdir=tmp_path_factory.mktemp("cert"))
+    PORT = free_callback_port()
 
 
 def _spec(cert, name: str, **overrides):
