@@ -67,7 +67,7 @@ def _floor_run(workdir: Path, callback_port: int) -> dict[str, float]:
     """The same package calls the notebooks make, in this process: the cost of the work itself."""
     from runbook.access import apply_access_plan, build_access_spec, plan_access
     from runbook.certificate import ensure_certificate
-    from runbook.connected_app import apply_connected_app, build_spec, cert_path_from_workdir, plan_connected_app
+    from runbook.connected_app import apply_connected_app, build_spec, plan_connected_app
     from runbook.org import connect
     from runbook.verify import verify_setup
 
@@ -78,7 +78,7 @@ def _floor_run(workdir: Path, callback_port: int) -> dict[str, float]:
     started = time.perf_counter()
     session = connect("local", workdir=workdir)
     spec = build_spec(app_name="Runbook_CI", contact_email="admin@example.com", callback_port=callback_port,
-                      cert_path=cert_path_from_workdir(workdir))
+                      workdir=workdir)
     apply_connected_app(session, plan_connected_app(session, spec), workdir=workdir)
     times["connected_app"] = time.perf_counter() - started
     started = time.perf_counter()

