@@ -3,21 +3,25 @@
 Policies ("Admin approved users are pre-authorized", IP relaxation, refresh token policy) and
 pre-authorized profiles / permission sets live where the app kind keeps them:
 
-- a **connected app** keeps policies in its ``oauthConfig`` / ``oauthPolicy`` metadata and
-  pre-authorization in SetupEntityAccess rows tying the app to a profile's own permission set or
-  to a standalone permission set (what Manage Profiles / Manage Permission Sets write);
+- a **connected app** keeps policies in its ``oauthConfig`` / ``oauthPolicy`` metadata and its
+  pre-authorized profiles and permission sets in ``profileName`` / ``permissionSetName`` (the org
+  stores them as the SetupEntityAccess rows Manage Profiles / Manage Permission Sets write), so
+  one metadata read shows everything and one update changes policies and grants together;
 - an **external client app** keeps both in its ``ExtlClntAppOauthConfigurablePolicies`` component
   (``permittedUsersPolicyType``, ``commaSeparatedProfile``, ``commaSeparatedPermissionSet``).
 
 The phase converges: a rerun adds only what is missing and writes nothing when nothing is, and
 pre-authorizations are removed only when ``exclusive=True`` asks for it (the plan lists them first).
+Round trips are few on purpose: the app is read once; the org's permission sets, users and
+assignments are looked up (one Composite request) only when a name is not already granted or users
+are to be assigned; new permission sets and assignments are created in one all-or-none request.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from html import escape
 from pathlib import Path
 
@@ -131,14 +135,18 @@ class Grant:
 
     kind: str  # profile | permission_set
     name: str  # profile name or permission set API name
-    parent_id: str  # PermissionSet Id (profile-owned for profiles); "" until a new set is created
+    parent_id: str  # PermissionSet Id (profile-owned for profiles); "" when not looked up or not created yet
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Names compare as Salesforce compares them: ignoring case."""
+        return self.kind, self.name.lower()
 
 
 @dataclass
 class AccessPlan:
     """What applying phase 3 would change in the org."""
 
-    app_id: str
     policy_changes: list[tuple[str, str, str]]
     add: list[Grant]
     remove: list[Grant]
@@ -149,6 +157,7 @@ class AccessPlan:
     app_kind: str = "connected_app"
     keep: list[Grant] = field(default_factory=list)  # pre-authorizations that stay as they are
     new_sets: dict[str, str] = field(default_factory=dict)  # API name -> label
+    user_ids: dict[str, str] = field(default_factory=dict)  # username -> User Id, of the users to assign
 
     @property
     def is_empty(self) -> bool:
@@ -215,18 +224,9 @@ class _OrgSets:
     standalone: list[dict]
 
     @classmethod
-    def read(cls, session: OrgSession) -> _OrgSets:
-        sets = rest.query(session, "SELECT Id, Name, Label, IsOwnedByProfile, Profile.Name FROM PermissionSet")
+    def of(cls, sets: list[dict]) -> _OrgSets:
         return cls({s["Profile"]["Name"]: s for s in sets if s["IsOwnedByProfile"] and s.get("Profile")},
                    [s for s in sets if not s["IsOwnedByProfile"]])
-
-    def grant_for_parent(self, parent_id: str) -> Grant:
-        """The profile or permission set a SetupEntityAccess row's ParentId stands for."""
-        for profile, row in self.by_profile.items():
-            if row["Id"] == parent_id:
-                return Grant("profile", profile, parent_id)
-        found = next((s for s in self.standalone if s["Id"] == parent_id), None)
-        return Grant("permission_set", found["Name"] if found else parent_id, parent_id)
 
     def standalone_named(self, name: str) -> dict | None:
         """A standalone permission set by Id, API name or label (case-insensitive)."""
@@ -235,7 +235,51 @@ class _OrgSets:
                                                             s["Label"].lower())), None)
 
 
-def _wanted_grants(spec: AccessSpec, sets: _OrgSets) -> tuple[list[Grant], dict[str, str]]:
+_SETS = "SELECT Id, Name, Label, IsOwnedByProfile, Profile.Name FROM PermissionSet"
+
+
+@dataclass
+class _OrgLookup:
+    """What the org says about the names the parameters use: permission sets, users, assignments."""
+
+    sets: _OrgSets
+    users: dict[str, dict]  # by lower-case username
+    held: set[tuple[str, str]]  # (AssigneeId, PermissionSetId)
+
+
+def _lookup(session: OrgSession, spec: AccessSpec, *, every_set: bool = False) -> _OrgLookup:
+    """One round trip: the permission sets the parameters name (as profiles' own sets, API names or
+    labels, and the names new ones would get) or ``every_set``, the users to assign, and what those
+    users hold."""
+    set_names = sorted({n for name in spec.permission_sets for n in (name, *_new_names(name, spec))})
+    where = [f"(IsOwnedByProfile = true AND Profile.Name IN ({_in(spec.profiles)}))"] if spec.profiles else []
+    if set_names:
+        where.append(f"(IsOwnedByProfile = false AND (Name IN ({_in(set_names)}) OR Label IN ({_in(set_names)})))")
+    soqls = {"sets": _SETS if every_set else f"{_SETS} WHERE {' OR '.join(where)}"} if where or every_set else {}
+    if spec.assign_users:
+        soqls["users"] = f"SELECT Id, Username, IsActive FROM User WHERE Username IN ({_in(spec.assign_users)})"
+        soqls["held"] = ("SELECT AssigneeId, PermissionSetId FROM PermissionSetAssignment WHERE "
+                         f"Assignee.Username IN ({_in(spec.assign_users)})")
+    found = rest.query_many(session, soqls) if soqls else {}
+    return _OrgLookup(_OrgSets.of(found.get("sets", [])),
+                      {u["Username"].lower(): u for u in found.get("users", [])},
+                      {(r["AssigneeId"], r["PermissionSetId"]) for r in found.get("held", [])})
+
+
+def _new_names(name: str, spec: AccessSpec) -> tuple[str, ...]:
+    return new_permission_set_names(name) if spec.create_permission_sets else ()
+
+
+def _in(values) -> str:
+    return ", ".join(rest.quote(v) for v in values)
+
+
+def _all_sets(session: OrgSession) -> _OrgSets:
+    """Every permission set: only to suggest names when one asked for does not exist."""
+    return _OrgSets.of(rest.query(session, _SETS))
+
+
+def _wanted_grants(session: OrgSession, spec: AccessSpec, sets: _OrgSets) -> tuple[list[Grant], dict[str, str]]:
     """The grants the parameters ask for, and the permission sets to create (API name -> label).
 
     Refuses an unknown profile, or an unknown permission set without create_permission_sets, with
@@ -245,7 +289,8 @@ def _wanted_grants(spec: AccessSpec, sets: _OrgSets) -> tuple[list[Grant], dict[
     for name in spec.profiles:
         match = next((p for p in sets.by_profile if p.lower() == name.lower()), None)
         if match is None:
-            raise InputError("profiles", name, _closest(name, list(sets.by_profile)), problem="no such profile")
+            known = list(_all_sets(session).by_profile)
+            raise InputError("profiles", name, _closest(name, known), problem="no such profile")
         grants.append(Grant("profile", match, sets.by_profile[match]["Id"]))
     create: dict[str, str] = {}
     for name in spec.permission_sets:
@@ -258,7 +303,8 @@ def _wanted_grants(spec: AccessSpec, sets: _OrgSets) -> tuple[list[Grant], dict[
                 grants.append(Grant("permission_set", api_name, ""))
                 continue
         if found is None:
-            choices = [s["Name"] for s in sets.standalone] + [s["Label"] for s in sets.standalone]
+            standalone = _all_sets(session).standalone
+            choices = [s["Name"] for s in standalone] + [s["Label"] for s in standalone]
             raise InputError("permission_sets", name, _closest(name, choices) +
                              " Or set create_permission_sets=True to create it.", problem="no such permission set")
         grants.append(Grant("permission_set", found["Name"], found["Id"]))
@@ -266,33 +312,50 @@ def _wanted_grants(spec: AccessSpec, sets: _OrgSets) -> tuple[list[Grant], dict[
 
 
 def plan_access(session: OrgSession, spec: AccessSpec) -> AccessPlan:
-    """Read the app, its policies, the org's permission sets and grants; list what must change.
+    """Read the app and its policies and grants; list what must change.
 
-    Every parameter is checked against the org here (unknown profile, permission set or user is an
-    ``InputError``), so a refused plan has changed nothing.
+    Every parameter not already in effect is checked against the org here (an unknown profile,
+    permission set or user is an ``InputError``), so a refused plan has changed nothing.
     """
     kind = spec.app_kind or _app_kind_in_org(session, spec.app_name)
-    sets = _OrgSets.read(session)
-    wanted, create = _wanted_grants(spec, sets)
     if kind == "external_client_app":
-        app_id, policies, have = _read_eca(session, spec, sets)
+        lookup = _lookup(session, spec, every_set=True)  # the component may hold sets by Id
+        wanted, create = _wanted_grants(session, spec, lookup.sets)
+        policies, have = _read_eca(session, spec, lookup.sets)
         changes = _eca_policy_changes(policies or {}, spec)
     else:
-        app_id, app, have = _read_connected_app(session, spec, sets)
-        policies, changes = app, _policy_changes(app, spec)
-    have_parents = {g.parent_id for g in have}
-    add = [g for g in wanted if not g.parent_id or g.parent_id not in have_parents]
-    keep = [g for g in wanted if g.parent_id and g.parent_id in have_parents]
-    wanted_parents = {g.parent_id for g in wanted}
-    extra = [g for g in have if g.parent_id not in wanted_parents]
+        policies, have = _read_connected_app(session, spec)
+        changes = _policy_changes(policies, spec)
+        if _granted(spec, have) is not None:
+            wanted, create, lookup = _granted(spec, have), {}, None
+        else:
+            lookup = _lookup(session, spec)
+            wanted, create = _wanted_grants(session, spec, lookup.sets)
+    have_keys = {g.key for g in have}
+    add = [g for g in wanted if g.key not in have_keys]
+    keep = [g for g in wanted if g.key in have_keys]
+    wanted_keys = {g.key for g in wanted}
+    extra = [g for g in have if g.key not in wanted_keys]
     warnings = list(spec.warnings)
     if extra and not spec.exclusive:
         warnings.append("also pre-authorized, not in the parameters (kept; exclusive=True would remove them): "
                         + ", ".join(f"{g.kind} {g.name}" for g in extra))
-    assign, user_warnings = _plan_assignments(session, spec, wanted, create)
-    return AccessPlan(app_id, changes, add, extra if spec.exclusive else [], list(create), assign,
+    assign, user_warnings = _plan_assignments(spec, wanted, create, lookup) if lookup else ([], [])
+    return AccessPlan(changes, add, extra if spec.exclusive else [], list(create), assign,
                       warnings + user_warnings, policies, kind or "connected_app",
-                      keep + ([] if spec.exclusive else extra), create)
+                      keep + ([] if spec.exclusive else extra), create,
+                      {u["Username"]: u["Id"] for u in lookup.users.values()} if lookup else {})
+
+
+def _granted(spec: AccessSpec, have: list[Grant]) -> list[Grant] | None:
+    """The wanted grants when every one is already in effect and no user is to be assigned (then the
+    org need not be asked about names); None when the org must be asked."""
+    if spec.assign_users:
+        return None
+    have_by_key = {g.key: g for g in have}
+    wanted = [have_by_key.get(Grant(kind, name, "").key) for kind, names in
+              (("profile", spec.profiles), ("permission_set", spec.permission_sets)) for name in names]
+    return None if None in wanted else wanted
 
 
 def _app_kind_in_org(session: OrgSession, app_name: str) -> str:
@@ -305,7 +368,7 @@ def _app_kind_in_org(session: OrgSession, app_name: str) -> str:
                      "run phase 2 (02_connected_app) first, or fix app_name")
 
 
-# ---------------------------------------------------------------- connected apps: metadata + SetupEntityAccess
+# ---------------------------------------------------------------- connected apps: one metadata component
 
 def _policy_changes(app: dict, spec: AccessSpec) -> list[tuple[str, str, str]]:
     oauth, policy = app.get("oauthConfig") or {}, app.get("oauthPolicy") or {}
@@ -317,48 +380,38 @@ def _policy_changes(app: dict, spec: AccessSpec) -> list[tuple[str, str, str]]:
     return [(k, have[k], want[k]) for k in want if have[k] != want[k]]
 
 
-def _read_connected_app(session: OrgSession, spec: AccessSpec, sets: _OrgSets) -> tuple[str, dict, list[Grant]]:
-    """The app's ConnectedApplication Id, its metadata, and its grants (one per SetupEntityAccess row)."""
+def _read_connected_app(session: OrgSession, spec: AccessSpec) -> tuple[dict, list[Grant]]:
+    """The app's metadata and its grants (its profileName and permissionSetName elements)."""
     app = metadata.read(session, METADATA_TYPE, spec.app_name)
     if app is None:
         raise InputError("app_name", spec.app_name, "the org has no such connected app: run phase 2 "
                          "(02_connected_app) first, or fix app_name")
-    label = app.get("label") or spec.app_name
-    apps = rest.query(session, f"SELECT Id, Name FROM ConnectedApplication WHERE Name = {rest.quote(label)}")
-    if not apps:
-        raise SalesforceError("query ConnectedApplication", "NOT_FOUND",
-                              f"no ConnectedApplication named {label!r}", "rerun phase 2")
-    app_id = apps[0]["Id"]
-    rows = rest.query(session, f"SELECT Id, ParentId FROM SetupEntityAccess WHERE SetupEntityId = "
-                               f"{rest.quote(app_id)}")
-    return app_id, app, [sets.grant_for_parent(r["ParentId"]) for r in rows]
+    return app, [Grant("profile", n, "") for n in _listed(app.get("profileName"))] + \
+        [Grant("permission_set", n, "") for n in _listed(app.get("permissionSetName"))]
 
 
-def _update_policies(session: OrgSession, spec: AccessSpec, app: dict) -> None:
-    # Grants stay out of the payload: an update without profileName/permissionSetName keeps the
-    # SetupEntityAccess rows as they are, and those are written one by one over REST.
+def _listed(value) -> list[str]:
+    return [v for v in ([value] if isinstance(value, str) else value or []) if v and v.strip()]
+
+
+def _apply_connected_app(session: OrgSession, spec: AccessSpec, plan: AccessPlan) -> None:
+    """One metadata update: the policies, and, when grants change, the complete grant lists."""
+    if not (plan.policy_changes or plan.add or plan.remove):
+        return
+    app = plan.current_app or {}
     data = {k: v for k, v in app.items() if k not in ("profileName", "permissionSetName")}
     oauth = {k: v for k, v in (data.get("oauthConfig") or {}).items() if k not in ("consumerKey", "consumerSecret")}
     oauth["isAdminApproved"] = spec.admin_approved
     data["oauthConfig"] = oauth
     data["oauthPolicy"] = {**(data.get("oauthPolicy") or {}), "ipRelaxation": spec.ip_relaxation,
                            "refreshTokenPolicy": spec.refresh_token_policy}
+    if plan.add or plan.remove:  # without these elements the org keeps the grants as they are
+        grants = plan.keep + plan.add
+        profiles = [g.name for g in grants if g.kind == "profile"]
+        sets = [g.name for g in grants if g.kind == "permission_set"]
+        # An empty element is the Metadata API's way to say "none" (both lists are replaced together).
+        data["profileName"], data["permissionSetName"] = profiles or [""], sets or [""]
     metadata.update(session, METADATA_TYPE, data)
-
-
-def _apply_connected_app(session: OrgSession, spec: AccessSpec, plan: AccessPlan, created: dict[str, str]) -> None:
-    if plan.policy_changes:
-        _update_policies(session, spec, plan.current_app or {})
-    for grant in plan.add:
-        parent = grant.parent_id or created[grant.name]
-        rest.create(session, "SetupEntityAccess", {"ParentId": parent, "SetupEntityId": plan.app_id})
-    if plan.remove:
-        rows = rest.query(session, "SELECT Id, ParentId FROM SetupEntityAccess WHERE SetupEntityId = "
-                                   f"{rest.quote(plan.app_id)}")
-        doomed = {g.parent_id for g in plan.remove}
-        for row in rows:
-            if row["ParentId"] in doomed:
-                rest.delete(session, "SetupEntityAccess", row["Id"])
 
 
 # ---------------------------------------------------------------- external client apps: the OAuth policies component
@@ -392,14 +445,11 @@ def _comma(value) -> list[str]:
     return [part.strip() for part in str(value or "").split(",") if part.strip()]
 
 
-def _read_eca(session: OrgSession, spec: AccessSpec, sets: _OrgSets) -> tuple[str, dict | None, list[Grant]]:
-    """The ExternalClientApplication Id, its OAuth policies component (None: none yet) and its grants."""
+def _read_eca(session: OrgSession, spec: AccessSpec, sets: _OrgSets) -> tuple[dict | None, list[Grant]]:
+    """The app's OAuth policies component (None: none yet) and its grants."""
     if metadata.read(session, ECA_TYPE, spec.app_name) is None:
         raise InputError("app_name", spec.app_name, "the org has no such external client app: run phase 2 "
                          "(02_connected_app) first, or fix app_name")
-    rows = rest.query(session, "SELECT Id FROM ExternalClientApplication WHERE DeveloperName = "
-                               f"{rest.quote(spec.app_name)}")
-    app_id = rows[0]["Id"] if rows else ""
     name = _eca_policies_name(session, spec.app_name)
     policies = metadata.read(session, ECA_POLICIES_TYPE, name) if name else None
     grants = []
@@ -410,7 +460,7 @@ def _read_eca(session: OrgSession, spec: AccessSpec, sets: _OrgSets) -> tuple[st
         found = sets.standalone_named(value)
         grants.append(Grant("permission_set", found["Name"], found["Id"]) if found
                       else Grant("permission_set", value, f"permission_set:{value}"))
-    return app_id, policies, grants
+    return policies, grants
 
 
 def _eca_refresh(policies: dict) -> str:
@@ -469,80 +519,61 @@ def _apply_eca(session: OrgSession, spec: AccessSpec, plan: AccessPlan, created:
 
 # ---------------------------------------------------------------- permission sets and their users
 
-def _plan_assignments(session: OrgSession, spec: AccessSpec, wanted: list[Grant],
-                      create: dict[str, str]) -> tuple[list[tuple[str, str]], list[str]]:
+def _plan_assignments(spec: AccessSpec, wanted: list[Grant], create: dict[str, str],
+                      lookup: _OrgLookup) -> tuple[list[tuple[str, str]], list[str]]:
     """(username, permission set API name) pairs still to assign, and warnings about the users."""
-    if not spec.assign_users:
-        return [], []
-    names = ", ".join(rest.quote(u) for u in spec.assign_users)
-    users = {u["Username"].lower(): u for u in rest.query(
-        session, f"SELECT Id, Username, IsActive FROM User WHERE Username IN ({names})")}
     for username in spec.assign_users:
-        if username.lower() not in users:
+        if username.lower() not in lookup.users:
             raise InputError("assign_users", username, "give the Salesforce username of an existing user",
                              problem="no such user")
     warnings = [f"user {u['Username']} is inactive: the assignment is made, but they cannot log in"
-                for u in users.values() if not u.get("IsActive", True)]
-    sets = [g for g in wanted if g.kind == "permission_set"]
-    ids = [g.parent_id for g in sets if g.parent_id]
-    held = set()
-    if ids:
-        rows = rest.query(session, "SELECT AssigneeId, PermissionSetId FROM PermissionSetAssignment WHERE "
-                                   f"PermissionSetId IN ({', '.join(rest.quote(i) for i in ids)})")
-        held = {(r["AssigneeId"], r["PermissionSetId"]) for r in rows}
+                for u in lookup.users.values() if not u.get("IsActive", True)]
     plan = []
-    for grant in sets:
+    for grant in (g for g in wanted if g.kind == "permission_set"):
         for username in spec.assign_users:
-            user = users[username.lower()]
-            if grant.name in create or (user["Id"], grant.parent_id) not in held:
+            user = lookup.users[username.lower()]
+            if grant.name in create or (user["Id"], grant.parent_id) not in lookup.held:
                 plan.append((user["Username"], grant.name))
     return plan, warnings
 
 
-def _assign(session: OrgSession, plan: AccessPlan, created: dict[str, str]) -> None:
-    names = ", ".join(rest.quote(u) for u in dict.fromkeys(u for u, _ in plan.assign))
-    users = {u["Username"]: u["Id"] for u in rest.query(
-        session, f"SELECT Id, Username FROM User WHERE Username IN ({names})")}
-    set_names = ", ".join(rest.quote(n) for n in dict.fromkeys(n for _, n in plan.assign))
-    sets = {s["Name"]: s["Id"] for s in rest.query(
-        session, f"SELECT Id, Name FROM PermissionSet WHERE Name IN ({set_names})")}
-    for username, set_name in plan.assign:
-        set_id = created.get(set_name) or sets[set_name]
-        try:
-            rest.create(session, "PermissionSetAssignment", {"AssigneeId": users[username],
-                                                             "PermissionSetId": set_id})
-        except SalesforceError as exc:
-            if exc.code != "DUPLICATE_VALUE":  # already assigned: that is the state we want
-                raise
+def _create_sets_and_assign(session: OrgSession, plan: AccessPlan) -> dict[str, str]:
+    """New permission sets and the assignments, in one all-or-none request; the new sets' Ids by name."""
+    records = [(f"set{i}", "PermissionSet", {"Name": name, "Label": plan.new_sets.get(name, name)})
+               for i, name in enumerate(plan.create_sets)]
+    refs = {name: f"@{{set{i}.id}}" for i, name in enumerate(plan.create_sets)}
+    users = plan.user_ids
+    ids = {g.name: g.parent_id for g in plan.keep + plan.add if g.kind == "permission_set" and g.parent_id}
+    records += [(f"assign{i}", "PermissionSetAssignment", {"AssigneeId": users[username],
+                                                           "PermissionSetId": refs.get(name) or ids[name]})
+                for i, (username, name) in enumerate(plan.assign)]
+    made = rest.create_many(session, records)
+    return {name: made[f"set{i}"] for i, name in enumerate(plan.create_sets)}
 
 
 # ---------------------------------------------------------------- apply and read back
 
 def apply_access(session: OrgSession, spec: AccessSpec, plan: AccessPlan) -> None:
-    """Carry out ``plan``: new permission sets first, then policies and grants, then assignments."""
-    created = {name: rest.create(session, "PermissionSet", {"Name": name, "Label": plan.new_sets.get(name, name)})
-               for name in plan.create_sets}
+    """Carry out ``plan``: new permission sets and assignments first (the grants name them), then
+    policies and grants."""
+    created = _create_sets_and_assign(session, plan) if plan.create_sets or plan.assign else {}
     if plan.app_kind == "external_client_app":
         if plan.policy_changes or plan.add or plan.remove:
             _apply_eca(session, spec, plan, created)
     else:
-        _apply_connected_app(session, spec, plan, created)
-    if plan.assign:
-        _assign(session, plan, created)
+        _apply_connected_app(session, spec, plan)
 
 
 def apply_access_plan(session: OrgSession, spec: AccessSpec, plan: AccessPlan, *, workdir: str | Path,
                       apply: bool = True) -> AccessResult:
-    """Apply ``plan`` unless ``apply`` is False, then read back and check the org agrees."""
-    after = plan
+    """Apply ``plan`` unless ``apply`` is False, and record the result.
+
+    No read-back: each write's answer is checked (an all-or-none create, a metadata save that
+    succeeds whole or not at all), and phase 4's JWT login is the proof that the grants work.
+    """
     if apply and not plan.is_empty:
         apply_access(session, spec, plan)
-        after = plan_access(session, replace(spec, create_permission_sets=False, app_kind=plan.app_kind))
-        if after.policy_changes or after.add or after.remove or after.assign:
-            raise SalesforceError("read back access", "READBACK_MISMATCH", "; ".join(after.lines()),
-                                  "rerun phase 3; if it persists, check Setup > App Manager > Manage > "
-                                  "Edit Policies")
-    granted = after.keep if apply and not plan.is_empty else plan.keep + plan.add
+    granted = plan.keep + plan.add
     result = AccessResult(spec.app_name, spec.admin_approved, spec.ip_relaxation, spec.refresh_token_policy,
                           [g.name for g in granted if g.kind == "profile"],
                           [g.name for g in granted if g.kind == "permission_set"], apply,

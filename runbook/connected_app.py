@@ -315,15 +315,21 @@ def _comparable(data: dict | None) -> dict[str, str]:
     }
 
 
-def plan_connected_app(session: OrgSession, spec: AppSpec) -> AppPlan:
-    """Read the org's app and list what applying ``spec`` would change (a preflight check before a create)."""
+def plan_connected_app(session: OrgSession, spec: AppSpec, *, apply: bool = True) -> AppPlan:
+    """Read the org's app and list what applying ``spec`` would change.
+
+    A create is checked before anything is saved: by a check-only deploy in a dry run (``apply``
+    False); when applying, by the create itself, which the org refuses whole (two round trips fewer).
+    """
     if spec.app_kind == "external_client_app":
         from runbook.external_client_app import plan_external_client_app
 
         return plan_external_client_app(session, spec)
     current = metadata.read(session, METADATA_TYPE, spec.full_name)
     if current is None:
-        return AppPlan("create", spec, [], None, preflight=preflight_connected_app(session, spec))
+        preflight = preflight_connected_app(session, spec) if not apply else \
+            "checked by the create itself (a refused create saves nothing)"
+        return AppPlan("create", spec, [], None, preflight=preflight)
     now, want = _comparable(current), _comparable(spec.owned_fields())
     changes = [Change(k, now[k], want[k]) for k in want if now[k] != want[k]]
     return AppPlan("update" if changes else "none", spec, changes, current)
@@ -420,11 +426,14 @@ def _create(session: OrgSession, plan: AppPlan, consumer_secret: str | None) -> 
 
 
 def apply_plan(session: OrgSession, plan: AppPlan, consumer_secret: str | None = None) -> dict:
-    """Create or update the app as planned; returns the app as read back from the org."""
+    """Create or update the app as planned; returns the app as read back from the org (as read for
+    the plan when there was nothing to change)."""
     if plan.spec.app_kind == "external_client_app":
         from runbook.external_client_app import apply_external_client_app
 
         return apply_external_client_app(session, plan, consumer_secret)
+    if plan.action == "none":
+        return plan.current or {}
     if plan.action == "create":
         _create(session, plan, consumer_secret)
     elif plan.action == "update":
@@ -487,7 +496,7 @@ def apply_connected_app(session: OrgSession, plan: AppPlan, *, workdir: str | Pa
 def ensure_connected_app(session: OrgSession, spec: AppSpec, *, workdir: str | Path,
                          apply: bool = True) -> tuple[AppPlan, AppResult]:
     """Phase 2 in one call: plan, then apply."""
-    plan = plan_connected_app(session, spec)
+    plan = plan_connected_app(session, spec, apply=apply)
     return plan, apply_connected_app(session, plan, workdir=workdir, apply=apply)
 
 

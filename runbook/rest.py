@@ -1,11 +1,19 @@
-"""REST data calls (SOQL query, sObject create/delete) with Salesforce's errors kept visible."""
+"""REST data calls (SOQL query, sObject create/delete) with Salesforce's errors kept visible.
+
+Several queries, or several creates, travel as one Composite request (one round trip; creates
+all-or-none, later ones referring to earlier ones' Ids as ``@{ref.id}``): a phase's reads and
+writes cost a call each, not a call per record.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote_plus
 
 from runbook.errors import SalesforceError
 from runbook.org import OrgSession
+
+MAX_COMPOSITE_QUERIES = 5  # Salesforce: at most 5 query or sObject Collection subrequests per Composite
 
 
 def _error(operation: str, exc: Exception) -> SalesforceError:
@@ -35,6 +43,66 @@ def query(session: OrgSession, soql: str) -> list[dict[str, Any]]:
     """All records of a SOQL query (following nextRecordsUrl), without the ``attributes`` noise."""
     result = _call(session, f"query {soql!r}", lambda sf: sf.query_all(soql))
     return [_strip(r) for r in result["records"]]
+
+
+def query_many(session: OrgSession, soqls: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    """Several SOQL queries in one round trip (a Composite request); records by the caller's key.
+
+    Salesforce caps a Composite request at 5 queries; a result with more pages is completed by
+    following its ``nextRecordsUrl``.
+    """
+    if len(soqls) == 1:
+        (key, soql), = soqls.items()
+        return {key: query(session, soql)}
+    if len(soqls) > MAX_COMPOSITE_QUERIES:
+        raise ValueError(f"at most {MAX_COMPOSITE_QUERIES} queries travel in one Composite request")
+    base = f"/services/data/v{session.api_version}"
+    answers = _composite(session, "query " + ", ".join(soqls), False, [
+        {"method": "GET", "url": f"{base}/query/?q={quote_plus(soql)}", "referenceId": key}
+        for key, soql in soqls.items()])
+    out = {}
+    for key, body in answers.items():
+        records = list(body["records"])
+        while not body.get("done", True):
+            body = _call(session, f"query {soqls[key]!r}",
+                         lambda sf, url=body["nextRecordsUrl"]: sf.query_more(url, identifier_is_url=True))
+            records += body["records"]
+        out[key] = [_strip(r) for r in records]
+    return out
+
+
+def create_many(session: OrgSession, records: list[tuple[str, str, dict[str, Any]]]) -> dict[str, str]:
+    """Create ``(ref, sObject, fields)`` records in one all-or-none round trip; Ids by ``ref``.
+
+    A field value ``@{ref.id}`` stands for the Id of a record created earlier in the same list.
+    """
+    if not records:
+        return {}
+    base = f"/services/data/v{session.api_version}"
+    answers = _composite(session, "create " + ", ".join(sorted({s for _, s, _ in records})), True, [
+        {"method": "POST", "url": f"{base}/sobjects/{sobject}/", "referenceId": ref, "body": fields}
+        for ref, sobject, fields in records])
+    return {ref: body["id"] for ref, body in answers.items()}
+
+
+def _composite(session: OrgSession, operation: str, all_or_none: bool, requests: list[dict]) -> dict[str, Any]:
+    """POST a Composite request; the subresponses' bodies by referenceId, or the first failure raised."""
+    body = {"allOrNone": all_or_none, "compositeRequest": requests}
+    answer = _call(session, operation, lambda sf: sf.restful("composite", method="POST", json=body))
+    responses = answer["compositeResponse"]
+    failed = [r for r in responses if r["httpStatusCode"] >= 300]
+    # With allOrNone, the others of a failed request say PROCESSING_HALTED: the cause is elsewhere.
+    failed.sort(key=lambda r: _first_error(r).get("errorCode") == "PROCESSING_HALTED")
+    if failed:
+        error = _first_error(failed[0])
+        raise SalesforceError(f"{operation} ({failed[0]['referenceId']})", error.get("errorCode", "UNKNOWN"),
+                              str(error.get("message", "")).strip())
+    return {r["referenceId"]: r["body"] for r in responses}
+
+
+def _first_error(response: dict) -> dict:
+    body = response.get("body")
+    return body[0] if isinstance(body, list) and body and isinstance(body[0], dict) else {}
 
 
 def _strip(record: dict) -> dict:

@@ -23,6 +23,13 @@ def free_callback_port() -> int:
     raise RuntimeError("no free port in 20000-29999")
 
 
+def user_id(session, username: str) -> str:
+    """The org's Id for ``username``: what a JWT login's identity URL must name."""
+    from runbook.rest import query, quote
+
+    return query(session, f"SELECT Id FROM User WHERE Username = {quote(username)}")[0]["Id"]
+
+
 @pytest.fixture(scope="module")
 def org(tmp_path_factory):
     """A local org of the module's own, trusted by this process while the module runs."""

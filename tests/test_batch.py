@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from conftest import user_id
 
 from runbook.batch import run_runbook
 from runbook.certificate import ensure_certificate
@@ -32,7 +33,7 @@ def test_full_run_ends_in_a_jwt_login_as_the_admin(first_run):
     assert [p.phase for p in first_run.phases] == ["certificate", "connected_app", "access", "verify"]
     verify = _record(first_run.workdir, "verify")
     assert verify["logins"][0]["username"] == ADMIN_USERNAME
-    assert verify["logins"][0]["identity_username"] == ADMIN_USERNAME
+    assert verify["logins"][0]["user_id"] == user_id(connect_local(first_run.workdir / "localorg"), ADMIN_USERNAME)
     assert verify["consumer_key"] == _record(first_run.workdir, "connected_app")["consumer_key"]
     assert verify["sf_command"].startswith("sf org login jwt --client-id ")
     assert all(p.output.is_file() for p in first_run.phases)

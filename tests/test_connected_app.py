@@ -76,11 +76,15 @@ def _app_rows(session, label: str) -> list:
     return query(session, f"SELECT Id FROM ConnectedApplication WHERE Name = '{label}'")
 
 
-def test_create_plans_then_creates_and_records_the_consumer_key(session, cert, tmp_path):
+def test_create_plans_then_creates_and_records_the_consumer_key(org, session, cert, tmp_path):
     spec = _spec(cert, "Create_Me")
+    mark = len(org.call_log())
     plan, app = ensure_connected_app(session, spec, workdir=tmp_path)
     assert str(plan).startswith("Create connected app Create_Me")
-    assert "the org allows new connected apps" in plan.preflight
+    assert "checked by the create itself" in plan.preflight
+    # read (absent), create, read back the consumer key: no check-only deploy before a real create
+    assert [c.operation for c in org.call_log()[mark:]] == \
+        ["mdapi.readMetadata", "mdapi.createMetadata", "mdapi.readMetadata"]
     record = json.loads((tmp_path / "phases" / "connected_app.json").read_text())
     assert record["consumer_key"] == app.consumer_key and app.consumer_key.startswith("3MVG")
     assert {k: record[k] for k in ("full_name", "label", "app_kind")} == \
@@ -208,19 +212,30 @@ def test_local_org_returns_salesforce_errors_for_keys_and_required_fields(sessio
     assert "contactEmail" in status["deployment_detail"]["errors"][0]["message"]
 
 
-def test_preflight_refuses_new_connected_apps_with_both_ways_out(tmp_path, cert, monkeypatch):
+def test_dry_run_asks_the_org_by_a_check_only_deploy_and_saves_nothing(org, session, cert, tmp_path):
+    mark = len(org.call_log())
+    plan, app = ensure_connected_app(session, _spec(cert, "Dry_Run"), workdir=tmp_path, apply=False)
+    assert "the org allows new connected apps" in plan.preflight and not app.applied
+    assert "mdapi.deploy" in [c.operation for c in org.call_log()[mark:]]
+    assert _writes(org, mark) == [] and metadata.read(session, "ConnectedApp", "Dry_Run") is None
+
+
+@pytest.mark.parametrize("apply", [False, True], ids=["dry-run-preflight", "create-refused"])
+def test_preflight_refuses_new_connected_apps_with_both_ways_out(tmp_path, cert, monkeypatch, apply):
     with LocalOrg(tmp_path / "org") as closed:
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(closed.ca_bundle))
         closed.set_setting("allow_connected_apps", False)
         session = connect_local(closed.state_dir)
         with pytest.raises(PreflightError) as err:
-            ensure_connected_app(session, _spec(cert, "Refused"), workdir=tmp_path / "work", apply=False)
+            ensure_connected_app(session, _spec(cert, "Refused"), workdir=tmp_path / "work", apply=apply)
         message = str(err.value)
         assert "INSUFFICIENT_ACCESS" in message and "Connected apps creation is restricted" in message
         assert "Salesforce Support" in message and 'app_kind="external_client_app"' in message
         assert "SF_SCRATCH_SIGNUP_CONNECTED_APP=PlatformCLI" in message
-        assert [c.operation for c in closed.call_log() if c.is_write] == []
+        # the dry run writes nothing; a real create is refused whole, so the org holds no app either way
+        assert [c.operation for c in closed.call_log() if c.is_write] == (["mdapi.createMetadata"] if apply else [])
         assert metadata.read(session, "ConnectedApp", "Refused") is None
+        assert _app_rows(session, "Refused") == []
         _plan, eca = ensure_connected_app(session, _spec(cert, "Allowed", app_kind="external_client_app"),
                                           workdir=tmp_path / "work")
         assert eca.consumer_key

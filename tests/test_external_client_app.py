@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import free_callback_port
+from conftest import free_callback_port, user_id
 
 from runbook import metadata
 from runbook.batch import run_runbook
@@ -45,7 +45,7 @@ def test_eca_is_created_as_five_components_and_a_jwt_login_works(org, session, c
     assert record["consumer_key"] == metadata.read(session, GLOBAL_OAUTH, names[GLOBAL_OAUTH])["consumerKey"]
     login, _token = jwt_login(consumer_key=app.consumer_key, username=ADMIN_USERNAME, key_path=cert.key_path,
                               login_url=org.url)
-    assert login.identity_username == ADMIN_USERNAME
+    assert login.user_id == user_id(session, ADMIN_USERNAME)
 
 
 def test_eca_update_in_place_keeps_the_consumer_key_and_sends_only_the_changed_component(org, session, cert,
@@ -88,7 +88,7 @@ def test_runbook_through_papermill_ends_in_a_jwt_login_as_the_admin(tmp_path, ap
     app = _record(summary.workdir, "connected_app")
     verify = _record(summary.workdir, "verify")
     assert app["app_kind"] == app_kind and verify["consumer_key"] == app["consumer_key"]
-    assert verify["logins"][0]["identity_username"] == ADMIN_USERNAME
+    assert verify["logins"][0]["username"] == ADMIN_USERNAME and verify["logins"][0]["user_id"].startswith("005")
     assert app["callback_port"] == PORT
     assert json.loads(project.read_text())["oauthLocalPort"] == app["callback_port"]
     secret = Path(app["consumer_secret_file"]).read_text().strip()

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import user_id
 
 from runbook.batch import run_runbook
 from runbook.certificate import certificate_pem, ensure_certificate
@@ -54,7 +55,7 @@ def test_verify_logs_in_each_user_and_records_the_hand_off(setup):
     workdir, session = setup
     handoff = verify_setup(session, workdir=workdir, usernames=[ADMIN_USERNAME])
     assert isinstance(handoff, HandOff)
-    assert [lr.identity_username for lr in handoff.logins] == [ADMIN_USERNAME]
+    assert [lr.user_id for lr in handoff.logins] == [user_id(session, ADMIN_USERNAME)]
     record = open_workdir(workdir).load("verify")
     assert record["logins"][0]["username"] == ADMIN_USERNAME
     assert record["consumer_key"] == _records(workdir)[1]["consumer_key"]
@@ -106,7 +107,7 @@ def test_new_app_is_found_once_it_propagates_during_the_retries(setup):
     thread.start()
     result, _token = _login(workdir, session, consumer_key=key, retries=5, retry_wait=0.3)
     thread.join()
-    assert result.identity_username == ADMIN_USERNAME
+    assert result.user_id == user_id(session, ADMIN_USERNAME)
 
 
 def test_key_that_does_not_match_the_app_shows_both_fingerprints(setup, tmp_path):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import user_id
 
 from runbook.batch import run_runbook
 from runbook.certificate import certificate_pem
@@ -95,7 +96,7 @@ def test_self_authorize_approval_in_the_web_flow_then_allows_jwt(setup):
     result = _flow(session, key, callback, login_hint="dev@local.devhub")
     assert result.username == "dev@local.devhub"
     login, _token = jwt_login(**jwt_args)  # the approval the web flow recorded now allows JWT
-    assert login.identity_username == "dev@local.devhub"
+    assert login.user_id == user_id(session, "dev@local.devhub")
 
 
 def test_app_requiring_its_secret_refuses_pkce_alone_and_a_wrong_secret(setup, tmp_path):
