@@ -1,4 +1,5 @@
-"""The REST data API under /services/data: versions, SOQL query, sObject describe, create, get, delete.
+"""The REST data API under /services/data: versions, SOQL query, sObject describe, create, get, delete,
+and the Composite resource (``composite``), whose subrequests come back through ``handle``.
 
 Every call but the version list needs a live session with the ``api`` (or ``full``) scope; writes
 need a System Administrator. Errors are JSON arrays ``[{"message", "errorCode", "fields"?}]``,
@@ -12,7 +13,7 @@ from typing import Any
 
 from werkzeug import Request, Response
 
-from runbook.localorg import ids, records, soql
+from runbook.localorg import composite, ids, records, soql
 from runbook.localorg.context import Call, OrgContext, Session, bearer_token
 from runbook.localorg.records import RecordError
 from runbook.localorg.schema import SOBJECTS, SObject, sobject
@@ -85,6 +86,10 @@ def handle(ctx: OrgContext, request: Request, call: Call, version: str, rest: st
             return _query(ctx, request, version)
         if parts[0] == "sobjects":
             return _sobjects(ctx, request, call, version, parts[1:])
+        if parts == ["composite"]:
+            call.operation = "rest.composite"
+            _session(ctx, request)
+            return json_response(*composite.run(ctx, request, call, handle))
         call.operation = "rest.unknown"
         _session(ctx, request)
         return json_response(NOT_FOUND, 404)
