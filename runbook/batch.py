@@ -4,6 +4,23 @@ In-process papermill avoids its ~2 s import per call, and one kernel serves all 
 of a run (started and stopped here), so the clients are imported and the org logged in once. Each notebook gets only the
 parameters its ``parameters`` cell declares, and never a secret: credentials reach the kernels
 through the environment (the local org's CA bundle and state folder) or files.
+
+Where the time goes, and what this module does about it (``make bench`` measures it):
+
+- the kernel is launched first and boots (~0.3 s, in its own process) while this process starts the
+  local org and imports papermill;
+- every notebook of a run talks to the kernel through one client: nbclient would connect a new one
+  per notebook, wait 0.2 s of silence on IOPub each time, and leave its heartbeat thread running;
+- the kernel knows it runs unattended (``runbook.widgets.BATCH_ENV``), so the form cells leave a
+  one-line placeholder instead of building ~30 widgets that nobody can click, which papermill would
+  then save as widget state with every cell;
+- papermill writes each executed notebook when it starts and ends, and at most once a second in
+  between, instead of before and after every cell (``_papermill_engine``);
+- the kernel listens on Unix sockets (ipc) in a private folder instead of localhost TCP ports, and is
+  killed and reaped without jupyter_client's 0.1 s poll.
+
+A kernel that dies (between notebooks or mid-cell) fails that phase with "the kernel died while running
+the notebook"; nbclient alone, with a blocking client, would wait for a dead kernel's reply forever.
 """
 
 from __future__ import annotations
@@ -14,13 +31,18 @@ import functools
 import os
 import re
 import shutil
+import signal
+import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runbook.errors import InputError, PhaseError
 from runbook.org import LOCAL_STATE_ENV, start_local_org
+from runbook.widgets import BATCH_ENV
 from runbook.workdir import open_workdir
 
 PHASES: tuple[tuple[str, str], ...] = (
@@ -92,9 +114,27 @@ def parameters_of(notebook: Path) -> set[str]:
 
 @functools.lru_cache(maxsize=64)
 def _parameters_of(notebook: str, _mtime_ns: int, _size: int) -> frozenset[str]:
+    papermill = import_papermill()
+    return frozenset(papermill.inspect_notebook(notebook))
+
+
+def import_papermill():
+    """papermill, imported without jsonschema's optional IRI format checker (0.95 s → 0.25 s here).
+
+    ``import papermill`` → nbformat → jsonschema, whose format module imports ``rfc3987_syntax`` if it
+    is installed, and that builds ~35 Earley grammars at import (0.7 s; python-jsonschema/jsonschema#1428).
+    Nothing here checks IRI formats: nbformat validates notebooks with fastjsonschema. Only jsonschema's
+    import is kept from it; ``rfc3987_syntax`` stays importable for anyone who asks for it afterwards.
+    """
+    if "jsonschema" not in sys.modules and "rfc3987_syntax" not in sys.modules:
+        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment]  # makes its import raise ImportError
+        try:
+            import jsonschema  # noqa: F401
+        finally:
+            del sys.modules["rfc3987_syntax"]
     import papermill
 
-    return frozenset(papermill.inspect_notebook(notebook))
+    return papermill
 
 
 def run_runbook(*, org: str = "local", workdir: str | Path = "work", params: dict[str, Any] | None = None,
@@ -117,11 +157,13 @@ def run_runbook(*, org: str = "local", workdir: str | Path = "work", params: dic
         run_dir = Path(runs_dir).expanduser().resolve() / stamp
     run_dir = Path(run_dir).expanduser().resolve()
     run_dir.mkdir(parents=True)
-    env = _start_local(workdir, fresh_org, local_org or {}) if org == "local" else {}
+    env = _local_env(workdir) if org == "local" else {}
     summary = RunSummary(run_dir, workdir, org)
     common = {"org": org, "workdir": str(workdir), **params}
     selected = [(phase, name) for phase, name in PHASES if not phases or phase in phases]
     if resume:
+        if org == "local":
+            _start_local(workdir, fresh_org, local_org or {})
         done = _done_phases(org, workdir, params)
         while selected and selected[0][0] in done:
             phase, name = selected.pop(0)
@@ -129,7 +171,11 @@ def run_runbook(*, org: str = "local", workdir: str | Path = "work", params: dic
             summary.phases.append(PhaseRun(phase, notebooks_dir() / name, run_dir / name, 0.0, "skipped"))
     if not selected:
         return summary
+    workdir.parent.mkdir(parents=True, exist_ok=True)  # the kernel's working folder; the org starts after it
     with _kernel(env, cwd=workdir.parent) as km:
+        if org == "local" and not resume:
+            _start_local(workdir, fresh_org, local_org or {})  # while the kernel boots
+        import_papermill()  # likewise
         for phase, name in selected:
             run = _run_phase(km, phase, notebooks_dir() / name, run_dir / name, common, progress)
             summary.phases.append(run)
@@ -158,7 +204,7 @@ def _done_phases(org: str, workdir: Path, params: dict[str, Any]) -> set[str]:
 
 
 def _run_phase(km, phase: str, notebook: Path, output: Path, common: dict[str, Any], progress) -> PhaseRun:
-    import papermill
+    papermill = import_papermill()
     from nbclient.exceptions import DeadKernelError
 
     wanted = parameters_of(notebook)
@@ -166,7 +212,8 @@ def _run_phase(km, phase: str, notebook: Path, output: Path, common: dict[str, A
     progress(f"[{phase}] running {notebook.name}")
     try:
         papermill.execute_notebook(str(notebook), str(output), kernel_name="python3", progress_bar=False,
-                                   parameters={k: v for k, v in common.items() if k in wanted}, km=km)
+                                   parameters={k: v for k, v in common.items() if k in wanted}, km=km,
+                                   engine_name=_papermill_engine())
     except papermill.PapermillExecutionError as exc:
         error = f"{exc.ename}: {exc.evalue}"
     except DeadKernelError:
@@ -177,26 +224,185 @@ def _run_phase(km, phase: str, notebook: Path, output: Path, common: dict[str, A
     return PhaseRun(phase, notebook, output, time.perf_counter() - started, "failed", error)
 
 
+SAVE_EVERY = 1.0  # seconds: how stale the executed notebook on disk may be while its notebook runs
+
+
+@functools.cache
+def _papermill_engine() -> str:
+    """papermill's nbclient engine, writing the executed notebook at most every ``SAVE_EVERY`` s while it runs.
+
+    papermill writes (validates, copies, serialises) the whole notebook before and after every cell,
+    markdown cells included: 104 writes a run, a third of this process's CPU per run. Here a
+    notebook is still written when it starts, when it ends (also when its kernel dies) and by
+    papermill's final write, and in between at most once a second; the files end the same.
+    """
+    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
+
+    class ThrottledSaves(NotebookExecutionManager):
+        _saved_at: float | None = None
+
+        def save(self, **kwargs: Any) -> None:
+            if self._saved_at is None or time.monotonic() - self._saved_at >= SAVE_EVERY:
+                super().save(**kwargs)
+                self._saved_at = time.monotonic()
+
+        def notebook_complete(self, **kwargs: Any) -> None:
+            self._saved_at = None  # its save is the one that always happens
+            super().notebook_complete(**kwargs)
+
+    class RunbookEngine(NBClientEngine):
+        @classmethod
+        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
+                             autosave_cell_every=30, **kwargs):
+            # papermill's Engine.execute_notebook, with the manager above
+            nb_man = ThrottledSaves(nb, output_path=output_path, progress_bar=progress_bar, log_output=log_output,
+                                    autosave_cell_every=autosave_cell_every)
+            nb_man.notebook_start()
+            try:
+                cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+            finally:
+                nb_man.cleanup_pbar()
+                nb_man.notebook_complete()
+            return nb_man.nb
+
+    papermill_engines.register("runbook", RunbookEngine)
+    return "runbook"
+
+
 @contextlib.contextmanager
 def _kernel(env: dict[str, str], cwd: Path):
-    """One kernel for all the phases of a run: one start, one import of the clients, one login."""
-    from jupyter_client.manager import KernelManager
+    """One kernel for all the phases of a run: one start, one import of the clients, one login.
 
-    km = KernelManager(kernel_name="python3")
-    km.start_kernel(env={**os.environ, **env}, cwd=str(cwd))
+    The kernel is launched, not waited for: the first notebook waits for it to answer. It listens on
+    Unix sockets (ipc) in a private folder (0700) that also holds its connection file, which spares
+    every run ipykernel's "running over TCP without encryption" warning; its stderr still reaches ours,
+    so a crashing kernel is still heard.
+    """
+    folder = tempfile.mkdtemp(prefix="runbook-kernel-")
+    km = _run_kernel_manager()(kernel_name="python3", transport="ipc", ip=os.path.join(folder, "kernel"),
+                               connection_file=os.path.join(folder, "kernel.json"))
     try:
+        km.start_kernel(env={**os.environ, **env, BATCH_ENV: "1"}, cwd=str(cwd))
         yield km
     finally:
-        km.shutdown_kernel(now=True)
+        try:
+            km.stop()
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
-def _start_local(workdir: Path, fresh: bool, options: dict[str, Any]) -> dict[str, str]:
-    """Serve the local org from this process; returns the environment the kernel needs to reach it."""
+@functools.cache
+def _run_kernel_manager() -> type:
+    """A KernelManager whose ``client()`` is one connected client, shared by every notebook of the run.
+
+    nbclient asks the manager for a new client per notebook, starts its channels and waits for it to
+    be ready, which ends with 0.2 s of waiting for silence on IOPub (4 notebooks: 0.8 s a run); with
+    a manager it did not create, it never stops that client either, so each notebook left a heartbeat
+    thread and four sockets behind. Here the client connects and checks the kernel once; nbclient
+    ignores IOPub messages that answer requests other than its own, so nothing needs draining.
+    (Built on first use: jupyter_client is imported only when a run starts.)
+    """
+    from queue import Empty
+
+    from jupyter_client.blocking.client import BlockingKernelClient
+    from jupyter_client.channels import ZMQSocketChannel
+    from jupyter_client.manager import KernelManager
+
+    class WatchedChannel(ZMQSocketChannel):
+        """A channel whose endless wait (``timeout=None``) gives up once the kernel process is gone.
+
+        nbclient waits for a cell's messages with ``get_msg(timeout=None)`` and checks that the kernel
+        lives in another task of the same event loop, which a blocking client's wait never lets run: a
+        kernel that died mid-cell was waited for forever. Set ``kernel_alive`` to the check.
+        """
+
+        kernel_alive: Callable[[], bool] | None = None
+
+        def get_msg(self, timeout: float | None = None) -> dict[str, Any]:
+            while timeout is None and self.kernel_alive is not None:
+                try:
+                    return super().get_msg(timeout=1)
+                except Empty:
+                    if not self.kernel_alive():
+                        from nbclient.exceptions import DeadKernelError
+
+                        raise DeadKernelError("Kernel died") from None
+            return super().get_msg(timeout=timeout)
+
+    class RunKernelClient(BlockingKernelClient):
+        shell_channel_class = WatchedChannel
+        iopub_channel_class = WatchedChannel
+        _ready = False
+
+        def start_channels(self, shell: bool = True, iopub: bool = True, stdin: bool = True, hb: bool = True,
+                           control: bool = True) -> None:
+            # no heartbeat: the manager that started the kernel watches its process (is_alive)
+            if not self.channels_running:
+                super().start_channels(shell=shell, iopub=iopub, stdin=stdin, hb=False, control=control)
+                self.shell_channel.kernel_alive = self.iopub_channel.kernel_alive = self.is_alive
+
+        def wait_for_ready(self, timeout: float | None = None) -> None:
+            """jupyter_client's check (a kernel_info reply, then IOPub connected), once, without the drain."""
+            if self._ready and not self.is_alive():  # it died between two notebooks
+                from nbclient.exceptions import DeadKernelError
+
+                raise DeadKernelError("Kernel died")
+            deadline = time.monotonic() + (timeout if timeout is not None else 60)
+            while not self._ready:
+                self.kernel_info()
+                with contextlib.suppress(Empty):
+                    reply = self.shell_channel.get_msg(timeout=1)
+                    if reply["msg_type"] == "kernel_info_reply":
+                        self.iopub_channel.get_msg(timeout=0.2)  # raises Empty until IOPub is connected
+                        self._handle_kernel_info_reply(reply)
+                        self._ready = True
+                        return
+                if not self.is_alive():
+                    raise RuntimeError("Kernel died before replying to kernel_info")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Kernel didn't respond in {timeout} seconds")
+
+    class RunKernelManager(KernelManager):
+        _shared: RunKernelClient | None = None
+
+        def client(self, **kwargs: Any) -> RunKernelClient:
+            if self._shared is None:
+                self._shared = RunKernelClient(**{**self.get_connection_info(session=True),
+                                                  "connection_file": self.connection_file, "parent": self,
+                                                  **kwargs})
+            return self._shared
+
+        def stop(self) -> None:
+            """Close the client and kill the kernel: what ``shutdown_kernel(now=True)`` does, 0.1 s sooner.
+
+            ``shutdown_kernel`` kills, then polls every 0.1 s until the process is gone (so at least once);
+            the kernel is reaped here within a few ms, and ``shutdown_kernel`` only cleans up after it.
+            """
+            if self._shared is not None:
+                self._shared.stop_channels()
+                self._shared = None
+            if self.has_kernel:
+                self.signal_kernel(signal.SIGKILL)
+                deadline = time.monotonic() + 5
+                while self.is_alive() and time.monotonic() < deadline:
+                    time.sleep(0.002)
+                self.shutdown_kernel(now=True)
+
+    return RunKernelManager
+
+
+def _local_env(workdir: Path) -> dict[str, str]:
+    """What the kernel needs to reach the local org of ``workdir`` (known before the org starts)."""
+    state = (workdir / "localorg").resolve()
+    return {LOCAL_STATE_ENV: str(state), "REQUESTS_CA_BUNDLE": str(state / "ca-bundle.pem")}
+
+
+def _start_local(workdir: Path, fresh: bool, options: dict[str, Any]) -> None:
+    """Serve the local org from this process, at the state folder and CA bundle ``_local_env`` names."""
     state = workdir / "localorg"
     if fresh and state.exists():
         shutil.rmtree(state)
-    org = start_local_org(state, **options)
-    return {LOCAL_STATE_ENV: str(org.state_dir), "REQUESTS_CA_BUNDLE": str(org.ca_bundle)}
+    start_local_org(state, **options)
 
 
 def raise_for_failure(summary: RunSummary) -> None:

@@ -73,7 +73,8 @@ def main() -> None:
                                    "--workdir on the command line win.")
 @click.option("--fresh-org", is_flag=True, help="Start the local org from an empty state (local org only).")
 @click.option("--jobs", type=click.IntRange(1, 64), default=None,
-              help="For a fleet file (--config with orgs:): how many orgs run at once (default: 2 per core, max 8).")
+              help="For a fleet file (--config with orgs:): how many orgs run at once (default: 2 per core + 1, "
+                   "max 8).")
 @click.option("--resume", is_flag=True, help="Skip the phases already done, as the work folder and the org say.")
 @click.pass_context
 def run(ctx: click.Context, org: str, workdir: str, runs_dir: str, params: tuple[str, ...],

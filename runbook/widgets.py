@@ -8,10 +8,12 @@ progress bar while the org is called, and the result appears as a card with wher
 The forms call exactly the functions the notebook cells call, so a form and the cells agree.
 
 The forms are optional: showing one never calls the org and never waits for input. Under papermill
-(no frontend) the form cell only leaves the widget in the output, and the cells below it do the
-phase's work from the parameters, so a batch run is unchanged. After an Apply, the values the form
-applied and its result (``app``, ``access``, ...) are written back into the namespace it was given,
-so cells run afterwards agree with what the form did.
+the cells below the form cell do the phase's work from the parameters, so a batch run is unchanged.
+In the kernels `runbook run` starts (``BATCH_ENV`` set) nobody can ever click a form, so a form cell
+leaves only a line naming the form, and ipywidgets is never imported there; under another papermill
+or nbconvert run it leaves the widget in the output. After an Apply, the values the form applied and
+its result (``app``, ``access``, ...) are written back into the namespace it was given, so cells run
+afterwards agree with what the form did.
 
 No field holds a secret: an encrypted key's passphrase is named by ``passphrase_env`` (the variable,
 never its value), and passwords reach the kernel's environment through ``ask_credentials`` (getpass).
@@ -20,20 +22,37 @@ never its value), and passwords reach the kernel's environment through ``ask_cre
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import importlib
 import logging
 import os
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
+from types import ModuleType
 from typing import Any
-
-import ipywidgets as w
-from IPython.display import display
 
 from runbook.errors import InputError, RunbookError
 
 log = logging.getLogger(__name__)
+
+# Set (to "1") in the environment of the kernels `runbook run` starts: no frontend will ever show a form there.
+BATCH_ENV = "RUNBOOK_BATCH"
+
+
+class _ImportedOnUse:
+    """A module imported the first time one of its attributes is used (ipywidgets: 0.1 s in every kernel)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        module: ModuleType = importlib.import_module(self._name)
+        return getattr(module, attr)
+
+
+w: Any = _ImportedOnUse("ipywidgets")
 
 LABEL_WIDTH = "210px"
 FIELD_WIDTH = "560px"
@@ -299,11 +318,39 @@ class PhaseForm:
     def _repr_mimebundle_(self, **kwargs) -> dict:
         bundle = self.box._repr_mimebundle_(**kwargs)
         # the plain-text fallback (papermill's output, nbconvert) names the form instead of dumping widgets
-        bundle["text/plain"] = f"[{self.phase} form: open this notebook in JupyterLab to use it]"
+        bundle["text/plain"] = _placeholder_text(self.phase)
         return bundle
 
     def _ipython_display_(self) -> None:
+        from IPython.display import display
+
         display(self._repr_mimebundle_(), raw=True)
+
+
+def _placeholder_text(phase: str) -> str:
+    return f"[{phase} form: open this notebook in JupyterLab to use it]"
+
+
+@dataclass
+class FormPlaceholder:
+    """What a form cell shows in a batch kernel: the form's name, no widgets (no frontend could show them)."""
+
+    phase: str
+
+    def _repr_mimebundle_(self, **kwargs) -> dict:
+        return {"text/plain": _placeholder_text(self.phase)}
+
+
+def _unless_batch(phase: str):
+    """Make a form function return a ``FormPlaceholder`` in a kernel the batch started (``BATCH_ENV``)."""
+    def decorate(make: Callable[..., PhaseForm]) -> Callable[..., PhaseForm | FormPlaceholder]:
+        @functools.wraps(make)
+        def form(ns: MutableMapping | None = None, **params) -> PhaseForm | FormPlaceholder:
+            if os.environ.get(BATCH_ENV) == "1":
+                return FormPlaceholder(phase)
+            return make(ns, **params)
+        return form
+    return decorate
 
 
 def _html(obj: Any) -> str:
@@ -380,6 +427,7 @@ def preview_certificate(**params) -> CertificatePreview:
     return CertificatePreview(lines)
 
 
+@_unless_batch("certificate")
 def certificate_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     """Phase 1's form: the key pair's location, size, validity and subject; Apply creates or checks it."""
     from runbook.certificate import KEY_SIZES, plan_certificate_request
@@ -446,6 +494,7 @@ def _connect(values: dict, step: Step):
     return connect(values["org"], workdir=values["workdir"], api_version=values["api_version"])
 
 
+@_unless_batch("connected_app")
 def connected_app_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     """Phase 2's form: App Manager → New Connected App, as fields; Apply creates or updates the app."""
     from runbook.connected_app import SCOPES
@@ -514,6 +563,7 @@ def _access_spec(values: dict):
     return build_access_spec(**{k: values[k] for k in _ACCESS_SPEC_NAMES}, workdir=values.get("workdir"))
 
 
+@_unless_batch("access")
 def access_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     """Phase 3's form: Manage → Edit Policies and Manage Profiles / Permission Sets; Apply converges."""
     from runbook.access import IP_RELAXATION
@@ -603,6 +653,7 @@ def preview_verify(*, workdir: str, username: str = "", login_url: str = "", aud
         ("Signed with", str(key))])
 
 
+@_unless_batch("verify")
 def verify_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     """Phase 4's form: who logs in, where; Apply does a real JWT bearer exchange and shows the hand-off."""
     p = _params(ns, params, VERIFY_DEFAULTS)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -95,6 +97,45 @@ def test_executed_notebooks_hold_no_secret(first_run):
         assert password not in text
         assert key_body not in text
         assert "PRIVATE KEY-----" not in text
+
+
+def test_batch_notebooks_name_the_forms_and_carry_no_widget_state(first_run):
+    for phase in first_run.phases:
+        notebook = json.loads(phase.output.read_text())
+        outputs = [o for cell in notebook["cells"] if cell["cell_type"] == "code" for o in cell["outputs"]]
+        assert {"text/plain": [f"[{phase.phase} form: open this notebook in JupyterLab to use it]"]} in \
+            [o.get("data") for o in outputs]
+        assert not any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+        assert not notebook["metadata"].get("widgets")
+
+
+def test_a_run_is_quiet_and_leaves_no_kernel_behind(first_run, capfd):
+    from jupyter_client.channels import HBChannel
+
+    capfd.readouterr()
+    again = run_runbook(workdir=first_run.workdir, runs_dir=first_run.run_dir.parent, phases=["certificate"],
+                        progress=lambda _m: None)
+
+    assert again.ok, again.lines()
+    assert "running over TCP without encryption" not in capfd.readouterr().err  # the kernel uses Unix sockets
+    assert not [t for t in threading.enumerate() if isinstance(t, HBChannel)]  # no client left connected
+
+
+def test_a_kernel_that_dies_mid_phase_fails_that_phase_instead_of_hanging(first_run):
+    import psutil
+
+    def kill_the_kernel_soon(message: str) -> None:
+        if message.startswith("[connected_app] running"):  # the kernel is up: phase 1 ran in it
+            kernels = [p for p in psutil.Process().children() if "ipykernel_launcher" in " ".join(p.cmdline())]
+            threading.Timer(0.05, lambda: [k.kill() for k in kernels]).start()
+
+    started = time.monotonic()
+    result = run_runbook(workdir=first_run.workdir, runs_dir=first_run.run_dir.parent,
+                         phases=["certificate", "connected_app", "access"], progress=kill_the_kernel_soon)
+
+    assert [(p.phase, p.status, p.error) for p in result.phases] == [
+        ("certificate", "done", ""), ("connected_app", "failed", "the kernel died while running the notebook")]
+    assert time.monotonic() - started < 15
 
 
 def test_secret_looking_parameters_are_refused(tmp_path):

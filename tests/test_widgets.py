@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from html import unescape
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 
 from runbook.localorg import ADMIN_USERNAME
 from runbook.org import connect, start_local_org
-from runbook.widgets import access_form, certificate_form, connected_app_form, verify_form
+from runbook.widgets import BATCH_ENV, FormPlaceholder, access_form, certificate_form, connected_app_form, verify_form
 
 
 def _text(html: str) -> str:
@@ -164,3 +166,18 @@ def test_form_output_without_a_frontend_names_the_form(workdir):
     bundle = certificate_form(workdir=str(workdir))._repr_mimebundle_()
     assert bundle["text/plain"] == "[certificate form: open this notebook in JupyterLab to use it]"
     assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_batch_kernel_gets_a_one_line_placeholder_and_no_widgets(workdir, monkeypatch):
+    monkeypatch.setenv(BATCH_ENV, "1")  # what `runbook run` puts in its kernels' environment
+    for phase, make in (("certificate", certificate_form), ("connected_app", connected_app_form),
+                        ("access", access_form), ("verify", verify_form)):
+        form = make({"workdir": str(workdir)})
+        assert isinstance(form, FormPlaceholder)
+        assert form._repr_mimebundle_() == {"text/plain": f"[{phase} form: open this notebook in JupyterLab to use it]"}
+
+
+def test_importing_the_forms_does_not_import_ipywidgets():
+    code = "import sys, runbook.widgets; print('ipywidgets' in sys.modules, 'IPython' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]  # imported when a form is built, never in a batch kernel
