@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import signal
 import socket
@@ -233,3 +234,26 @@ def test_serve_forever_prints_how_to_connect_and_stops_on_sigterm(tmp_path):
         served.send_signal(signal.SIGTERM)
         assert served.wait(timeout=10) == 0
     assert not (state / "org.json").exists()
+
+
+def test_connections_are_kept_alive_between_calls(tmp_path):
+    """Each new TLS connection costs both sides a handshake: a client reusing one must be able to."""
+    with LocalOrg(tmp_path / "org") as org:
+        port = int(org.url.rsplit(":", 1)[1])
+        conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5,
+                                           context=ssl.create_default_context(cafile=str(org.ca_bundle)))
+        conn.request("GET", "/services/data")
+        first = conn.getresponse()
+        assert first.status == 200 and first.getheader("Connection") != "close"
+        first.read()
+        sock = conn.sock
+        conn.request("POST", "/services/Soap/u/62.0", body=b"<not-soap/>", headers={"Content-Type": "text/xml"})
+        second = conn.getresponse()
+        second.read()
+        assert second.status == 500 and conn.sock is sock  # the same connection answered both
+        conn.request("GET", "/services/data", headers={"Connection": "close"})
+        third = conn.getresponse()
+        assert third.getheader("Connection") == "close"
+        third.read()
+        conn.close()
+        assert [c.operation for c in org.call_log()] == ["rest.versions", "unknown", "rest.versions"]
