@@ -616,8 +616,8 @@ def access_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
 
 # ---------------------------------------------------------------- phase 4: verification
 
-VERIFY_DEFAULTS = {"org": "local", "workdir": "work", "api_version": "62.0", "username": "", "login_url": "",
-                   "audience": "", "key_path": ""}
+VERIFY_DEFAULTS = {"org": "local", "workdir": "work", "api_version": "62.0", "username": "", "usernames": "",
+                   "login_url": "", "audience": "", "key_path": "", "web_flow": "auto"}
 
 
 @dataclass
@@ -632,8 +632,8 @@ class VerifyPreview:
         return f"<table>{body}</table>"
 
 
-def preview_verify(*, workdir: str, username: str = "", login_url: str = "", audience: str = "",
-                   key_path: str = "", **_ignored) -> VerifyPreview:
+def preview_verify(*, workdir: str, username: str = "", usernames: str = "", login_url: str = "",
+                   audience: str = "", key_path: str = "", **_ignored) -> VerifyPreview:
     """Phase 4's plan from the work folder's records; raises InputError when phases 1–2 are missing."""
     from runbook.verify import default_audience
     from runbook.workdir import open_workdir
@@ -647,7 +647,8 @@ def preview_verify(*, workdir: str, username: str = "", login_url: str = "", aud
         raise InputError("key_path", str(key), "the key file does not exist: check the path, or rerun phase 1")
     url = login_url.rstrip("/") or "(the org's login URL)"
     return VerifyPreview([
-        ("Consumer key (iss)", app["consumer_key"]), ("Log in as (sub)", username or "(the connected user)"),
+        ("Consumer key (iss)", app["consumer_key"]),
+        ("Log in as (sub)", usernames or username or "(the connected user)"),
         ("Token endpoint", f"{url}/services/oauth2/token"),
         ("Audience (aud)", audience or (default_audience(login_url) if login_url else "(from the login URL)")),
         ("Signed with", str(key))])
@@ -657,24 +658,31 @@ def preview_verify(*, workdir: str, username: str = "", login_url: str = "", aud
 def verify_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     """Phase 4's form: who logs in, where; Apply does a real JWT bearer exchange and shows the hand-off."""
     p = _params(ns, params, VERIFY_DEFAULTS)
+    usernames = p["usernames"] if isinstance(p["usernames"], str) else ", ".join(p["usernames"] or [])
     fields = [
         org_field(p["org"]),
         text_field("workdir", "Work folder", p["workdir"]),
         text_field("api_version", "API version", p["api_version"]),
         text_field("username", "Log in as", p["username"], "empty: the user the runbook connected as"),
+        text_field("usernames", "Users to verify", usernames, "comma-separated; empty: the one above"),
         text_field("login_url", "Login URL", p["login_url"], "empty: the org's"),
         text_field("audience", "JWT audience", p["audience"], "empty: chosen from the login URL"),
         text_field("key_path", "Private key", p["key_path"], "empty: phase 1's key"),
+        choice_field("web_flow", "Web server flow", p["web_flow"],
+                     [("auto: when phase 2 enabled it, on the local org", "auto"),
+                      ("on: wait for a browser login", "on"), ("off", "off")]),
     ]
 
     def apply(values: dict, step: Step) -> Outcome:
-        from runbook.verify import verify_setup
+        from runbook.verify import verify_setup, verify_web_flow
 
         session = _connect(values, step)
-        step(f"JWT bearer exchange as {values['username'] or session.username}…")
+        step(f"JWT bearer exchange as {values['usernames'] or values['username'] or session.username}…")
         handoff = verify_setup(session, workdir=values["workdir"], username=values["username"],
-                               login_url=values["login_url"], audience=values["audience"],
-                               key_path=values["key_path"])
+                               usernames=values["usernames"], login_url=values["login_url"],
+                               audience=values["audience"], key_path=values["key_path"])
+        step("Web server flow…")
+        handoff = verify_web_flow(session, handoff, workdir=values["workdir"], web_flow=values["web_flow"])
         users = ", ".join(lr.username for lr in handoff.logins)
         status = f"JWT login as {users} works — consumer key {handoff.consumer_key}"
         return Outcome(handoff, status, {**values, "session": session, "handoff": handoff},
@@ -683,9 +691,9 @@ def verify_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     return PhaseForm(
         phase="verify", title="Phase 4 — Verify and hand over",
         intro="What <code>sf org login jwt</code> would do: sign a JWT with phase 1's key and exchange it for a "
-              "token, then one REST call with it.",
+              "token as each user.",
         fields=fields, check=lambda v: preview_verify(**v) and None, preview=lambda v, _step: preview_verify(**v),
-        apply=apply, steps=2, ns=ns, apply_label="Log in with JWT", local_preview=True)
+        apply=apply, steps=3, ns=ns, apply_label="Log in with JWT", local_preview=True)
 
 
 # ---------------------------------------------------------------- credentials without a widget

@@ -181,3 +181,17 @@ def test_importing_the_forms_does_not_import_ipywidgets():
     code = "import sys, runbook.widgets; print('ipywidgets' in sys.modules, 'IPython' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]  # imported when a form is built, never in a batch kernel
+
+
+def test_verify_form_logs_in_each_listed_user_and_writes_them_back(applied):
+    workdir, _org, _spaces, _forms = applied
+    ns = {"workdir": str(workdir), "usernames": [ADMIN_USERNAME], "web_flow": "off"}
+    form = verify_form(ns)
+    assert form.values()["usernames"] == ADMIN_USERNAME and form.values()["web_flow"] == "off"
+    outcome = form.apply()
+    assert outcome is not None, form.status.value
+    assert [lr.username for lr in ns["handoff"].logins] == [ADMIN_USERNAME]
+    assert ns["usernames"] == ADMIN_USERNAME and f"JWT login as {ADMIN_USERNAME} works" in _state(form)["status"]
+    form.fields["usernames"].widget.value = "nobody@local.devhub"
+    assert form.apply() is None  # refused by the org: the status line says why, nothing is written back
+    assert "nobody@local.devhub" not in str(ns["usernames"])
