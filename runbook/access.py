@@ -326,8 +326,9 @@ def plan_access(session: OrgSession, spec: AccessSpec) -> AccessPlan:
     else:
         policies, have = _read_connected_app(session, spec)
         changes = _policy_changes(policies, spec)
-        if _granted(spec, have) is not None:
-            wanted, create, lookup = _granted(spec, have), {}, None
+        granted = _granted(spec, have)
+        if granted is not None:
+            wanted, create, lookup = granted, {}, None
         else:
             lookup = _lookup(session, spec)
             wanted, create = _wanted_grants(session, spec, lookup.sets)

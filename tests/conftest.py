@@ -23,6 +23,17 @@ def free_callback_port() -> int:
     raise RuntimeError("no free port in 20000-29999")
 
 
+def run_phases(root: Path, *, phases: list[str] | None = None, **params) -> Path:
+    """The runbook through papermill in ``root`` (a free callback port unless given); its work folder."""
+    from runbook.batch import run_runbook
+
+    params.setdefault("callback_port", free_callback_port())
+    summary = run_runbook(workdir=root / "work", runs_dir=root / "runs", phases=phases, params=params,
+                          progress=lambda _m: None)
+    assert summary.ok, summary.lines()
+    return root / "work"
+
+
 def user_id(session, username: str) -> str:
     """The org's Id for ``username``: what a JWT login's identity URL must name."""
     from runbook.rest import query, quote

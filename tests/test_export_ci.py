@@ -6,33 +6,21 @@ import base64
 import json
 import os
 import shlex
-import socket
 import stat
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import run_phases
 
-from runbook.batch import run_runbook
 from runbook.cli import main
 from runbook.localorg import ADMIN_USERNAME
 from runbook.workdir import open_workdir
 
 
-def _free_port() -> int:
-    """An ephemeral port: "auto" would take 1717 upwards, which other tests' phase 2 checks too."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def verified(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    summary = run_runbook(workdir=root / "work", runs_dir=root / "runs", params={"callback_port": _free_port()},
-                          progress=lambda _m: None)
-    assert summary.ok, summary.lines()
-    return root / "work"
+    return run_phases(tmp_path_factory.mktemp("export"))
 
 
 def _export(workdir: Path, fmt: str, out: Path, *extra: str):

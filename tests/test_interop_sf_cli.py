@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from conftest import run_phases
 
-from runbook.batch import run_runbook
 from runbook.localorg import ADMIN_USERNAME
 from runbook.org import start_local_org
 from runbook.verify import jwt_login
@@ -43,20 +42,11 @@ _SKIP = (f"Salesforce CLI not installed at {SF} (run `make interop`)" if not SF.
 pytestmark = pytest.mark.skipif(bool(_SKIP), reason=_SKIP)
 
 
-def _free_port() -> int:
-    """An ephemeral port: "auto" would take 1717 upwards, which other tests' phase 2 checks too."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def produced(tmp_path_factory):
     """The whole runbook against a fresh local org; what the CLI gets is what phases 1–4 recorded."""
     root = tmp_path_factory.mktemp("interop")
-    summary = run_runbook(workdir=root / "work", runs_dir=root / "runs", params={"callback_port": _free_port()},
-                          progress=lambda _m: None)
-    assert summary.ok, summary.lines()
+    run_phases(root)
     org = start_local_org(root / "work" / "localorg")
     wd = open_workdir(root / "work")
     home = root / "sfhome"

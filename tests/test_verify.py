@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from conftest import user_id
+from conftest import run_phases, user_id
 
-from runbook.batch import run_runbook
 from runbook.certificate import certificate_pem, ensure_certificate
 from runbook.errors import InputError, LoginError
 from runbook.localorg import ADMIN_USERNAME
@@ -20,23 +18,11 @@ from runbook.verify import HandOff, default_audience, jwt_login, verify_setup
 from runbook.workdir import open_workdir
 
 
-def _free_port() -> int:
-    """An ephemeral port: "auto" would take 1717 upwards, which other tests' phase 2 checks too."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Phases 1–3 through papermill: the app, with System Administrator pre-authorized."""
-    root = tmp_path_factory.mktemp("verify")
-    summary = run_runbook(workdir=root / "work", runs_dir=root / "runs",
-                          phases=["certificate", "connected_app", "access"],
-                          params={"callback_port": _free_port()}, progress=lambda _m: None)
-    assert summary.ok, summary.lines()
-    session = connect("local", workdir=root / "work")
-    return root / "work", session
+    workdir = run_phases(tmp_path_factory.mktemp("verify"), phases=["certificate", "connected_app", "access"])
+    return workdir, connect("local", workdir=workdir)
 
 
 def _records(workdir: Path) -> tuple[dict, dict]:

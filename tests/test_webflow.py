@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import user_id
+from conftest import free_callback_port, run_phases, user_id
 
 from runbook.batch import run_runbook
 from runbook.certificate import certificate_pem
@@ -31,27 +31,17 @@ from runbook.webflow import (
 from runbook.workdir import open_workdir
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Phases 1–3 with flows jwt + web: a PKCE app whose consumer secret phase 2 wrote to a 0600 file."""
-    root = tmp_path_factory.mktemp("webflow")
-    summary = run_runbook(workdir=root / "work", runs_dir=root / "runs",
-                          phases=["certificate", "connected_app", "access"],
-                          params={"callback_port": _free_port(), "flows": ["jwt", "web"]}, progress=lambda _m: None)
-    assert summary.ok, summary.lines()
-    wd = open_workdir(root / "work")
-    return wd, connect("local", workdir=root / "work"), wd.load("connected_app")
+    wd = open_workdir(run_phases(tmp_path_factory.mktemp("webflow"), phases=["certificate", "connected_app", "access"],
+                                 flows=["jwt", "web"]))
+    return wd, connect("local", workdir=wd.root), wd.load("connected_app")
 
 
 def _extra_app(session, cert_path: str, name: str, **oauth) -> tuple[str, str]:
     """A connected app made through the Metadata API; returns its consumer key and callback URL."""
-    key, callback = f"3MVG9{name}{time.time_ns()}", f"http://localhost:{_free_port()}/OauthRedirect"
+    key, callback = f"3MVG9{name}{time.time_ns()}", f"http://localhost:{free_callback_port()}/OauthRedirect"
     create(session, "ConnectedApp", {
         "fullName": name, "label": name.replace("_", " "), "contactEmail": "admin@example.com",
         "oauthConfig": {"callbackUrl": callback, "consumerKey": key, "certificate": certificate_pem(Path(cert_path)),
@@ -151,7 +141,7 @@ def test_user_not_preauthorized_is_denied_with_the_phase_3_fix(setup):
 def test_callback_url_not_on_the_app_names_callback_port(setup):
     _wd, session, app = setup
     with pytest.raises(LoginError) as caught:
-        _flow(session, app["consumer_key"], f"http://localhost:{_free_port()}/OauthRedirect")
+        _flow(session, app["consumer_key"], f"http://localhost:{free_callback_port()}/OauthRedirect")
     assert str(caught.value).startswith("redirect_uri_mismatch: redirect_uri must match configuration.")
     assert "set callback_port in phase 2" in str(caught.value)
 
@@ -182,7 +172,8 @@ def test_busy_callback_port_is_named(setup):
 
 def test_phase_4_notebook_checks_the_web_flow_when_the_app_has_it(tmp_path):
     summary = run_runbook(workdir=tmp_path / "work", runs_dir=tmp_path / "runs",
-                          params={"callback_port": _free_port(), "flows": ["jwt", "web"]}, progress=lambda _m: None)
+                          params={"callback_port": free_callback_port(), "flows": ["jwt", "web"]},
+                          progress=lambda _m: None)
     assert summary.ok, summary.lines()
     wd = open_workdir(tmp_path / "work")
     web = wd.load("verify")["web_flow"]
