@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook.errors import InputError, PhaseError
-from runbook.org import LOCAL_STATE_ENV, start_local_org
+from runbook.org import LOCAL_STATE_ENV, sf_cli_env, start_local_org
 from runbook.widgets import BATCH_ENV
 from runbook.workdir import open_workdir
 
@@ -157,7 +157,7 @@ def run_runbook(*, org: str = "local", workdir: str | Path = "work", params: dic
         run_dir = Path(runs_dir).expanduser().resolve() / stamp
     run_dir = Path(run_dir).expanduser().resolve()
     run_dir.mkdir(parents=True)
-    env = _local_env(workdir) if org == "local" else {}
+    env = _local_env(workdir) if org == "local" else sf_cli_env()
     summary = RunSummary(run_dir, workdir, org)
     common = {"org": org, "workdir": str(workdir), **params}
     selected = [(phase, name) for phase, name in PHASES if not phases or phase in phases]

@@ -3,7 +3,8 @@
 ``org`` names the target, and the method follows from it, in this order of preference:
 
 - ``"local"`` (the default): the emulated Dev Hub in ``runbook.localorg``, started on demand;
-- a Salesforce CLI alias or username: the CLI's stored auth (``sf org display --json``);
+- a Salesforce CLI alias or username: the CLI's stored auth (``sf org display --json``, and
+  ``sf org auth show-access-token`` where the CLI redacts the token);
 - ``"env"``: an access token and instance URL from environment variables ($SF_ACCESS_TOKEN and
   $SF_INSTANCE_URL; ``"env:TOKEN_VAR,URL_VAR"`` names others);
 - ``"password"``: username + password (+ security token) from environment variables, SOAP login
@@ -48,6 +49,7 @@ ENV_USERNAME = "SF_USERNAME"
 ENV_PASSWORD = "SF_PASSWORD"
 ENV_SECURITY_TOKEN = "SF_SECURITY_TOKEN"
 ENV_LOGIN_URL = "SF_LOGIN_URL"
+ENV_SF_CLI = "RUNBOOK_SF_CLI"  # the Salesforce CLI to run; empty: `sf` on PATH
 LAST_SOAP_LOGIN_VERSION = "64.0"  # Salesforce retires SOAP login() from API 65.0 (and entirely in Summer '27)
 
 _running_local_orgs: dict[Path, LocalOrg] = {}
@@ -235,9 +237,9 @@ def _soap_login(login_url: str, username: str, password: str, token: str, api_ve
     from simple_salesforce.login import SalesforceLogin
 
     host = login_url.removeprefix("https://").rstrip("/")
-    login_version = api_version
-    if not host.startswith("127.0.0.1") and float(api_version) > float(LAST_SOAP_LOGIN_VERSION):
-        login_version = LAST_SOAP_LOGIN_VERSION
+    # login() itself is made at 64.0 at most, on every host (the local org retires it from 65.0 as Salesforce
+    # does); the session it returns serves every later version
+    login_version = min(api_version, LAST_SOAP_LOGIN_VERSION, key=float)
     # simple-salesforce always builds https://{domain}.salesforce.com/...: the fragment cuts the suffix off
     domain = f"{host}/services/Soap/u/{login_version}#" if not host.endswith(".salesforce.com") else \
         host.removesuffix(".salesforce.com")
@@ -245,8 +247,11 @@ def _soap_login(login_url: str, username: str, password: str, token: str, api_ve
         session_id, instance = SalesforceLogin(username=username, password=password, security_token=token,
                                                domain=domain, sf_version=login_version, session=_http_session())
     except SalesforceAuthenticationFailed as exc:
-        raise OrgConnectionError(method, f"SOAP login as {username} was refused ({exc.code})",
-                                 "check the username, password and security token") from None
+        if exc.code == "INVALID_LOGIN":
+            raise OrgConnectionError(method, f"SOAP login as {username} was refused ({exc.code})",
+                                     "check the username, password and security token") from None
+        raise OrgConnectionError(method, f"SOAP login as {username} was refused: {exc.code}: {exc.auth_message}",
+                                 "see Troubleshooting in the README for this code") from None
     except requests.RequestException as exc:
         raise OrgConnectionError(method, f"{login_url} did not answer ({type(exc).__name__})",
                                  "check the URL and the network") from None
@@ -283,26 +288,79 @@ def _connect_password(api_version: str, login_url: str, user_var: str = ENV_USER
     return _soap_login(url, username, password, os.environ.get(token_var, ""), api_version, method)
 
 
-def _connect_sf_cli(alias: str, api_version: str, login_url: str) -> OrgSession:
-    method = f"the Salesforce CLI's stored auth for {alias!r}"
-    sf = shutil.which("sf")
-    if sf is None:
-        raise OrgConnectionError(method, "the `sf` command is not on PATH",
-                                 'install the Salesforce CLI, or use org="env" / org="password" / org="local"')
+def sf_executable() -> str | None:
+    """The Salesforce CLI to run: ``$RUNBOOK_SF_CLI`` when set, else ``sf`` on PATH.
+
+    ``runbook run`` resolves it once in the parent and hands the absolute path to its kernels
+    (``$RUNBOOK_SF_CLI``), so a kernel started with another PATH (Jupyter, a venv) finds the same CLI.
+    """
+    named = os.environ.get(ENV_SF_CLI, "")
+    return named if named and os.access(named, os.X_OK) else shutil.which("sf")
+
+
+def sf_cli_env() -> dict[str, str]:
+    """The kernel environment that makes a batch kernel run the CLI this process would run."""
+    sf = sf_executable()
+    return {ENV_SF_CLI: os.path.abspath(sf)} if sf else {}
+
+
+def _sf_json(sf: str, args: list[str], method: str) -> dict:
+    """Run ``sf ARGS --json`` and return its parsed answer; the CLI's own refusal stays in ``payload``."""
+    shown = "`sf " + " ".join(args[:3]) + "`"
     try:
-        proc = subprocess.run([sf, "org", "display", "--target-org", alias, "--json"], capture_output=True,
-                              text=True, timeout=120, check=False)
+        proc = subprocess.run([sf, *args, "--json"], capture_output=True, text=True, timeout=120, check=False,
+                              env={**os.environ, "SF_DISABLE_TELEMETRY": "true"})
     except subprocess.TimeoutExpired:
-        raise OrgConnectionError(method, "`sf org display` did not answer in 120 s") from None
+        raise OrgConnectionError(method, f"{shown} did not answer in 120 s") from None
+    except OSError as exc:
+        raise OrgConnectionError(method, f"{shown} could not be started ({exc.strerror})",
+                                 f"check {sf} is the Salesforce CLI, or set ${ENV_SF_CLI}") from None
     try:
         payload = json.loads(proc.stdout)
     except json.JSONDecodeError:
-        raise OrgConnectionError(method, "`sf org display` printed no JSON") from None
-    result = payload.get("result") or {}
-    if payload.get("status") != 0 or not result.get("accessToken"):
-        reason = payload.get("message") or payload.get("name") or "no access token in its answer"
-        raise OrgConnectionError(method, str(reason), f"run `sf org login web --alias {alias}` first")
-    return OrgSession(instance_url=result["instanceUrl"].rstrip("/"), access_token=result["accessToken"],
+        raise OrgConnectionError(method, f"{shown} printed no JSON") from None
+    return payload if isinstance(payload, dict) else {}
+
+
+def _usable_token(value: object) -> str:
+    """The token itself, or "" where the CLI printed a placeholder (CLI 2.146+ prints "[REDACTED] Use …")."""
+    token = value if isinstance(value, str) else ""
+    return "" if not token or "REDACTED" in token.upper() or any(c.isspace() for c in token) else token
+
+
+def _connect_sf_cli(alias: str, api_version: str, login_url: str) -> OrgSession:
+    """The CLI's stored auth for ``alias``, with today's CLI and older ones.
+
+    ``sf org display`` gives the instance URL and username; its access token is redacted since CLI
+    2.146 [V real-orgs-2026.md §1], so the token then comes from ``sf org auth show-access-token``.
+    An older CLI prints the token in ``org display`` and has no ``org auth``: that token is used as is.
+    Both commands refresh an expired token from the CLI's stored refresh token; the runbook never prints it.
+    """
+    method = f"the Salesforce CLI's stored auth for {alias!r}"
+    sf = sf_executable()
+    if sf is None:
+        raise OrgConnectionError(method, "the `sf` command is not on PATH",
+                                 f'install the Salesforce CLI (or set ${ENV_SF_CLI} to its path), or use '
+                                 'org="env" / org="password" / org="local"')
+    display = _sf_json(sf, ["org", "display", "--target-org", alias], method)
+    result = display.get("result") if isinstance(display.get("result"), dict) else {}
+    if display.get("status") != 0 or not result.get("instanceUrl"):
+        raise _cli_refusal(method, display, alias, "no instance URL in its answer")
+    token = _usable_token(result.get("accessToken"))
+    if not token:
+        shown = _sf_json(sf, ["org", "auth", "show-access-token", "--target-org", alias], method)
+        token = _usable_token((shown.get("result") or {}).get("accessToken")
+                              if isinstance(shown.get("result"), dict) else "")
+        if shown.get("status") != 0 or not token:
+            raise _cli_refusal(method, shown, alias, "no access token in the answer of "
+                                                     "`sf org auth show-access-token`")
+    return OrgSession(instance_url=result["instanceUrl"].rstrip("/"), access_token=token,
                       api_version=api_version, method=method,
                       login_url=(login_url or result.get("loginUrl") or result["instanceUrl"]).rstrip("/"),
                       username=result.get("username", ""))
+
+
+def _cli_refusal(method: str, payload: dict, alias: str, missing: str) -> OrgConnectionError:
+    reason = payload.get("message") or payload.get("name") or missing
+    return OrgConnectionError(method, str(reason), f"run `sf org login web --alias {alias}` first (or "
+                              "`sf org login jwt`), then check `sf org list`")

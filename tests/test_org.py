@@ -19,13 +19,17 @@ from runbook.rest import query
 SF_STUB = """#!{python}
 import json, pathlib, sys
 here = pathlib.Path(__file__).parent
-(here / "calls.log").open("a").write(" ".join(sys.argv[1:]) + "\\n")
+args = [a for a in sys.argv[1:]]
+(here / "calls.log").open("a").write(" ".join(args) + "\\n")
 answers = json.loads((here / "answers.json").read_text())
-answer = answers.pop(0) if len(answers) > 1 else answers[0]
+command = "auth" if args[:2] == ["org", "auth"] else "display"
+queue = answers.get(command) or [{{"status": 1, "name": "CommandNotFound", "message": "command not found"}}]
+answer = queue.pop(0) if len(queue) > 1 else queue[0]
 (here / "answers.json").write_text(json.dumps(answers))
 print(json.dumps(answer, indent=2))
 sys.exit(answer.get("exitCode", 0))
 """
+REDACTED = "[REDACTED] Use 'sf org auth show-access-token' to view"
 
 
 @pytest.fixture(scope="module")
@@ -44,12 +48,25 @@ def admin(org):
 
 
 def _display_ok(org, token: str, alias: str = "my-devhub") -> dict:
-    """What `sf org display --target-org ALIAS --json` prints for a connected org (sf 2.x)."""
+    """What `sf org display --target-org ALIAS --json` prints for a connected org: sf 2.x before 2.146 shows the
+    token; 2.146+ shows ``REDACTED`` in its place (real-orgs-2026.md §1)."""
     return {"status": 0, "result": {
         "id": org.org_id, "apiVersion": "62.0", "accessToken": token, "instanceUrl": org.url,
         "username": org.admin_username, "clientId": "PlatformCLI", "connectedStatus": "Connected",
         "alias": alias}, "warnings": ["This command will expose sensitive information that allows for subsequent "
                                       "activity using your current authenticated session."]}
+
+
+def _redacted_display(org, alias: str = "my-devhub") -> dict:
+    answer = _display_ok(org, REDACTED, alias)
+    answer["warnings"] = ["Secrets are now hidden from 'sf org display' command output. Use the 'sf org auth' "
+                          "commands instead."]
+    return answer
+
+
+def _shown_token(token: str) -> dict:
+    """What `sf org auth show-access-token --target-org ALIAS --json` prints (CLI 2.146+)."""
+    return {"status": 0, "result": {"accessToken": token}, "warnings": []}
 
 
 @pytest.fixture
@@ -59,7 +76,8 @@ def install_sf(tmp_path, monkeypatch):
     (tmp_path / "bin" / "answers.json").unlink(missing_ok=True)
 
 
-def _install_sf(tmp_path: Path, monkeypatch, answers: list[dict]) -> Path:
+def _install_sf(tmp_path: Path, monkeypatch, answers: dict[str, list[dict]]) -> Path:
+    """``answers``: per command ("display": `sf org display`, "auth": `sf org auth …`), the answers in turn."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     stub = bin_dir / "sf"
@@ -72,7 +90,7 @@ def _install_sf(tmp_path: Path, monkeypatch, answers: list[dict]) -> Path:
 
 def test_cli_alias_uses_the_stored_auth_of_sf_org_display(org, tmp_path, install_sf):
     token = connect_local(org.state_dir).access_token
-    bin_dir = install_sf([_display_ok(org, token)])
+    bin_dir = install_sf({"display": [_display_ok(org, token)]})
 
     session = connect("my-devhub", workdir=tmp_path)
 
@@ -84,7 +102,7 @@ def test_cli_alias_uses_the_stored_auth_of_sf_org_display(org, tmp_path, install
 
 def test_cli_token_is_refreshed_by_asking_sf_again_when_it_expires(org, tmp_path, install_sf):
     fresh = connect_local(org.state_dir).access_token
-    bin_dir = install_sf([_display_ok(org, "00Dstale!expired"), _display_ok(org, fresh)])
+    bin_dir = install_sf({"display": [_display_ok(org, "00Dstale!expired"), _display_ok(org, fresh)]})
 
     session = connect("my-devhub", workdir=tmp_path)
     assert query(session, "SELECT Id FROM Organization")
@@ -93,11 +111,55 @@ def test_cli_token_is_refreshed_by_asking_sf_again_when_it_expires(org, tmp_path
     assert session.access_token == fresh
 
 
+def test_cli_with_a_redacted_token_takes_it_from_sf_org_auth_show_access_token(org, tmp_path, install_sf):
+    token = connect_local(org.state_dir).access_token
+    bin_dir = install_sf({"display": [_redacted_display(org)], "auth": [_shown_token(token)]})
+
+    session = connect("my-devhub", workdir=tmp_path)
+
+    assert session.access_token == token and session.instance_url == org.url
+    assert query(session, "SELECT Id FROM Organization")
+    assert (bin_dir / "calls.log").read_text().splitlines() == [
+        "org display --target-org my-devhub --json", "org auth show-access-token --target-org my-devhub --json"]
+
+
+def test_cli_redacted_token_is_refreshed_through_show_access_token_when_it_expires(org, tmp_path, install_sf):
+    fresh = connect_local(org.state_dir).access_token
+    bin_dir = install_sf({"display": [_redacted_display(org)],
+                          "auth": [_shown_token("00Dstale!expired"), _shown_token(fresh)]})
+
+    session = connect("my-devhub", workdir=tmp_path)
+    assert query(session, "SELECT Id FROM Organization")
+
+    calls = (bin_dir / "calls.log").read_text().splitlines()
+    assert [c.split(" --")[0] for c in calls] == ["org display", "org auth show-access-token"] * 2
+    assert session.access_token == fresh
+
+
+def test_cli_whose_show_access_token_fails_names_the_command_and_never_a_placeholder(org, tmp_path, install_sf):
+    install_sf({"display": [_redacted_display(org)],
+                "auth": [{"status": 1, "name": "NoAuthFoundError", "message": "No auth found for my-devhub."}]})
+
+    with pytest.raises(OrgConnectionError) as caught:
+        connect("my-devhub", workdir=tmp_path)
+
+    assert "No auth found for my-devhub." in str(caught.value) and "REDACTED" not in str(caught.value)
+
+
+def test_runbook_sf_cli_names_the_cli_to_run(org, tmp_path, install_sf, monkeypatch):
+    token = connect_local(org.state_dir).access_token
+    bin_dir = install_sf({"display": [_redacted_display(org)], "auth": [_shown_token(token)]})
+    (bin_dir / "sf").rename(bin_dir / "sf-2.150")
+    monkeypatch.setenv("RUNBOOK_SF_CLI", str(bin_dir / "sf-2.150"))
+
+    assert connect("my-devhub", workdir=tmp_path).access_token == token
+
+
 def test_cli_without_stored_auth_says_the_method_and_how_to_log_in(tmp_path, install_sf):
-    install_sf([{
+    install_sf({"display": [{
         "code": 1, "context": "OrgDisplay", "commandName": "OrgDisplay", "exitCode": 1, "status": 1,
         "message": "No authorization information found for nope.", "name": "NamedOrgNotFoundError",
-        "stack": "NamedOrgNotFoundError: ...", "warnings": []}])
+        "stack": "NamedOrgNotFoundError: ...", "warnings": []}]})
 
     with pytest.raises(OrgConnectionError) as caught:
         connect("nope", workdir=tmp_path)
