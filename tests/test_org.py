@@ -259,3 +259,23 @@ def test_bad_api_version_and_org_spec_are_refused(tmp_path):
         connect("local", workdir=tmp_path, api_version="v62")
     with pytest.raises(InputError, match="org"):
         connect("env:ONLY_ONE", workdir=tmp_path)
+
+
+def test_runbook_run_through_a_cli_alias_with_a_redacted_token_runs_all_four_phases(org, tmp_path, install_sf):
+    """The README's first real-org path, through papermill: the kernel runs the same `sf` as this process."""
+    from conftest import free_callback_port
+
+    from runbook.batch import run_runbook
+
+    token = connect_local(org.state_dir).access_token
+    bin_dir = install_sf({"display": [_redacted_display(org)], "auth": [_shown_token(token)]})
+
+    summary = run_runbook(org="my-devhub", workdir=tmp_path / "work", runs_dir=tmp_path / "runs",
+                          params={"callback_port": free_callback_port(), "app_name": "Alias_Run"},
+                          progress=lambda _m: None)
+
+    assert summary.ok, summary.lines()
+    assert f"JWT login as:   {org.admin_username}" in "\n".join(summary.lines())
+    assert "org auth show-access-token --target-org my-devhub --json" in (bin_dir / "calls.log").read_text()
+    executed = "".join(p.read_text() for p in (tmp_path / "runs").rglob("*.ipynb"))
+    assert token not in executed and token.split("!")[-1] not in executed
