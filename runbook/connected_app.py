@@ -27,7 +27,7 @@ import string
 import tempfile
 import time
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from html import escape
 from pathlib import Path
 
@@ -76,12 +76,18 @@ SCOPES = {
 }
 DEFAULT_SCOPES = ("api", "web", "refresh_token offline_access")
 FLOWS = ("jwt", "web")
-APP_KINDS = ("connected_app", "external_client_app")
+APP_KINDS = ("auto", "connected_app", "external_client_app")
+ECA_TYPE = "ExternalClientApplication"
 SECRET_BY = ("runbook", "org")
-RESTRICTED = re.compile(r"connected apps? creation is restricted|INSUFFICIENT_ACCESS|cannot create (new )?connected",
-                        re.I)
+# The real refusal's wording is not published [U real-orgs-2026.md §2]: these are the phrasings seen in the
+# doc banner and in peers' messages. A bare INSUFFICIENT_ACCESS (a missing permission) is NOT a refusal of
+# connected apps: it keeps its own message (runbook.metadata names the permissions).
+RESTRICTED = re.compile(r"connected apps? creation is restricted|cannot create (new )?connected app"
+                        r"|connected apps? can ?no longer be created"
+                        r"|new connected apps? (are|is) (not allowed|restricted)|contact salesforce support", re.I)
 WAYS_OUT = ("1) ask Salesforce Support for the connected-app exception for this Dev Hub (needed when the Dev Hub "
-            "creates scratch orgs through a connected app), or 2) rerun with app_kind=\"external_client_app\"; "
+            "creates scratch orgs through a connected app), or 2) rerun with app_kind=\"external_client_app\" (or "
+            "\"auto\", which makes one where the org refuses connected apps); "
             "`sf org create scratch` then needs SF_SCRATCH_SIGNUP_CONNECTED_APP=PlatformCLI in the environment")
 
 
@@ -98,7 +104,7 @@ class AppSpec:
     scopes: tuple[str, ...]  # metadata enum values, e.g. ("Api", "Web", "RefreshToken")
     certificate: str  # PEM; empty when the jwt flow is not asked for
     flows: tuple[str, ...] = ("jwt",)
-    app_kind: str = "connected_app"
+    app_kind: str = "auto"  # auto: what the org allows (see plan_connected_app); an existing app keeps its kind
     consumer_secret_by: str = "runbook"  # who makes the consumer secret on create (web flow)
     sfdx_project: ProjectChange | None = None
 
@@ -139,6 +145,8 @@ class AppPlan:
     changes: list[Change]
     current: dict | None = field(default=None, repr=False)
     preflight: str = ""
+    kind_choice: str = ""  # app_kind="auto": which kind, and why
+    fallback: bool = False  # a connected-app create that becomes an External Client App if the org refuses it
 
     @property
     def kind_name(self) -> str:
@@ -161,6 +169,8 @@ class AppPlan:
         lines = [head] + [f"  {c.field}: {c.old or '(empty)'} -> {c.new or '(empty)'}" for c in self.changes]
         if self.spec.sfdx_project is not None and self.spec.sfdx_project.action != "none":
             lines.append(f"  {self.spec.sfdx_project}")
+        if self.kind_choice:
+            lines.append(f"  app kind: {self.kind_choice}")
         if self.preflight:
             lines.append(f"  preflight: {self.preflight}")
         return "\n".join(lines)
@@ -169,7 +179,8 @@ class AppPlan:
         rows = "".join(f"<tr><td>{escape(a)}</td><td>{escape(b)}</td><td>{escape(c)}</td></tr>"
                        for a, b, c in self.rows())
         table = f"<table><tr><th>Field</th><th>Now</th><th>After</th></tr>{rows}</table>" if rows else ""
-        note = f"<p>Preflight: {escape(self.preflight)}</p>" if self.preflight else ""
+        note = "".join(f"<p>{label}: {escape(text)}</p>" for label, text in
+                       (("App kind", self.kind_choice), ("Preflight", self.preflight)) if text)
         return f"<p><b>{escape(str(self).splitlines()[0])}</b></p>{table}{note}"
 
 
@@ -191,6 +202,7 @@ class AppResult:
     callback_port: int = 1717
     consumer_secret_file: str = ""  # a path (mode 0600), never the secret
     sfdx_project: str = ""
+    kind_choice: str = ""  # app_kind="auto": which kind was chosen, and why
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -258,11 +270,12 @@ def parse_flows(flows) -> tuple[str, ...]:
 
 def build_spec(*, app_name: str, label: str = "", contact_email: str, description: str = "",
                callback_port: int | str = 1717, scopes=DEFAULT_SCOPES, cert_path: str | Path = "",
-               flows=("jwt",), app_kind: str = "connected_app", consumer_secret_by: str = "runbook",
+               flows=("jwt",), app_kind: str = "auto", consumer_secret_by: str = "runbook",
                sfdx_project: str | Path = "", create_sfdx_project: bool = False, workdir: str | Path = "") -> AppSpec:
     """Validate phase 2's parameters into an AppSpec; nothing is written (the port is bound and released).
 
-    The jwt flow's certificate is ``cert_path``, else the one phase 1 recorded in ``workdir``.
+    The jwt flow's certificate is ``cert_path``, else the one phase 1 recorded in ``workdir``. With
+    ``app_kind="auto"`` the kind phase 2 recorded for this app name is kept (the org is asked only once).
     """
     check_api_name(app_name)
     if not isinstance(label, str) or len(label) > LABEL_MAX:
@@ -274,6 +287,8 @@ def build_spec(*, app_name: str, label: str = "", contact_email: str, descriptio
         raise InputError("contact_email", contact_email, "give an email address like admin@example.com")
     flow_t = parse_flows(flows)
     _choice("app_kind", app_kind, APP_KINDS)
+    if app_kind == "auto":
+        app_kind = _recorded_kind(workdir, app_name) or app_kind
     _choice("consumer_secret_by", consumer_secret_by, SECRET_BY)
     scope_t = parse_scopes(scopes)
     certificate = certificate_pem(_certificate_path(workdir, cert_path)) if "jwt" in flow_t else ""
@@ -315,12 +330,23 @@ def _comparable(data: dict | None) -> dict[str, str]:
     }
 
 
+def _recorded_kind(workdir: str | Path, app_name: str) -> str:
+    """The kind phase 2 recorded for ``app_name`` in ``workdir`` ("" when it recorded another app or none)."""
+    record = open_workdir(workdir).load("connected_app") if workdir else None
+    if not record or record.get("full_name") != app_name:
+        return ""
+    return str(record.get("app_kind") or "")
+
+
 def plan_connected_app(session: OrgSession, spec: AppSpec, *, apply: bool = True) -> AppPlan:
     """Read the org's app and list what applying ``spec`` would change.
 
     A create is checked before anything is saved: by a check-only deploy in a dry run (``apply``
     False); when applying, by the create itself, which the org refuses whole (two round trips fewer).
+    ``app_kind="auto"`` is decided here (``choose_app_kind``); the plan says which kind and why.
     """
+    if spec.app_kind == "auto":
+        return choose_app_kind(session, spec, apply=apply)
     if spec.app_kind == "external_client_app":
         from runbook.external_client_app import plan_external_client_app
 
@@ -333,6 +359,47 @@ def plan_connected_app(session: OrgSession, spec: AppSpec, *, apply: bool = True
     now, want = _comparable(current), _comparable(spec.owned_fields())
     changes = [Change(k, now[k], want[k]) for k in want if now[k] != want[k]]
     return AppPlan("update" if changes else "none", spec, changes, current)
+
+
+def choose_app_kind(session: OrgSession, spec: AppSpec, *, apply: bool = True) -> AppPlan:
+    """The plan for ``app_kind="auto"``: an existing app keeps its kind; a new one is what the org allows.
+
+    One listMetadata call asks for both kinds by name. With neither in the org, a connected app is
+    planned where the org allows one (Salesforce still advises it for a Dev Hub that creates scratch orgs
+    [V SF DX guide 262.0]) and an External Client App where it does not: a dry run asks by a check-only
+    deploy; an apply lets the create ask, and turns into an External Client App if it is refused.
+    """
+    listed = metadata.list_names(session, [METADATA_TYPE, ECA_TYPE])
+    for kind, type_name in (("connected_app", METADATA_TYPE), ("external_client_app", ECA_TYPE)):
+        if spec.full_name in listed.get(type_name, []):
+            plan = plan_connected_app(session, replace(spec, app_kind=kind), apply=apply)
+            article = "an" if kind == "external_client_app" else "a"
+            plan.kind_choice = (f"the org has {article} {kind.replace('_', ' ')} named {spec.full_name}: kept as "
+                                "that kind")
+            return plan
+    as_connected_app = replace(spec, app_kind="connected_app")
+    if apply:
+        return AppPlan("create", as_connected_app, [], None, fallback=True,
+                       preflight="checked by the create itself (a refused create saves nothing)",
+                       kind_choice="a connected app if the org allows new ones (the create asks), else an "
+                                   "External Client App")
+    try:
+        preflight = preflight_connected_app(session, as_connected_app)
+    except PreflightError as refusal:
+        return _external_client_app_instead(as_connected_app, refusal)
+    return AppPlan("create", as_connected_app, [], None, preflight=preflight,
+                   kind_choice="the org allows new connected apps: a connected app, which Salesforce still "
+                               "advises for a Dev Hub that creates scratch orgs")
+
+
+def _external_client_app_instead(spec: AppSpec, refusal: PreflightError) -> AppPlan:
+    """A create plan for an External Client App, when the org refused a new connected app (nothing exists yet)."""
+    from runbook.external_client_app import COMPONENTS
+
+    return AppPlan("create", replace(spec, app_kind="external_client_app"), [], dict.fromkeys(COMPONENTS),
+                   preflight="external client apps need no Salesforce Support exception",
+                   kind_choice=f"the org does not allow new connected apps ({refusal.sf_message}): an External "
+                               "Client App instead")
 
 
 def _check_only_zip(spec: AppSpec, api_version: str) -> bytes:
@@ -420,8 +487,10 @@ def _create(session: OrgSession, plan: AppPlan, consumer_secret: str | None) -> 
     try:
         metadata.create(session, METADATA_TYPE, payload)
     except SalesforceError as exc:
-        if RESTRICTED.search(exc.code) or RESTRICTED.search(exc.sf_message):
+        if RESTRICTED.search(exc.sf_message):
             raise PreflightError(exc.operation, exc.code, exc.sf_message, WAYS_OUT) from None
+        if exc.code == "INSUFFICIENT_ACCESS" and not exc.fix:
+            raise SalesforceError(exc.operation, exc.code, exc.sf_message, metadata.MISSING_PERMISSION_FIX) from None
         raise
 
 
@@ -473,7 +542,14 @@ def apply_connected_app(session: OrgSession, plan: AppPlan, *, workdir: str | Pa
     if apply and plan.action == "create" and spec.web_flow and spec.consumer_secret_by == "runbook":
         consumer_secret, secret_path = write_secret(workdir, spec.full_name)
     try:
-        after = apply_plan(session, plan, consumer_secret) if apply else plan.current
+        try:
+            after = apply_plan(session, plan, consumer_secret) if apply else plan.current
+        except PreflightError as refusal:
+            if not plan.fallback:
+                raise
+            plan = _external_client_app_instead(plan.spec, refusal)
+            spec = plan.spec
+            after = apply_plan(session, plan, consumer_secret)
     except Exception:
         if consumer_secret:  # the org never took it: leave no stray secret behind
             secret_path.unlink(missing_ok=True)
@@ -487,6 +563,7 @@ def apply_connected_app(session: OrgSession, plan: AppPlan, *, workdir: str | Pa
         changes=[asdict(c) for c in plan.changes], flows=list(spec.flows), callback_port=spec.callback_port,
         consumer_secret_file=str(secret_path) if spec.web_flow and secret_path.is_file() else "",
         sfdx_project=str(spec.sfdx_project.path) if spec.sfdx_project else "",
+        kind_choice=plan.kind_choice,
     )
     if apply:
         open_workdir(workdir).save("connected_app", result.as_dict())

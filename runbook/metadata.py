@@ -13,6 +13,10 @@ from runbook.errors import SalesforceError
 from runbook.org import OrgSession
 from runbook.retry import RetryingSession
 
+# A SOAP fault INSUFFICIENT_ACCESS is the user's permissions, never the org's connected-app restriction (that
+# one is a save result of createMetadata / deploy): the fix names the permissions [D Metadata API guide].
+MISSING_PERMISSION_FIX = ("log in as a user with the \"Modify All Data\" (Metadata API), \"Customize Application\" "
+                          "and \"Manage Connected Apps\" permissions, e.g. a System Administrator")
 _SAVE_ERROR = re.compile(r"\((?P<code>[A-Z_]+), (?P<message>.*?)\), ", re.S)
 
 
@@ -29,21 +33,28 @@ def _mdapi(session: OrgSession):
     return mdapi
 
 
+def _target(session: OrgSession, metadata_type: str, method: str):
+    """``mdapi.<type>.<method>``, or the API's own ``mdapi.<method>`` when no type is named (listMetadata)."""
+    mdapi = _mdapi(session)
+    return getattr(getattr(mdapi, metadata_type) if metadata_type else mdapi, method)
+
+
 def _call(session: OrgSession, operation: str, metadata_type: str, method: str, arg):
     """Call ``mdapi.<type>.<method>(arg)``; an expired session is renewed once and the call repeated."""
     import zeep.exceptions
 
     try:
         try:
-            return getattr(getattr(_mdapi(session), metadata_type), method)(arg)
+            return _target(session, metadata_type, method)(arg)
         except zeep.exceptions.Fault as fault:
             if "INVALID_SESSION_ID" not in str(fault.code):
                 raise
             session.reauthenticate()  # the org did nothing with an invalid session: repeating is safe
-            return getattr(getattr(_mdapi(session), metadata_type), method)(arg)
+            return _target(session, metadata_type, method)(arg)
     except zeep.exceptions.Fault as fault:
         code = str(fault.code or "SOAP_FAULT").removeprefix("sf:")
-        raise SalesforceError(operation, code, str(fault.message)) from None
+        fix = MISSING_PERMISSION_FIX if code == "INSUFFICIENT_ACCESS" else ""
+        raise SalesforceError(operation, code, str(fault.message), fix) from None
     except SalesforceError:
         raise
     except Exception as exc:  # simple-salesforce's save-result failure
@@ -78,6 +89,18 @@ def read(session: OrgSession, metadata_type: str, full_name: str) -> dict | None
         if data and data.get("fullName") == full_name and len(data) > 1:
             return data
     return None
+
+
+def list_names(session: OrgSession, metadata_types: list[str]) -> dict[str, list[str]]:
+    """The full names of each type's components, in one listMetadata call (it takes up to 3 types)."""
+    mdapi = _mdapi(session)
+    query_type = mdapi._client.get_type("ns0:ListMetadataQuery")
+    found: dict[str, list[str]] = {t: [] for t in metadata_types}
+    listed = _call(session, f"listMetadata {', '.join(metadata_types)}", "", "list_metadata",
+                   [query_type(type=t) for t in metadata_types]) or []
+    for item in listed:
+        found.setdefault(item.type, []).append(item.fullName)
+    return found
 
 
 def _build(session: OrgSession, metadata_type: str, data: dict):

@@ -470,7 +470,7 @@ def certificate_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
 CONNECTED_APP_DEFAULTS = {"org": "local", "workdir": "work", "api_version": "62.0", "app_name": "Runbook_CI",
                           "label": "", "contact_email": "admin@example.com", "description": "",
                           "callback_port": 1717, "scopes": ["api", "web", "refresh_token offline_access"],
-                          "cert_path": "", "flows": ["jwt"], "app_kind": "connected_app",
+                          "cert_path": "", "flows": ["jwt"], "app_kind": "auto",
                           "consumer_secret_by": "runbook", "sfdx_project": "", "create_sfdx_project": False}
 
 
@@ -480,7 +480,7 @@ def _app_spec(values: dict):
     return build_spec(app_name=values["app_name"], label=values["label"], contact_email=values["contact_email"],
                       description=values["description"], callback_port=values["callback_port"],
                       scopes=values["scopes"], flows=values.get("flows", ["jwt"]),
-                      app_kind=values.get("app_kind", "connected_app"),
+                      app_kind=values.get("app_kind", "auto"),
                       consumer_secret_by=values.get("consumer_secret_by", "runbook"),
                       sfdx_project=values.get("sfdx_project", ""),
                       create_sfdx_project=values.get("create_sfdx_project", False),
@@ -497,7 +497,7 @@ def _connect(values: dict, step: Step):
 @_unless_batch("connected_app")
 def connected_app_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     """Phase 2's form: App Manager → New Connected App, as fields; Apply creates or updates the app."""
-    from runbook.connected_app import SCOPES
+    from runbook.connected_app import APP_KINDS, SCOPES
 
     p = _params(ns, params, CONNECTED_APP_DEFAULTS)
     fields = [
@@ -512,7 +512,7 @@ def connected_app_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
         multi_field("scopes", "Selected OAuth Scopes", p["scopes"], list(SCOPES)),
         text_field("cert_path", "Digital signature cert", p["cert_path"], "empty: phase 1's certificate"),
         multi_field("flows", "OAuth flows", p["flows"], ["jwt", "web"]),
-        choice_field("app_kind", "App kind", p["app_kind"], ["connected_app", "external_client_app"]),
+        choice_field("app_kind", "App kind", p["app_kind"], list(APP_KINDS)),
         choice_field("consumer_secret_by", "Consumer secret made by", p["consumer_secret_by"], ["runbook", "org"]),
         text_field("sfdx_project", "sfdx-project.json", p["sfdx_project"], "empty: leave project files alone"),
         check_field("create_sfdx_project", "Create a minimal sfdx-project.json if missing",

@@ -77,7 +77,7 @@ def _app_rows(session, label: str) -> list:
 
 
 def test_create_plans_then_creates_and_records_the_consumer_key(org, session, cert, tmp_path):
-    spec = _spec(cert, "Create_Me")
+    spec = _spec(cert, "Create_Me", app_kind="connected_app")
     mark = len(org.call_log())
     plan, app = ensure_connected_app(session, spec, workdir=tmp_path)
     assert str(plan).startswith("Create connected app Create_Me")
@@ -227,7 +227,8 @@ def test_preflight_refuses_new_connected_apps_with_both_ways_out(tmp_path, cert,
         closed.set_setting("allow_connected_apps", False)
         session = connect_local(closed.state_dir)
         with pytest.raises(PreflightError) as err:
-            ensure_connected_app(session, _spec(cert, "Refused"), workdir=tmp_path / "work", apply=apply)
+            ensure_connected_app(session, _spec(cert, "Refused", app_kind="connected_app"), workdir=tmp_path / "work",
+                                 apply=apply)
         message = str(err.value)
         assert "INSUFFICIENT_ACCESS" in message and "Connected apps creation is restricted" in message
         assert "Salesforce Support" in message and 'app_kind="external_client_app"' in message
