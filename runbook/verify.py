@@ -4,8 +4,9 @@ The exchange is done here with requests + PyJWT (simple-salesforce only logs in 
 *.salesforce.com hosts), then one REST call with the token proves the session is usable. Each
 known refusal becomes a ``LoginError`` naming the cause and the setting to change:
 
-- ``invalid_client_id`` is retried with backoff (``retries``, ``retry_wait``): a new app takes 2–10
-  minutes to reach every Salesforce server; the message says how long it waited.
+- ``invalid_client_id`` is waited out (``propagation_timeout``, 15 minutes by default, polled every few
+  seconds with a progress bar): a new or changed app takes 2–10 minutes to reach every Salesforce server,
+  so a first run against a real org passes; the message says how long it waited.
 - ``invalid assertion`` shows the key's certificate fingerprint and the app's, read from the org.
 - ``expired authorization code`` (an ``exp`` already past) shows the clock offset between this machine
   and the org, read from the token response's ``Date`` header.
@@ -71,6 +72,7 @@ class LoginResult:
     login_url: str
     audience: str
     scope: str
+    waited: float = 0.0  # seconds spent waiting for the app to propagate (invalid_client_id)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -88,42 +90,102 @@ def server_clock_offset(response: requests.Response, local_time: float) -> float
         return None
 
 
+PROPAGATION_TIMEOUT = 900.0  # seconds: Salesforce says a new or changed app takes 2–10 minutes [O wire facts §1.6]
+POLL_FIRST, POLL_GROWTH, POLL_MAX = 1.0, 1.5, 4.0  # so a login lands within ~4 s of the app becoming usable
+
+
+@dataclass
+class PropagationWait:
+    """Shows a wait for a new or changed app to propagate: a progress bar in a notebook, lines elsewhere.
+
+    In a kernel the bar is one HTML output updated in place (no widget library needed, and an executed
+    notebook keeps its last state); in a terminal a line every 30 s says how long, the limit and why.
+    """
+
+    limit: float
+    what: str
+    _handle: object = field(default=None, repr=False)
+    _printed: float = field(default=-30.0, repr=False)
+
+    def update(self, elapsed: float) -> None:
+        text = f"Waiting for {self.what}: {elapsed:.0f} s of at most {self.limit:.0f} s"
+        if _in_kernel():
+            from IPython.display import HTML, display
+
+            html = HTML(f"<progress value='{elapsed:.0f}' max='{self.limit:.0f}'></progress> {escape(text)}")
+            if self._handle is None:
+                self._handle = display(html, display_id=True)
+            else:
+                self._handle.update(html)
+        elif elapsed - self._printed >= 30:
+            self._printed = elapsed
+            print(text, flush=True)
+
+    def done(self, elapsed: float) -> None:
+        """Say the wait is over (only when there was one)."""
+        if self._handle is not None or self._printed >= 0:
+            text = f"{self.what}: usable after {elapsed:.0f} s"
+            if self._handle is not None:
+                from IPython.display import HTML
+
+                self._handle.update(HTML(escape(text)))
+            else:
+                print(text, flush=True)
+
+
+def _in_kernel() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and hasattr(shell, "kernel")
+
+
 def jwt_login(*, consumer_key: str, username: str, key_path: Path, login_url: str, audience: str = "",
-              passphrase: bytes | None = None, http: requests.Session | None = None, retries: int = 0,
-              retry_wait: float = 30.0, clock: Callable[[], float] = time.time,
+              passphrase: bytes | None = None, http: requests.Session | None = None,
+              propagation_timeout: float = 0.0, progress: PropagationWait | None = None,
+              clock: Callable[[], float] = time.time,
               sleep: Callable[[float], None] = time.sleep) -> tuple[LoginResult, str]:
     """Exchange a signed JWT for an access token; returns the result and the token (keep it in memory).
 
-    ``invalid_client_id`` is retried ``retries`` times, waiting ``retry_wait`` seconds, doubled each
-    time (capped at 5 minutes): a new app takes 2–10 minutes to propagate. ``clock`` is this machine's
-    clock (the JWT's ``exp`` is computed from it).
+    ``invalid_client_id`` is polled for up to ``propagation_timeout`` seconds: a new or changed app
+    answers it for about 2–10 minutes on a real org. Polls start 1 s apart and grow to 4 s, so the
+    login lands within seconds of the app becoming usable; ``progress`` shows the wait. ``clock`` is
+    this machine's clock (the JWT's ``exp`` is computed from it); each attempt signs a fresh JWT.
     """
     key = load_private_key(Path(key_path), passphrase)
     aud = audience or default_audience(login_url)
     http = http or requests.Session()
     token_url = f"{login_url.rstrip('/')}/services/oauth2/token"
-    started, attempt, wait = time.monotonic(), 0, retry_wait
+    started, attempts, wait = time.monotonic(), 0, POLL_FIRST
     while True:
         now = clock()
         assertion = jwt.encode(_claims(consumer_key, username, aud, now), key, algorithm="RS256")
         response = http.post(token_url, data={"grant_type": JWT_GRANT, "assertion": assertion},
                              timeout=HTTP_TIMEOUT)
         body = _json(response)
+        elapsed = time.monotonic() - started
         if response.status_code == 200 and "access_token" in body:
             break
         error = body.get("error", f"HTTP {response.status_code}")
-        if error == "invalid_client_id" and attempt < retries:
-            attempt += 1
+        if error == "invalid_client_id" and elapsed + wait <= propagation_timeout:
+            attempts += 1
+            if progress is not None:
+                progress.update(elapsed)
             sleep(wait)
-            wait = min(wait * 2, 300.0)
+            wait = min(wait * POLL_GROWTH, POLL_MAX)
             continue
         raise explain_refusal(error, body.get("error_description", response.text[:200]),
                               consumer_key=consumer_key, username=username, audience=aud, login_url=login_url,
-                              clock_offset=server_clock_offset(response, now), retried=attempt,
-                              waited=time.monotonic() - started)
+                              clock_offset=server_clock_offset(response, now), retried=attempts,
+                              waited=elapsed, limit=propagation_timeout)
+    if progress is not None and attempts:
+        progress.done(elapsed)
     org_id, user_id = body["id"].rstrip("/").split("/")[-2:]
     result = LoginResult(username=username, user_id=user_id, org_id=org_id, instance_url=body["instance_url"],
-                         login_url=login_url.rstrip("/"), audience=aud, scope=body.get("scope", ""))
+                         login_url=login_url.rstrip("/"), audience=aud, scope=body.get("scope", ""),
+                         waited=round(elapsed, 1) if attempts else 0.0)
     return result, body["access_token"]
 
 
@@ -137,7 +199,8 @@ def _json(response: requests.Response) -> dict:
 
 def explain_refusal(error: str, description: str, *, consumer_key: str, username: str, audience: str,
                     login_url: str, cert_fingerprints: tuple[str, str] | None = None,
-                    clock_offset: float | None = None, retried: int = 0, waited: float = 0.0) -> LoginError:
+                    clock_offset: float | None = None, retried: int = 0, waited: float = 0.0,
+                    limit: float = 0.0) -> LoginError:
     """Salesforce's OAuth error → a LoginError that names the cause and the setting to change."""
     desc = description.lower()
     if error == "invalid_app_access" or "not admin approved" in desc:
@@ -151,12 +214,12 @@ def explain_refusal(error: str, description: str, *, consumer_key: str, username
                           "profile or permission set; check the username is right for this org (sandboxes "
                           "append a suffix)")
     if error == "invalid_client_id":
-        tried = (f" Retried {retried} time(s) over {waited:.0f} s." if retried else
-                 " Not retried (retries=0).")
+        tried = (f" Waited {waited:.0f} s of propagation_timeout={limit:.0f} ({retried} tries)." if retried else
+                 f" Not waited (propagation_timeout={limit:.0f}).")
         return LoginError(error, description, f"the org does not know consumer key {consumer_key[:12]}…; "
                           f"a new or edited app takes 2–10 minutes to reach every Salesforce server.{tried}",
-                          "wait and rerun phase 4, or raise retries (e.g. retries=6, retry_wait=30: up to ~30 "
-                          "min); if it persists, check the consumer key matches the app (phase 2)")
+                          "rerun phase 4 in a few minutes, or raise propagation_timeout (seconds); if it persists, "
+                          "check the consumer key matches the app (phase 2)")
     if "invalid assertion" in desc:
         shown = (f" Signing key: {cert_fingerprints[0]}; the app's: {cert_fingerprints[1]}."
                  if cert_fingerprints else "")
@@ -262,11 +325,18 @@ def _usernames(usernames, username: str, session: OrgSession) -> list[str]:
 
 def verify_setup(session: OrgSession, *, workdir: str | Path, username: str = "", login_url: str = "",
                  audience: str = "", key_path: str = "", usernames: list[str] | str | None = None,
-                 retries: int = 0, retry_wait: float = 30.0, clock: Callable[[], float] = time.time) -> HandOff:
+                 propagation_timeout: float = PROPAGATION_TIMEOUT,
+                 clock: Callable[[], float] = time.time) -> HandOff:
     """Phase 4: JWT login as each of ``usernames`` (or ``username``) with what phases 1–3 recorded.
 
-    Records the hand-off (no token) as the ``verify`` phase record; raises LoginError at the first refusal.
+    A new or changed app is waited for (``propagation_timeout`` seconds, with a progress bar), so a first
+    run against a real org passes. Records the hand-off (no token) as the ``verify`` phase record; raises
+    LoginError at the first refusal.
     """
+    if isinstance(propagation_timeout, bool) or not isinstance(propagation_timeout, int | float) or \
+            not 0 <= propagation_timeout <= 3600:
+        raise InputError("propagation_timeout", propagation_timeout,
+                         "give the seconds to wait for a new app to propagate, 0 to 3600 (default 900)")
     wd = open_workdir(workdir)
     cert_record, app_record = wd.load("certificate"), wd.load("connected_app")
     if cert_record is None or app_record is None:
@@ -277,9 +347,11 @@ def verify_setup(session: OrgSession, *, workdir: str | Path, username: str = ""
     results = []
     for user in users:
         try:
+            wait = PropagationWait(propagation_timeout, f"app {app_record['full_name']} to reach the org's "
+                                                        f"login servers (invalid_client_id) as {user}")
             result, _token = jwt_login(consumer_key=app_record["consumer_key"], username=user, key_path=key,
-                                       login_url=url, audience=audience, retries=retries, retry_wait=retry_wait,
-                                       clock=clock)
+                                       login_url=url, audience=audience, propagation_timeout=propagation_timeout,
+                                       progress=wait, clock=clock)
         except LoginError as exc:
             if "invalid assertion" in exc.description:
                 raise _with_fingerprints(exc, key, session, app_record) from None

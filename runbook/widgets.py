@@ -617,7 +617,7 @@ def access_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
 # ---------------------------------------------------------------- phase 4: verification
 
 VERIFY_DEFAULTS = {"org": "local", "workdir": "work", "api_version": "62.0", "username": "", "usernames": "",
-                   "login_url": "", "audience": "", "key_path": "", "web_flow": "auto"}
+                   "login_url": "", "audience": "", "key_path": "", "web_flow": "auto", "propagation_timeout": 900}
 
 
 @dataclass
@@ -668,6 +668,7 @@ def verify_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
         text_field("login_url", "Login URL", p["login_url"], "empty: the org's"),
         text_field("audience", "JWT audience", p["audience"], "empty: chosen from the login URL"),
         text_field("key_path", "Private key", p["key_path"], "empty: phase 1's key"),
+        int_field("propagation_timeout", "Wait for a new app (s)", p["propagation_timeout"]),
         choice_field("web_flow", "Web server flow", p["web_flow"],
                      [("auto: when phase 2 enabled it, on the local org", "auto"),
                       ("on: wait for a browser login", "on"), ("off", "off")]),
@@ -680,7 +681,8 @@ def verify_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
         step(f"JWT bearer exchange as {values['usernames'] or values['username'] or session.username}…")
         handoff = verify_setup(session, workdir=values["workdir"], username=values["username"],
                                usernames=values["usernames"], login_url=values["login_url"],
-                               audience=values["audience"], key_path=values["key_path"])
+                               audience=values["audience"], key_path=values["key_path"],
+                               propagation_timeout=values["propagation_timeout"])
         step("Web server flow…")
         handoff = verify_web_flow(session, handoff, workdir=values["workdir"], web_flow=values["web_flow"])
         users = ", ".join(lr.username for lr in handoff.logins)

@@ -66,7 +66,7 @@ def test_auto_dry_run_names_the_choice_from_a_check_only_deploy(org, session, ce
 def test_auto_makes_an_external_client_app_where_the_org_refuses_connected_apps(closed_org, cert, tmp_path):
     session = connect_local(closed_org.state_dir)
 
-    plan, app = ensure_connected_app(session, _spec(cert, "Auto_Refused"), workdir=tmp_path)
+    _plan, app = ensure_connected_app(session, _spec(cert, "Auto_Refused"), workdir=tmp_path)
 
     assert app.app_kind == "external_client_app"
     assert "does not allow new connected apps" in app.kind_choice and "External Client App" in app.kind_choice

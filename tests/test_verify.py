@@ -62,20 +62,27 @@ def test_user_outside_the_preauthorized_profiles_gets_the_profile_fix(setup):
     assert "Fix: add the user's profile or a permission set assigned to the user in phase 3" in message
 
 
-def test_unknown_consumer_key_is_retried_then_explained(setup):
+def test_unknown_consumer_key_is_polled_until_the_limit_then_explained(setup):
     workdir, session = setup
     started = time.monotonic()
     with pytest.raises(LoginError) as caught:
-        _login(workdir, session, consumer_key="3MVG9NotAnAppOfThisOrg", retries=2, retry_wait=0.2)
-    assert time.monotonic() - started >= 0.6  # 0.2 + 0.4: the backoff doubles
+        _login(workdir, session, consumer_key="3MVG9NotAnAppOfThisOrg", propagation_timeout=3)
+    waited = time.monotonic() - started
+    assert 2 <= waited < 4.5  # polls 1 s, 1.5 s apart: the next one would pass the limit
     message = str(caught.value)
     assert message.startswith("invalid_client_id: client identifier invalid.")
-    assert "takes 2–10 minutes" in message and "Retried 2 time(s)" in message
-    assert "raise retries" in message
+    assert "takes 2–10 minutes" in message and "of propagation_timeout=3 (2 tries)" in message
+    assert "raise propagation_timeout" in message
 
 
-def test_new_app_is_found_once_it_propagates_during_the_retries(setup):
-    """The app appears while the login backs off, as a new app does on a real org after a few minutes."""
+def test_unknown_consumer_key_without_a_wait_says_it_did_not_wait(setup):
+    workdir, session = setup
+    with pytest.raises(LoginError, match=r"Not waited \(propagation_timeout=0\)"):
+        _login(workdir, session, consumer_key="3MVG9NotAnAppOfThisOrg")
+
+
+def test_new_app_is_found_once_it_propagates_during_the_wait(setup):
+    """The app appears while the login polls, as a new app does on a real org after a few minutes."""
     workdir, session = setup
     cert, _app = _records(workdir)
     key = "3MVG9LateApp" + str(time.time_ns())[-8:]
@@ -91,9 +98,10 @@ def test_new_app_is_found_once_it_propagates_during_the_retries(setup):
 
     thread = threading.Thread(target=deploy_later)
     thread.start()
-    result, _token = _login(workdir, session, consumer_key=key, retries=5, retry_wait=0.3)
+    result, _token = _login(workdir, session, consumer_key=key, propagation_timeout=10)
     thread.join()
     assert result.user_id == user_id(session, ADMIN_USERNAME)
+    assert 0.5 <= result.waited < 3
 
 
 def test_key_that_does_not_match_the_app_shows_both_fingerprints(setup, tmp_path):
