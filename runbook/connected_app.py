@@ -75,6 +75,10 @@ SCOPES = {
     "einstein_gpt_api": "EinsteinGPT",
 }
 DEFAULT_SCOPES = ("api", "web", "refresh_token offline_access")
+# How the Metadata API reads scopes back [D ConnectedApp doc, wire facts §1.3]: these behave as (and are
+# retrieved as) the scope on the right, so plans compare the normalised sets or a rerun would never converge.
+SCOPE_READ_AS = {"Profile": "Basic", "Email": "Basic", "Address": "Basic", "Phone": "Basic",
+                 "OfflineAccess": "RefreshToken"}
 FLOWS = ("jwt", "web")
 APP_KINDS = ("auto", "connected_app", "external_client_app")
 ECA_TYPE = "ExternalClientApplication"
@@ -238,6 +242,11 @@ def parse_scopes(scopes: list[str] | tuple[str, ...] | str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def normalised_scopes(values) -> str:
+    """Scope enum values as the org reads them back, sorted and joined, for comparing plans with the org."""
+    return ", ".join(sorted({SCOPE_READ_AS.get(v.strip(), v.strip()) for v in values if v and v.strip()}))
+
+
 def check_api_name(name: str, field_name: str = "app_name") -> str:
     """Salesforce API-name rules: letter first, letters/digits/underscores, no __ or trailing _."""
     fix = "use letters, digits and single underscores, starting with a letter, e.g. Runbook_CI"
@@ -324,7 +333,7 @@ def _comparable(data: dict | None) -> dict[str, str]:
         "description": data.get("description") or "",
         "oauthConfig.callbackUrl": oauth.get("callbackUrl") or "",
         "oauthConfig.certificate (SHA-256)": _cert_fingerprint(oauth.get("certificate")),
-        "oauthConfig.scopes": ", ".join(sorted(oauth.get("scopes") or [])),
+        "oauthConfig.scopes": normalised_scopes(oauth.get("scopes") or []),
         "oauthConfig.isConsumerSecretOptional": flag(oauth.get("isConsumerSecretOptional")),
         "oauthConfig.isPkceRequired": flag(oauth.get("isPkceRequired")),
     }

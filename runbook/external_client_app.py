@@ -14,7 +14,15 @@ System Administrator profile, and never changed here afterwards.
 from __future__ import annotations
 
 from runbook import metadata
-from runbook.connected_app import AppPlan, AppSpec, Change, _cert_fingerprint, check_readback, flag
+from runbook.connected_app import (
+    AppPlan,
+    AppSpec,
+    Change,
+    _cert_fingerprint,
+    check_readback,
+    flag,
+    normalised_scopes,
+)
 from runbook.errors import SalesforceError
 from runbook.org import OrgSession
 
@@ -66,7 +74,7 @@ def _comparable(components: dict[str, dict | None]) -> dict[str, str]:
         "description": app.get("description") or "",
         f"{GLOBAL_OAUTH}.callbackUrl": glob.get("callbackUrl") or "",
         f"{GLOBAL_OAUTH}.certificate (SHA-256)": _cert_fingerprint(glob.get("certificate")),
-        f"{OAUTH_SETTINGS}.scopes": ", ".join(sorted(s.strip() for s in scopes.split(",") if s.strip())),
+        f"{OAUTH_SETTINGS}.scopes": normalised_scopes(scopes.split(",")),
         f"{GLOBAL_OAUTH}.isConsumerSecretOptional": flag(glob.get("isConsumerSecretOptional")),
         f"{GLOBAL_OAUTH}.isPkceRequired": flag(glob.get("isPkceRequired")),
     }

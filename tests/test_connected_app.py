@@ -314,3 +314,20 @@ def test_bad_input_is_refused_with_the_field_and_nothing_is_written(org, cert, t
         assert "refresh_token offline_access" in str(err.value)  # the valid names are listed
     assert sorted(tmp_path.rglob("*")) == before
     assert org.call_log()[mark:] == []
+
+
+@pytest.mark.parametrize("app_kind", ["connected_app", "external_client_app"])
+def test_rerun_with_scopes_the_org_reads_back_normalised_plans_nothing(org, session, cert, tmp_path, app_kind):
+    """`profile` and `email` read back as Basic, `offline_access` as RefreshToken (Metadata API doc)."""
+    scopes = ["api", "profile", "email", "offline_access"]
+    spec = _spec(cert, f"Scopes_{app_kind.title().replace('_', '')}", app_kind=app_kind, scopes=scopes)
+    ensure_connected_app(session, spec, workdir=tmp_path)
+    mark = len(org.call_log())
+
+    plan, _app = ensure_connected_app(session, spec, workdir=tmp_path)
+
+    assert plan.action == "none", str(plan)
+    assert _writes(org, mark) == []
+    if app_kind == "connected_app":
+        read = metadata.read(session, "ConnectedApp", spec.full_name)["oauthConfig"]["scopes"]
+        assert sorted(read) == ["Api", "Basic", "RefreshToken"]
