@@ -98,10 +98,12 @@ class RunSummary:
         out += [f"FAILED {p.phase}: {p.error}" for p in failed]
         if app:
             out += [f"App:            {app['label']} ({app['full_name']}, {app['app_kind']})",
+                    *([f"App kind:       {app['kind_choice']}"] if app.get("kind_choice") else []),
                     f"Consumer key:   {app['consumer_key']}"]
         if logins:
             out += [f"JWT login as:   {logins} (org {verify['logins'][0]['org_id']})",
-                    f"CLI command:    {verify['sf_command']}"]
+                    f"CLI command:    {verify['sf_command']}",
+                    *(f"Note:           {note}" for note in verify.get("notes", []))]
         out.append(f"Executed notebooks: {self.run_dir}")
         return out
 

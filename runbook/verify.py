@@ -264,6 +264,7 @@ class HandOff:
     sf_command: str
     sf_commands: list[str] = field(default_factory=list)  # one per verified user
     web_flow: dict | None = None  # the web server flow's result (runbook.webflow), when it ran
+    notes: list[str] = field(default_factory=list)  # what the user must know before using the login
 
     def as_dict(self) -> dict:
         return {**asdict(self), "logins": [lr.as_dict() for lr in self.logins]}
@@ -277,7 +278,8 @@ class HandOff:
                     f"{self.web_flow['callback_url']})"),) if self.web_flow else ()),
                 ("Log in with the CLI", self.sf_command),
                 *((f"… as {lr.username}", cmd) for lr, cmd in zip(self.logins[1:], self.sf_commands[1:],
-                                                                    strict=False))]
+                                                                    strict=False)),
+                *(("Note", note) for note in self.notes)]
 
     def __str__(self) -> str:
         return "\n".join(f"{k}: {v}" for k, v in self.rows())
@@ -286,6 +288,19 @@ class HandOff:
         body = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td><code>{escape(v)}</code></td></tr>"
                        for k, v in self.rows())
         return f"<table>{body}</table>"
+
+
+# forcedotcom/cli#3515 (open) [V real-orgs-2026.md §2]; the variable is read by sfdx-core 9.1+ (CLI 2.150.6 has
+# 9.4) [V scratch-org-wire.md §2]
+ECA_SCRATCH_NOTE = ("a Dev Hub logged in through an External Client App can fail `sf org create scratch` with "
+                    "C-1016 (forcedotcom/cli#3515): set SF_SCRATCH_SIGNUP_CONNECTED_APP=PlatformCLI where the "
+                    "CLI runs (Salesforce CLI 2.150 or later) and the scratch org is created through the CLI's "
+                    "own connected app")
+
+
+def handoff_notes(app_kind: str) -> list[str]:
+    """What the hand-off must say about this kind of app."""
+    return [ECA_SCRATCH_NOTE] if app_kind == "external_client_app" else []
 
 
 def public_key_fingerprint(public_key) -> str:
@@ -365,7 +380,8 @@ def verify_setup(session: OrgSession, *, workdir: str | Path, username: str = ""
                                                   username=users[0], login_url=url),
                       sf_commands=[sf_login_command(consumer_key=app_record["consumer_key"], key_path=key,
                                                     username=u, login_url=url, alias=_alias(u, i))
-                                   for i, u in enumerate(users)])
+                                   for i, u in enumerate(users)],
+                      notes=handoff_notes(app_record["app_kind"]))
     wd.save("verify", {**handoff.as_dict(), "certificate_fingerprint": fingerprint(cert)})
     return handoff
 

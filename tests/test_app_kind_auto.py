@@ -137,3 +137,5 @@ def test_runbook_run_on_a_refusing_org_reaches_a_jwt_login_through_an_external_c
     assert app["app_kind"] == "external_client_app"
     text = "\n".join(summary.lines())
     assert "external_client_app" in text and f"JWT login as:   {ADMIN_USERNAME}" in text
+    assert "App kind:       the org does not allow new connected apps" in text
+    assert "C-1016" in text and "SF_SCRATCH_SIGNUP_CONNECTED_APP=PlatformCLI" in text
