@@ -6,8 +6,9 @@ code, exchanges it (``grant_type=authorization_code`` with the PKCE ``code_verif
 secret read from a 0600 file unless the app does not require it), then proves the token with the
 identity URL. The token is never returned or shown.
 
-Against the local org nobody needs to click: its authorize page logs in as ``login_hint`` (default the
-admin) and redirects at once, so ``follow_redirects`` can play the browser.
+Against the local org nobody needs to be there: ``follow_redirects`` plays the browser and logs in as a
+person would, posting the org's admin credentials (``<state>/admin-credentials.json``) to its login page,
+then following the redirect to the callback. It sends that password to the local org only.
 """
 
 from __future__ import annotations
@@ -15,17 +16,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import json
+import os
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import requests
 
 from runbook.errors import InputError, LoginError
+from runbook.org import LOCAL_STATE_ENV
 from runbook.retry import HTTP_TIMEOUT
 
 DEFAULT_SCOPES = "api web refresh_token"
@@ -138,16 +143,112 @@ def show_link(url: str) -> None:
         display(HTML(f'<a href="{html.escape(url)}" target="_blank">Log in and allow the app</a>'))
 
 
-def follow_redirects(url: str) -> None:
-    """Play the browser: open ``url`` and follow its redirects (the local org's authorize page needs no click).
+@dataclass(frozen=True)
+class PageLogin:
+    """Who ``follow_redirects`` logs in as: a local org's admin, from the file the org wrote when seeded."""
 
-    An error page from the org (unknown client, mismatched redirect_uri) raises its LoginError at once.
+    username: str
+    password: str = field(repr=False)
+    ca_bundle: Path
+
+    @classmethod
+    def from_state(cls, state_dir: str | Path | None) -> PageLogin:
+        """The admin of the local org in ``state_dir`` (default: $RUNBOOK_LOCAL_ORG_STATE)."""
+        folder = state_dir or os.environ.get(LOCAL_STATE_ENV)
+        if not folder:
+            raise InputError("state_dir", state_dir, "pass the local org's state folder (session.local_state), "
+                             f"or set ${LOCAL_STATE_ENV}: its admin-credentials.json is who logs in")
+        path = Path(folder).expanduser() / "admin-credentials.json"
+        try:
+            creds = json.loads(path.read_text())
+            return cls(creds["username"], creds["password"], path.parent / "ca-bundle.pem")
+        except (OSError, ValueError, KeyError, TypeError):
+            raise InputError("state_dir", str(folder), f"{path} is missing or not the local org's: give the "
+                             "folder the local org keeps its state in") from None
+
+
+@dataclass
+class LoginForm:
+    """The first form of a page: where it posts, and its inputs (name -> value; the password's name too)."""
+
+    action: str = ""
+    fields: dict[str, str] = field(default_factory=dict)
+    password_field: str = ""
+    error: str = ""
+
+
+class _FormParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.form: LoginForm | None = None
+        self._in_form = self._in_error = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = {key: value or "" for key, value in attrs}
+        if tag == "form" and self.form is None:
+            self.form, self._in_form = LoginForm(action=named.get("action", "")), True
+        elif tag == "input" and self._in_form and self.form is not None and named.get("name"):
+            if named.get("type") == "password":
+                self.form.password_field = named["name"]
+            elif named.get("type") != "submit":
+                self.form.fields[named["name"]] = named.get("value", "")
+        elif self._in_form and named.get("id") == "error":
+            self._in_error = True
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_form = self._in_form and tag != "form"
+        self._in_error = self._in_error and tag != "div"
+
+    def handle_data(self, data: str) -> None:
+        if self._in_error and self.form is not None:
+            self.form.error += data
+
+
+def login_form(page: str) -> LoginForm | None:
+    """The page's login form (a form with a password field), or None when the page has none."""
+    parser = _FormParser()
+    parser.feed(page)
+    return parser.form if parser.form is not None and parser.form.password_field else None
+
+
+def follow_redirects(url: str, *, state_dir: str | Path | None = None) -> None:
+    """Play the browser on the local org: open ``url``, log in on its page, follow the redirect to the callback.
+
+    Logs in as the admin of the local org in ``state_dir`` (default: $RUNBOOK_LOCAL_ORG_STATE), so
+    ``url`` must be the local org's (https on 127.0.0.1 or localhost): the password goes nowhere else.
+    An error page from the org (unknown client, mismatched redirect_uri) raises its LoginError at once;
+    a refused login raises one naming the credentials file.
     """
-    response = requests.get(url, timeout=HTTP_TIMEOUT, allow_redirects=True)
+    parts = urlsplit(url)
+    if parts.scheme != "https" or parts.hostname not in ("127.0.0.1", "localhost"):
+        raise InputError("url", url, "follow_redirects logs in with the local org's admin password, so it only "
+                         "opens the local org's pages: on a real org, open the link and log in yourself")
+    who = PageLogin.from_state(state_dir)
+    callback_url = parse_qs(parts.query).get("redirect_uri", [""])[0]
+    with requests.Session() as browser:
+        page = browser.get(url, timeout=HTTP_TIMEOUT, verify=str(who.ca_bundle))
+        _raise_error_page(page, callback_url)
+        form = login_form(page.text)
+        if form is None:  # a session already logged in: the org redirected to the callback
+            return
+        fields = {**form.fields, "username": who.username, form.password_field: who.password}
+        answer = browser.post(urljoin(page.url, form.action), data=fields, timeout=HTTP_TIMEOUT,
+                              verify=str(who.ca_bundle))
+    _raise_error_page(answer, callback_url)
+    refused = login_form(answer.text)
+    if refused is not None:
+        raise LoginError("login_refused", refused.error.strip().rstrip(".") or "the login page came back",
+                         f"The local org refused the login as {who.username}.",
+                         "use the state folder the org was seeded in (its admin-credentials.json), or start "
+                         "the local org from a fresh state")
+
+
+def _raise_error_page(response: requests.Response, callback_url: str) -> None:
+    """The org's own error page (``error=...&error_description=...``, HTTP 400) as a LoginError."""
     if response.status_code >= 400 and "error=" in response.text:
         page = {k: v[0] for k, v in parse_qs(response.text.strip()).items()}
         raise explain_web_refusal(page.get("error", ""), page.get("error_description", ""), login_hint="",
-                                  callback_url=parse_qs(urlsplit(url).query).get("redirect_uri", [""])[0])
+                                  callback_url=callback_url)
 
 
 def read_secret_file(path: str | Path) -> str:

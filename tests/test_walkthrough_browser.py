@@ -355,3 +355,56 @@ def test_whole_setup_through_the_forms_in_jupyterlab(lab, local_org, browser, sc
         nb.shot("00-overview-all-done", nb.page.locator("h2", has_text="Where you stand"))
     timings["00_start_here"] = time.perf_counter() - started
     (screenshots / "timings.json").write_text(json.dumps({k: round(v, 1) for k, v in timings.items()}, indent=2))
+
+
+def test_web_flow_logs_in_through_the_login_page_in_chromium(local_org, browser, screenshots, tmp_path):
+    """The local org's authorize page in a real browser: a refused password, a login, then its session cookie.
+
+    Chromium does not know the local org's CA, so this one context skips the certificate check: the TLS
+    itself is tested by the real clients elsewhere; here it is the page, the form and the cookie.
+    """
+    from conftest import free_callback_port
+    from playwright.sync_api import expect
+
+    from runbook.certificate import certificate_pem, ensure_certificate
+    from runbook.localorg import ADMIN_USERNAME
+    from runbook.metadata import create
+    from runbook.webflow import run_web_flow
+
+    session = _session(local_org)
+    key, callback = f"3MVG9Chromium{time.time_ns()}", f"http://localhost:{free_callback_port()}/OauthRedirect"
+    create(session, "ConnectedApp", {
+        "fullName": "Chromium_Web", "label": "Chromium Web", "contactEmail": "admin@example.com",
+        "oauthConfig": {"callbackUrl": callback, "consumerKey": key, "scopes": ["Api", "Web"],
+                        "certificate": certificate_pem(Path(ensure_certificate(workdir=tmp_path).cert_path)),
+                        "isAdminApproved": False, "isConsumerSecretOptional": True, "isPkceRequired": True}})
+    password = json.loads((local_org.state_dir / "admin-credentials.json").read_text())["password"]
+    context = browser.new_context(ignore_https_errors=True)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+
+    def log_in(url: str) -> None:
+        page.goto(url)
+        expect(page).to_have_title("Login | Salesforce")
+        expect(page.locator("#username")).to_have_value(ADMIN_USERNAME)  # login_hint fills it in, nothing more
+        page.fill("#password", "not-the-password")
+        page.click("#Login")
+        expect(page.locator("#error")).to_contain_text("Please check your username and password.")
+        page.screenshot(path=str(screenshots / "web-flow-login-refused.png"))
+        page.fill("#password", password)
+        page.click("#Login")
+        expect(page.locator("body")).to_contain_text("Logged in: you can close this tab")
+
+    def ride_the_session(url: str) -> None:
+        page.goto(url)
+        expect(page.locator("body")).to_contain_text("Logged in: you can close this tab")
+
+    flow = {"consumer_key": key, "callback_url": callback, "login_url": session.login_url,
+            "login_hint": ADMIN_USERNAME, "show": lambda _url: None, "timeout": 30}
+    try:
+        assert run_web_flow(browser=log_in, **flow).username == ADMIN_USERNAME
+        cookie = next(c for c in context.cookies() if c["name"] == "sid")
+        assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Lax"
+        assert run_web_flow(browser=ride_the_session, **flow).username == ADMIN_USERNAME
+    finally:
+        context.close()

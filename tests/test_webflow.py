@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
 import stat
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,7 @@ from runbook.webflow import (
     _exchange,
     authorize_url,
     follow_redirects,
+    login_form,
     pkce_pair,
     run_web_flow,
 )
@@ -51,7 +55,8 @@ def _extra_app(session, cert_path: str, name: str, **oauth) -> tuple[str, str]:
 
 def _flow(session, consumer_key, callback_url, **kwargs):
     return run_web_flow(consumer_key=consumer_key, callback_url=callback_url, login_url=session.login_url,
-                        show=lambda _url: None, browser=follow_redirects, timeout=10, **kwargs)
+                        show=lambda _url: None, browser=partial(follow_redirects, state_dir=session.local_state),
+                        timeout=10, **kwargs)
 
 
 def test_web_flow_with_the_recorded_secret_logs_in_end_to_end(setup):
@@ -61,7 +66,7 @@ def test_web_flow_with_the_recorded_secret_logs_in_end_to_end(setup):
     shown = []
     result = run_web_flow(consumer_key=app["consumer_key"], callback_url=app["callback_url"],
                           login_url=session.login_url, consumer_secret_file=secret_file, show=shown.append,
-                          browser=follow_redirects, timeout=10)
+                          browser=partial(follow_redirects, state_dir=session.local_state), timeout=10)
     assert result.username == ADMIN_USERNAME and result.used_client_secret
     assert result.instance_url == session.instance_url
     assert "code_challenge_method=S256" in shown[0] and "/services/oauth2/authorize?" in shown[0]
@@ -79,14 +84,16 @@ def test_self_authorize_approval_in_the_web_flow_then_allows_jwt(setup):
     cert = wd.load("certificate")
     key, callback = _extra_app(session, cert["cert_path"], "Self_Web", isAdminApproved=False,
                                isConsumerSecretOptional=True)
-    jwt_args = {"consumer_key": key, "username": "dev@local.devhub", "key_path": Path(cert["key_path"]),
-                "login_url": session.login_url}
+    jwt_args = {"consumer_key": key, "key_path": Path(cert["key_path"]), "login_url": session.login_url}
     with pytest.raises(LoginError, match="user hasn't approved this consumer"):
-        jwt_login(**jwt_args)
+        jwt_login(username=ADMIN_USERNAME, **jwt_args)
+    # login_hint only fills in the form: whoever logs in (the admin here) is who approves
     result = _flow(session, key, callback, login_hint="dev@local.devhub")
-    assert result.username == "dev@local.devhub"
-    login, _token = jwt_login(**jwt_args)  # the approval the web flow recorded now allows JWT
-    assert login.user_id == user_id(session, "dev@local.devhub")
+    assert result.username == ADMIN_USERNAME
+    login, _token = jwt_login(username=ADMIN_USERNAME, **jwt_args)  # the recorded approval now allows JWT
+    assert login.user_id == user_id(session, ADMIN_USERNAME)
+    with pytest.raises(LoginError, match="user hasn't approved this consumer"):
+        jwt_login(username="dev@local.devhub", **jwt_args)
 
 
 def test_app_requiring_its_secret_refuses_pkce_alone_and_a_wrong_secret(setup, tmp_path):
@@ -119,7 +126,7 @@ def test_pkce_verifier_is_checked_and_a_code_is_single_use(setup):
     url = authorize_url(login_url=session.login_url, consumer_key=app["consumer_key"],
                         callback_url=app["callback_url"], challenge=challenge, state="s1")
     with CallbackServer(app["callback_url"]) as server:
-        follow_redirects(url)
+        follow_redirects(url, state_dir=session.local_state)
         code = server.wait(5)["code"]
     args = {"secret": "", "consumer_key": app["consumer_key"], "callback_url": app["callback_url"],
             "login_url": session.login_url, "http": requests.Session()}
@@ -131,11 +138,45 @@ def test_pkce_verifier_is_checked_and_a_code_is_single_use(setup):
 
 
 def test_user_not_preauthorized_is_denied_with_the_phase_3_fix(setup):
-    _wd, session, app = setup
+    wd, session, _app = setup
+    key, callback = _extra_app(session, wd.load("certificate")["cert_path"], "Nobody_Web", isAdminApproved=True,
+                               isConsumerSecretOptional=True)  # admin-approved, no profile or permission set
     with pytest.raises(LoginError) as caught:
-        _flow(session, app["consumer_key"], app["callback_url"], login_hint="dev@local.devhub")
+        _flow(session, key, callback)
     assert str(caught.value).startswith("access_denied: user is not admin approved to access this app.")
     assert "pre-authorize the user's profile or permission set in phase 3" in str(caught.value)
+
+
+def test_the_browser_logs_in_through_the_page_and_then_rides_its_session(setup):
+    _wd, session, app = setup
+    url = authorize_url(login_url=session.login_url, consumer_key=app["consumer_key"],
+                        callback_url=app["callback_url"], challenge=pkce_pair()[1], state="s2")
+    ca = str(session.local_state / "ca-bundle.pem")
+    page = requests.get(url, verify=ca, timeout=10, allow_redirects=False)
+    assert page.status_code == 200 and login_form(page.text) is not None and "code=" not in page.text
+    with CallbackServer(app["callback_url"]) as server:
+        follow_redirects(url, state_dir=session.local_state)
+        assert server.wait(5)["state"] == "s2" and "code" in server.received
+
+
+def test_a_wrong_admin_password_is_refused_with_the_credentials_fix(setup, tmp_path):
+    _wd, session, app = setup
+    shutil.copy(session.local_state / "ca-bundle.pem", tmp_path / "ca-bundle.pem")
+    wrong = {"username": ADMIN_USERNAME, "password": "Not-The-Pw-42"}
+    write_atomic(tmp_path / "admin-credentials.json", json.dumps(wrong))
+    with pytest.raises(LoginError) as caught:
+        run_web_flow(consumer_key=app["consumer_key"], callback_url=app["callback_url"], login_url=session.login_url,
+                     show=lambda _url: None, browser=partial(follow_redirects, state_dir=tmp_path), timeout=10)
+    assert str(caught.value).startswith("login_refused: Please check your username and password. If you still "
+                                        "can't log in, contact your Salesforce administrator. The local org refused")
+    assert "admin-credentials.json" in str(caught.value) and "Not-The-Pw-42" not in str(caught.value)
+
+
+def test_follow_redirects_sends_the_admin_password_to_the_local_org_only(setup):
+    _wd, session, _app = setup
+    with pytest.raises(InputError, match="only opens the local org's pages"):
+        follow_redirects("https://login.salesforce.com/services/oauth2/authorize?client_id=x",
+                         state_dir=session.local_state)
 
 
 def test_callback_url_not_on_the_app_names_callback_port(setup):

@@ -39,6 +39,7 @@ class OrgContext:
     url: str  # https://127.0.0.1:<port>
     org_id: str  # 18 characters
     session_seconds: int
+    propagation_s: float = 0  # a new or changed app is unknown to OAuth this long (0: at once)
 
     @property
     def org_id15(self) -> str:
@@ -60,6 +61,18 @@ class OrgContext:
         if row is None or user is None or not user["IsActive"]:
             return None
         return Session(user, row["app_id"], row["scopes"], self.is_admin(user))
+
+    def authenticate(self, username: str, password: str) -> dict[str, Any] | None:
+        """The active user with this username and password, or None: what every password login checks.
+
+        One answer for an unknown user, an inactive one and a wrong password, so a caller cannot tell
+        which usernames exist (Salesforce's login refusals do not say either [O]).
+        """
+        users = self.store.find("User", Username=username) if username else []
+        user = users[0] if users else None
+        if user is None or not user["IsActive"]:
+            return None
+        return user if credentials.verify_password(password, self.store.password_hash(user["Id"])) else None
 
     def is_admin(self, user: dict[str, Any]) -> bool:
         profile = self.store.get("Profile", user["ProfileId"]) if user.get("ProfileId") else None

@@ -10,14 +10,23 @@ Clients differ in what they send and all of it is accepted: ``exp`` as an int or
 10^11 is read as ms) or far in the future; ``aud`` as login/test.salesforce.com or the org's own URL,
 with or without a trailing slash (the CLI's first attempt uses its ``--instance-url``).
 
-The web server flow runs without a browser page: ``GET /services/oauth2/authorize`` logs in as the user
-named by ``login_hint`` (default: the admin), as if that user had entered their password and clicked
-"Allow", records the approval (so a self-authorize app then also allows that user's JWT logins) and
-redirects to the app's callback URL with a one-time code (valid 15 minutes, kept by digest in the
-store). The token endpoint's ``authorization_code`` grant checks the code, ``client_id``,
-``redirect_uri``, the PKCE ``code_verifier`` (S256; Salesforce's default when no method is sent) and
-``client_secret`` unless the app has ``isConsumerSecretOptional``. No refresh token is issued (unverified
-choice: the local org has no refresh grant).
+The web server flow needs a person, as on Salesforce [D real-orgs-2026.md §4: a caller with no session
+gets a login page, never a code]. ``/services/oauth2/authorize`` first checks the client and the
+callback (errors on the org's own page), then what no login can fix (errors sent to the callback:
+response type, PKCE method, a missing ``code_challenge`` when the app has ``isPkceRequired``). A caller
+without a session cookie gets an HTML login form; ``login_hint`` only fills in its username. Posting the
+right password sets an HttpOnly, Secure session cookie (kept by digest) and redirects to the callback
+with a one-time code (valid 15 minutes, kept by digest); a wrong one shows the form again with
+Salesforce's message. A later GET with the cookie gets a code at once, unless it asks ``prompt=login``.
+The approval is recorded when the code is issued ([U] there is no "Allow Access?" page), so a
+self-authorize app then also allows that user's JWT logins. The token endpoint's ``authorization_code``
+grant checks the code, ``client_id``, ``redirect_uri``, the PKCE ``code_verifier`` (S256; Salesforce's
+default when no method is sent; required when the app has ``isPkceRequired``) and ``client_secret``
+unless the app has ``isConsumerSecretOptional``. No refresh token is issued ([U] the local org has no
+refresh grant).
+
+With ``propagation_s`` set, a new or changed app is unknown (``invalid_client_id``) to every flow for
+that long after its last save, as real orgs take 2–10 minutes [O wire facts §1.6].
 """
 
 from __future__ import annotations
@@ -25,10 +34,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import json
 import secrets
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -36,7 +48,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from werkzeug import Request, Response
 
-from runbook.localorg import credentials, ids, metadata, seed
+from runbook.localorg import credentials, external_client_apps, ids, metadata
 from runbook.localorg.components import OAuthApp, as_bool, child, load_certificate, text, texts
 from runbook.localorg.context import Call, OrgContext, Session, bearer_token
 from runbook.localorg.external_client_apps import permission_set_ids
@@ -52,6 +64,11 @@ _SIGNATURE_ONLY = {f"verify_{claim}": False for claim in ("exp", "aud", "iat", "
 # username that does not exist is not documented; "user hasn't approved this consumer" is what
 # clients see for most user-side problems).
 UNKNOWN_USER = "user hasn't approved this consumer"
+# [O] The session cookie of a Salesforce UI login is ``sid``; the refusal is the login page's own text.
+SESSION_COOKIE = "sid"
+LOGIN_REFUSED = ("Please check your username and password. If you still can't log in, contact your "
+                 "Salesforce administrator.")
+_STORE_DATE = "%Y-%m-%dT%H:%M:%S.%f%z"  # store.now_text()
 
 
 class OAuthError(Exception):
@@ -101,7 +118,7 @@ def _verified_assertion(ctx: OrgContext, assertion: str) -> tuple[dict[str, Any]
     if header.get("alg") != "RS256" or not isinstance(claims, dict):
         raise _invalid()
     issuer = claims.get("iss")
-    app = metadata.oauth_app_for_key(ctx.store, issuer) if isinstance(issuer, str) and issuer else None
+    app = _known_app(ctx, issuer) if isinstance(issuer, str) else None
     if app is None:
         raise OAuthError("invalid_client_id", "client identifier invalid")
     try:
@@ -162,89 +179,198 @@ def _check_access(ctx: OrgContext, app: OAuthApp, user: dict[str, Any]) -> None:
         raise OAuthError("invalid_app_access", "user is not admin approved to access this app")
 
 
+# --- apps as OAuth sees them ----------------------------------------------------------------------
+
+def _known_app(ctx: OrgContext, consumer_key: str) -> OAuthApp | None:
+    """The app with this consumer key once OAuth knows it; None for unknown keys and apps still propagating.
+
+    [O] A new or changed app answers ``invalid_client_id`` for about 2–10 minutes on a real org (wire
+    facts §1.6); the local org waits ``ctx.propagation_s`` seconds after the app's last save.
+    """
+    app = metadata.oauth_app_for_key(ctx.store, consumer_key) if consumer_key else None
+    if app is None or not ctx.propagation_s:
+        return app
+    return app if time.time() - _last_change(ctx, consumer_key) >= ctx.propagation_s else None
+
+
+def _last_change(ctx: OrgContext, consumer_key: str) -> float:
+    """When the app holding ``consumer_key`` was last saved (POSIX seconds), as the store records it.
+
+    [U] Every save counts, also one that changes nothing; for an External Client App, a save of the app
+    or of any of its settings and policies components. Deleting a component is not a change here.
+    """
+    component = ctx.store.component_by_consumer_key(consumer_key)
+    related = [component]
+    if component is not None and component.parent:
+        related.append(ctx.store.component(external_client_apps.APP, component.parent))
+        related += [c for type_name in external_client_apps.SATELLITES
+                    for c in ctx.store.components(type_name, parent=component.parent)]
+    latest = max(c.last_modified_date for c in related if c is not None)
+    return datetime.strptime(latest, _STORE_DATE).timestamp()
+
+
 # --- web server flow -----------------------------------------------------------------------------
 
-def _web_settings(ctx: OrgContext, consumer_key: str) -> tuple[list[str], str | None, bool]:
-    """The app's callback URLs, its consumer secret and whether the secret is optional."""
+@dataclass(frozen=True)
+class WebSettings:
+    """An app's web server flow settings: callback URLs, consumer secret, and what the flow demands."""
+
+    callbacks: tuple[str, ...]
+    secret: str | None = field(repr=False)
+    secret_optional: bool
+    pkce_required: bool
+
+
+def _web_settings(ctx: OrgContext, consumer_key: str) -> WebSettings:
+    """ConnectedApp ``oauthConfig`` or ExtlClntAppGlobalOauthSettings: both hold these under the same names."""
     component = ctx.store.component_by_consumer_key(consumer_key)
     if component is None:
-        return [], None, False
+        return WebSettings((), None, False, False)
     oauth = child(component.definition, "oauthConfig") or component.definition
     urls = [u.strip() for value in texts(oauth, "callbackUrl") for u in value.splitlines() if u.strip()]
-    return urls, component.consumer_secret, as_bool(text(oauth, "isConsumerSecretOptional"))
+    return WebSettings(tuple(urls), component.consumer_secret, as_bool(text(oauth, "isConsumerSecretOptional")),
+                       as_bool(text(oauth, "isPkceRequired")))
 
 
 def _challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
 
-def authorize(ctx: OrgContext, args: Mapping[str, str]) -> str:
-    """The redirect URL for an authorize request (a code, or an error the client reads); raises OAuthError.
+@dataclass(frozen=True)
+class AuthorizeRequest:
+    """An authorize request whose client and callback are known, so errors can go back to the callback."""
 
-    Errors that make the redirect URL untrustworthy (unknown client, mismatched redirect_uri) are raised;
-    the others go back to the client as ``?error=...`` the way Salesforce sends them.
+    client_id: str
+    redirect_uri: str
+    app: OAuthApp
+    settings: WebSettings
+    args: Mapping[str, str]
+
+    def back(self, **params: str) -> str:
+        """The callback URL with ``params`` and the client's ``state``."""
+        state = {"state": self.args["state"]} if self.args.get("state") else {}
+        separator = "&" if "?" in self.redirect_uri else "?"
+        return f"{self.redirect_uri}{separator}{urlencode({**params, **state})}"
+
+
+def _authorize_request(ctx: OrgContext, args: Mapping[str, str]) -> AuthorizeRequest:
+    """The checked client and callback of an authorize request; raises OAuthError when they are not trusted.
+
+    These errors are shown on the org's own page, never sent to the callback: the redirect URL is not
+    the app's, or the client is unknown (also while a new or changed app propagates).
     """
     client_id, redirect_uri = args.get("client_id") or "", args.get("redirect_uri") or ""
-    app = metadata.oauth_app_for_key(ctx.store, client_id) if client_id else None
+    app = _known_app(ctx, client_id)
     if app is None:
         raise OAuthError("invalid_client_id", "client identifier invalid")
-    callbacks, _secret, _optional = _web_settings(ctx, client_id)
-    if redirect_uri not in callbacks:
+    settings = _web_settings(ctx, client_id)
+    if redirect_uri not in settings.callbacks:
         raise OAuthError("redirect_uri_mismatch", "redirect_uri must match configuration")
-    state = {"state": args["state"]} if args.get("state") else {}
+    return AuthorizeRequest(client_id, redirect_uri, app, settings, args)
 
-    def back(**params: str) -> str:
-        return f"{redirect_uri}{'&' if '?' in redirect_uri else '?'}{urlencode({**params, **state})}"
 
+def _request_error(request: AuthorizeRequest) -> str | None:
+    """The callback URL with the error for a request no login can fix, or None for a good request."""
+    args = request.args
     if args.get("response_type") != "code":
-        return back(error="unsupported_response_type", error_description="response type not supported")
-    if args.get("code_challenge_method", "S256") != "S256":
-        return back(error="invalid_request", error_description="code_challenge_method must be S256")
-    try:
-        user = _check_user(ctx, args.get("login_hint") or seed.ADMIN_USERNAME)
-        if app.admin_approved:
-            _check_access(ctx, app, user)
-    except OAuthError as error:
-        return back(error="access_denied" if error.error == "invalid_app_access" else error.error,
-                    error_description=error.description)
-    ctx.store.record_approval(app.entity_id, user["Id"])  # the user clicked "Allow"
+        return request.back(error="unsupported_response_type", error_description="response type not supported")
+    if args.get("code_challenge_method", "S256") != "S256":  # [U] the wording
+        return request.back(error="invalid_request", error_description="code_challenge_method must be S256")
+    if request.settings.pkce_required and not args.get("code_challenge"):
+        # [D] real-orgs-2026.md §4; the wording [O] HappySoup.io#252, activepieces#15615
+        return request.back(error="invalid_request", error_description="missing required code challenge")
+    return None
+
+
+def _issue_code(ctx: OrgContext, request: AuthorizeRequest, user: dict[str, Any]) -> str:
+    """The callback URL with a one-time code for ``user``, who has logged in and allowed the app.
+
+    [U] There is no "Allow Access?" page: a logged-in user allows at once, and the approval is recorded
+    (so a self-authorize app then also allows that user's JWT logins).
+    """
+    if request.app.admin_approved:
+        try:
+            _check_access(ctx, request.app, user)
+        except OAuthError as error:
+            return request.back(error="access_denied", error_description=error.description)
+    ctx.store.record_approval(request.app.entity_id, user["Id"])
     code = secrets.token_urlsafe(32)
-    ctx.store.set_setting(_code_key(code), {
-        "client_id": client_id, "redirect_uri": redirect_uri, "user_id": user["Id"],
-        "challenge": args.get("code_challenge") or "", "expires": time.time() + CODE_SECONDS})
-    return back(code=code)
+    ctx.store.set_setting(_digest_key("authcode", code), {
+        "client_id": request.client_id, "redirect_uri": request.redirect_uri, "user_id": user["Id"],
+        "challenge": request.args.get("code_challenge") or "", "expires": time.time() + CODE_SECONDS})
+    return request.back(code=code)
 
 
-def _code_key(code: str) -> str:
-    return "authcode:" + hashlib.sha256(code.encode()).hexdigest()
+def _digest_key(kind: str, secret: str) -> str:
+    """The setting name a code or browser session is kept under: its digest, never the value itself."""
+    return f"{kind}:" + hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _redeemed_code(ctx: OrgContext, form: Mapping[str, str]) -> tuple[OAuthApp, dict[str, Any]]:
     """The app and user an authorization code was issued for; the code is spent either way."""
-    key = _code_key(form.get("code") or "")
+    key = _digest_key("authcode", form.get("code") or "")
     issued = ctx.store.get_setting(key)
     if not issued or issued.get("spent") or issued["expires"] < time.time():
         raise _invalid("invalid authorization code")
     ctx.store.set_setting(key, {**issued, "spent": True})
     client_id = form.get("client_id") or ""
-    app = metadata.oauth_app_for_key(ctx.store, client_id) if client_id else None
+    app = _known_app(ctx, client_id)
     if app is None:
         raise OAuthError("invalid_client_id", "client identifier invalid")
     if client_id != issued["client_id"]:
         raise _invalid("invalid authorization code")
     if (form.get("redirect_uri") or "") != issued["redirect_uri"]:
         raise OAuthError("redirect_uri_mismatch", "redirect_uri must match configuration")
-    _callbacks, secret, optional = _web_settings(ctx, client_id)
+    settings = _web_settings(ctx, client_id)
     given = form.get("client_secret") or ""
-    if (given or not optional) and not (secret and hmac.compare_digest(given.encode(), secret.encode())):
+    if (given or not settings.secret_optional) and not (
+            settings.secret and hmac.compare_digest(given.encode(), settings.secret.encode())):
         raise OAuthError("invalid_client", "invalid client credentials")
-    verifier = form.get("code_verifier") or ""
-    if issued["challenge"] and not hmac.compare_digest(_challenge(verifier), issued["challenge"]):
+    # A challenge sent is always checked; an app requiring PKCE also refuses a code issued without one
+    # (it was changed after the code was issued). [O] the wording: salesforce.stackexchange.com/q/330168
+    if (issued["challenge"] or settings.pkce_required) and not hmac.compare_digest(
+            _challenge(form.get("code_verifier") or ""), issued["challenge"]):
         raise _invalid("invalid code verifier")
     user = ctx.store.get("User", issued["user_id"])
     if user is None or not user["IsActive"]:
         raise _invalid("inactive user")
     return app, user
+
+
+# --- the login page and its session ---------------------------------------------------------------
+
+def _open_browser_session(ctx: OrgContext, user_id: str) -> str:
+    """A new session cookie value for ``user_id``; only its digest is stored, and it is no API token."""
+    value = secrets.token_urlsafe(32)
+    ctx.store.set_setting(_digest_key("browser", value),
+                          {"user_id": user_id, "expires": time.time() + ctx.session_seconds})
+    return value
+
+
+def _browser_user(ctx: OrgContext, cookie: str | None) -> dict[str, Any] | None:
+    """The active user a session cookie belongs to, or None (no cookie, unknown, expired, deactivated)."""
+    issued = ctx.store.get_setting(_digest_key("browser", cookie)) if cookie else None
+    if not issued or issued["expires"] < time.time():
+        return None
+    user = ctx.store.get("User", issued["user_id"])
+    return user if user is not None and user["IsActive"] else None
+
+
+def _login_page(action: str, *, username: str = "", error: str = "") -> str:
+    """The login form, posting back to ``action`` (the authorize URL with its query, so nothing is lost).
+
+    [O] The element names are login.salesforce.com's, which browser automation scripts rely on:
+    ``username``, ``pw`` (id ``password``), the ``Login`` button, an ``error`` box. The layout is not.
+    """
+    box = f'<div id="error" class="loginError" role="alert">{html.escape(error)}</div>\n' if error else ""
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Login | Salesforce</title></head>\n'
+        f'<body><form id="login_form" name="login" method="post" action="{html.escape(action)}">\n{box}'
+        '<label for="username">Username</label>\n'
+        f'<input type="email" id="username" name="username" value="{html.escape(username)}" '
+        'autocomplete="username">\n<label for="password">Password</label>\n'
+        '<input type="password" id="password" name="pw" autocomplete="current-password">\n'
+        '<input type="submit" id="Login" name="Login" value="Log In">\n</form></body></html>\n')
 
 
 # --- identity -------------------------------------------------------------------------------------
@@ -312,14 +438,50 @@ def token_endpoint(ctx: OrgContext, request: Request, call: Call) -> Response:
 
 
 def authorize_endpoint(ctx: OrgContext, request: Request, call: Call) -> Response:
-    """``GET /services/oauth2/authorize``: a 302 back to the callback with a code, or an error page."""
+    """``/services/oauth2/authorize``: the login page, or a 302 to the callback with a code or an error.
+
+    A GET with a live session cookie (and no ``prompt=login``) goes straight to the code; any other GET
+    gets the login form, which POSTs the username and password back here.
+    """
     call.operation = "oauth.authorize"
     try:
-        location = authorize(ctx, request.args)
+        authorize = _authorize_request(ctx, request.args)
     except OAuthError as error:  # Salesforce shows these on its own page: the callback is not trusted
         return Response(f"error={error.error}&error_description={error.description}", status=400,
                         content_type="text/plain")
+    refused = _request_error(authorize)
+    if refused is not None:
+        return _redirect(refused)
+    action = f"{request.path}?{request.query_string.decode('latin-1')}"
+    if request.method == "POST":
+        return _submitted_login(ctx, request, authorize, action)
+    reauthenticate = "login" in (request.args.get("prompt") or "").split()  # [D] prompt=login
+    user = None if reauthenticate else _browser_user(ctx, request.cookies.get(SESSION_COOKIE))
+    if user is None:
+        return _page(_login_page(action, username=request.args.get("login_hint") or ""))
+    return _redirect(_issue_code(ctx, authorize, user))
+
+
+def _submitted_login(ctx: OrgContext, request: Request, authorize: AuthorizeRequest, action: str) -> Response:
+    """The posted login form: the form again with the refusal, or the code redirect with a session cookie."""
+    username = request.form.get("username") or ""
+    user = ctx.authenticate(username, request.form.get("pw") or "")
+    if user is None:
+        return _page(_login_page(action, username=username, error=LOGIN_REFUSED))
+    response = _redirect(_issue_code(ctx, authorize, user))
+    # [U] Salesforce's own cookie attributes are not documented; these are what a login cookie should be.
+    response.set_cookie(SESSION_COOKIE, _open_browser_session(ctx, user["Id"]), path="/", secure=True,
+                        httponly=True, samesite="Lax")
+    return response
+
+
+def _redirect(location: str) -> Response:
     return Response("", status=302, headers={"Location": location, "Cache-Control": "no-store"})
+
+
+def _page(body: str) -> Response:
+    return Response(body, status=200, content_type="text/html; charset=utf-8",
+                    headers={"Cache-Control": "no-store"})
 
 
 def _bad_token() -> Response:

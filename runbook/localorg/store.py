@@ -343,8 +343,8 @@ class Store:
     def record_approval(self, app_id: str, user_id: str) -> None:
         """Remember that ``user_id`` approved the app (ConnectedApplication or ExternalClientApplication Id).
 
-        Salesforce records this when a user clicks "Allow" in the web server flow; the local org has no
-        such page yet, so the flow that adds one calls this.
+        Salesforce records this when a user clicks "Allow" in the web server flow; the local org's
+        authorize endpoint does when it issues a code to a logged-in user.
         """
         with self.transaction() as db:
             db.execute("INSERT OR IGNORE INTO oauth_approval (app_id, user_id, approved_at) VALUES (?, ?, ?)",
