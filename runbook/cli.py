@@ -159,7 +159,11 @@ def org() -> None:
 @click.option("--fault", "faults", multiple=True, metavar="KIND[:TIMES[:MATCH]]",
               help="Inject a fault: server_error, rate_limit, expired_session or timeout, for the next TIMES "
                    "calls (default 1, 0 = all) whose 'METHOD /path body' matches the regex MATCH. Repeatable.")
-def serve(state_dir: str, port: int, no_connected_apps: bool, latency_ms: float, faults: tuple[str, ...]) -> None:
+@click.option("--propagation-s", default=0.0, show_default=True, type=click.FloatRange(0),
+              help="A new or changed app answers invalid_client_id for this many seconds, as a real org does "
+                   "for 2-10 minutes (0 = usable at once).")
+def serve(state_dir: str, port: int, no_connected_apps: bool, latency_ms: float, faults: tuple[str, ...],
+          propagation_s: float) -> None:
     """Serve the local org in the foreground (Ctrl-C stops it).
 
     Prints its URL, CA bundle and admin username; the admin password is in STATE/admin-credentials.json
@@ -174,7 +178,7 @@ def serve(state_dir: str, port: int, no_connected_apps: bool, latency_ms: float,
     except (ValueError, re.error) as exc:
         raise click.BadParameter(str(exc), param_hint="--fault") from None
     serve_forever(Path(state_dir), port, allow_connected_apps=not no_connected_apps, latency_ms=latency_ms,
-                  faults=plan)
+                  faults=plan, propagation_s=propagation_s)
 
 
 @main.command(short_help="Fail if outputs under PATH... hold a private key, password or token.")

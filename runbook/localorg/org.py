@@ -38,6 +38,10 @@ class LocalOrg:
     ``set_setting`` changes it until the next. Sessions (access tokens) last ``session_seconds``. Use as
     a context manager, or call ``start()`` and ``stop()``.
 
+    ``propagation_s`` emulates a real org's delay before a new or changed app works: until that many
+    seconds after the app's last save, its OAuth flows answer ``invalid_client_id`` (0, the default:
+    at once). The save times are in the state, so any process serving it sees the same delay.
+
     As a test bench: every call waits ``latency_ms`` first, and ``faults`` (a ``FaultPlan``, see
     ``runbook.localorg.faults``) makes chosen calls fail; ``set_latency`` and ``set_faults`` change both
     while the org runs. Several orgs may run at once, one per state folder and port.
@@ -45,12 +49,13 @@ class LocalOrg:
 
     def __init__(self, state_dir: Path, port: int = 0, *, allow_connected_apps: bool = True,
                  session_seconds: int = 7200, latency_ms: float = 0,
-                 faults: FaultPlan | list[Fault] | None = None) -> None:
+                 faults: FaultPlan | list[Fault] | None = None, propagation_s: float = 0) -> None:
         self.state_dir = Path(state_dir).expanduser().resolve()
         self.port = port  # the bound port once started (port 0 asks for any free one)
         self._requested_port = port
         self.allow_connected_apps = allow_connected_apps
         self.session_seconds = session_seconds
+        self.propagation_s = propagation_s
         self.admin_username = seed.ADMIN_USERNAME
         self.ca_bundle = self.state_dir / "ca-bundle.pem"
         self.url = ""
@@ -119,8 +124,8 @@ class LocalOrg:
             raise
         self.port = server.port
         self.url = f"https://127.0.0.1:{server.port}"
-        server.app = make_app(OrgContext(store, self.url, self.org_id, self.session_seconds),
-                              self.injection)
+        server.app = make_app(OrgContext(store, self.url, self.org_id, self.session_seconds,
+                                         propagation_s=self.propagation_s), self.injection)
         self._store, self._server = store, server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name=f"localorg:{server.port}", daemon=True)
@@ -214,13 +219,13 @@ def _process_alive(pid: int) -> bool:
 
 
 def serve_forever(state_dir: Path, port: int, *, allow_connected_apps: bool = True, latency_ms: float = 0,
-                  faults: list[Fault] | None = None) -> None:
+                  faults: list[Fault] | None = None, propagation_s: float = 0) -> None:
     """Serve the org in the foreground until Ctrl-C (or SIGTERM), printing how to reach it."""
     stop = threading.Event()
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if in_main else None
     org = LocalOrg(state_dir, port, allow_connected_apps=allow_connected_apps, latency_ms=latency_ms,
-                   faults=faults).start()
+                   faults=faults, propagation_s=propagation_s).start()
     try:
         print(f"Local org:  {org.url}", flush=True)
         print(f"CA bundle:  {org.ca_bundle}   (export REQUESTS_CA_BUNDLE={org.ca_bundle})", flush=True)
@@ -229,6 +234,9 @@ def serve_forever(state_dir: Path, port: int, *, allow_connected_apps: bool = Tr
         if latency_ms or faults:
             print(f"Injected:   {latency_ms:g} ms per call; faults: "
                   f"{', '.join(f.kind for f in faults or []) or 'none'}", flush=True)
+        if propagation_s:
+            print(f"Propagation: a new or changed app answers invalid_client_id for {propagation_s:g} s",
+                  flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             while not stop.wait(0.5):
