@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import io
 import re
-import secrets
-import string
 import tempfile
 import time
 import zipfile
@@ -34,10 +32,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from runbook import metadata
+from runbook import consumer_secret, metadata
 from runbook.certificate import certificate_pem
-from runbook.errors import InputError, PreflightError, SalesforceError
-from runbook.files import PRIVATE, write_atomic
+from runbook.errors import NO_ANSWER, InputError, PreflightError, SalesforceError
 from runbook.org import OrgSession
 from runbook.ports import check_callback_port
 from runbook.sfdx_project import ProjectChange, apply_project_port, plan_project_port
@@ -207,6 +204,7 @@ class AppResult:
     consumer_secret_file: str = ""  # a path (mode 0600), never the secret
     sfdx_project: str = ""
     kind_choice: str = ""  # app_kind="auto": which kind was chosen, and why
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -219,7 +217,8 @@ class AppResult:
                 ("Flows", ", ".join(self.flows)),
                 ("Consumer secret", self.consumer_secret_file or "held by the org: Setup > Manage Consumer Details"
                  if "web" in self.flows else "(not used)"),
-                ("Action", self.action + ("" if self.applied else " (dry run)"))]
+                ("Action", self.action + ("" if self.applied else " (dry run)")),
+                *(("Warning", w) for w in self.warnings)]
         body = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td>{escape(v)}</td></tr>"
                        for k, v in rows)
         return f"<table>{body}</table>"
@@ -468,30 +467,11 @@ def _merged(current: dict, spec: AppSpec) -> dict:
     return {k: v for k, v in merged.items() if v is not None}
 
 
-def new_consumer_secret() -> str:
-    """64 random alphanumerics: Salesforce takes 8–256 of them."""
-    alphabet = string.ascii_letters + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(64))
-
-
-def secret_file(workdir: str | Path, full_name: str) -> Path:
-    return open_workdir(workdir).root / "secrets" / f"{full_name}.consumer_secret"
-
-
-def write_secret(workdir: str | Path, full_name: str) -> tuple[str, Path]:
-    """A new consumer secret, written (mode 0600, folder 0700) before the create sends it."""
-    path = secret_file(workdir, full_name)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    value = new_consumer_secret()
-    write_atomic(path, value + "\n", PRIVATE)
-    return value, path
-
-
-def _create(session: OrgSession, plan: AppPlan, consumer_secret: str | None) -> None:
+def _create(session: OrgSession, plan: AppPlan, secret: str | None) -> None:
     payload = {k: v for k, v in plan.spec.owned_fields().items() if v is not None}
     payload["oauthConfig"] = {k: v for k, v in payload["oauthConfig"].items() if v is not None}
-    if consumer_secret:
-        payload["oauthConfig"]["consumerSecret"] = consumer_secret
+    if secret:
+        payload["oauthConfig"]["consumerSecret"] = secret
     payload["oauthPolicy"] = {"ipRelaxation": "ENFORCE", "refreshTokenPolicy": "infinite"}
     try:
         metadata.create(session, METADATA_TYPE, payload)
@@ -503,17 +483,17 @@ def _create(session: OrgSession, plan: AppPlan, consumer_secret: str | None) -> 
         raise
 
 
-def apply_plan(session: OrgSession, plan: AppPlan, consumer_secret: str | None = None) -> dict:
+def apply_plan(session: OrgSession, plan: AppPlan, secret: str | None = None) -> dict:
     """Create or update the app as planned; returns the app as read back from the org (as read for
     the plan when there was nothing to change)."""
     if plan.spec.app_kind == "external_client_app":
         from runbook.external_client_app import apply_external_client_app
 
-        return apply_external_client_app(session, plan, consumer_secret)
+        return apply_external_client_app(session, plan, secret)
     if plan.action == "none":
         return plan.current or {}
     if plan.action == "create":
-        _create(session, plan, consumer_secret)
+        _create(session, plan, secret)
     elif plan.action == "update":
         metadata.update(session, METADATA_TYPE, _merged(plan.current or {}, plan.spec))
     after = metadata.read(session, METADATA_TYPE, plan.spec.full_name)
@@ -544,25 +524,34 @@ def consumer_key_of(app: dict | None) -> str:
 
 def apply_connected_app(session: OrgSession, plan: AppPlan, *, workdir: str | Path,
                         apply: bool = True) -> AppResult:
-    """Apply ``plan`` (unless ``apply`` is False: a dry run) and record the consumer key."""
+    """Apply ``plan`` (unless ``apply`` is False: a dry run) and record the consumer key.
+
+    The web flow's consumer secret is written (pending) before the create sends it; see
+    ``runbook.consumer_secret`` for what a lost answer, a refusal and a rerun do with it.
+    """
     spec = plan.spec
-    secret_path = secret_file(workdir, spec.full_name)
-    consumer_secret = None
-    if apply and plan.action == "create" and spec.web_flow and spec.consumer_secret_by == "runbook":
-        consumer_secret, secret_path = write_secret(workdir, spec.full_name)
+    makes_secret = spec.web_flow and spec.consumer_secret_by == "runbook"
+    pending = consumer_secret.pending_secret(workdir, spec.full_name) if makes_secret else None
+    if apply and plan.action == "create" and makes_secret:
+        pending = pending or consumer_secret.write_pending(workdir, spec.full_name)
     try:
-        try:
-            after = apply_plan(session, plan, consumer_secret) if apply else plan.current
-        except PreflightError as refusal:
-            if not plan.fallback:
-                raise
-            plan = _external_client_app_instead(plan.spec, refusal)
-            spec = plan.spec
-            after = apply_plan(session, plan, consumer_secret)
-    except Exception:
-        if consumer_secret:  # the org never took it: leave no stray secret behind
-            secret_path.unlink(missing_ok=True)
-        raise
+        after, plan = _apply_with_fallback(session, plan, pending.value if pending else None, apply)
+    except SalesforceError as exc:
+        if not (pending and plan.action == "create"):
+            raise
+        if exc.code != NO_ANSWER:
+            consumer_secret.discard(pending)  # the org answered no: it holds no secret of ours
+            raise
+        raise SalesforceError(exc.operation, exc.code, exc.sf_message,
+                              f"rerun phase 2: it reads the org first, so nothing is made twice; the consumer "
+                              f"secret sent with the create is kept in {pending.path} (pending) and adopted if "
+                              "the org made the app") from None
+    spec, warnings = plan.spec, []
+    if apply and pending:
+        consumer_secret.confirm(pending)  # created now, or by the earlier create whose answer was lost
+    secret_path = consumer_secret.secret_file(workdir, spec.full_name)
+    if apply and makes_secret and plan.action != "create" and not secret_path.is_file():
+        warnings.append(consumer_secret.unknown_secret_warning(secret_path, spec.full_name))
     if apply:
         apply_project_port(spec.sfdx_project)
     result = AppResult(
@@ -572,11 +561,26 @@ def apply_connected_app(session: OrgSession, plan: AppPlan, *, workdir: str | Pa
         changes=[asdict(c) for c in plan.changes], flows=list(spec.flows), callback_port=spec.callback_port,
         consumer_secret_file=str(secret_path) if spec.web_flow and secret_path.is_file() else "",
         sfdx_project=str(spec.sfdx_project.path) if spec.sfdx_project else "",
-        kind_choice=plan.kind_choice,
+        kind_choice=plan.kind_choice, warnings=warnings,
     )
     if apply:
         open_workdir(workdir).save("connected_app", result.as_dict())
     return result
+
+
+def _apply_with_fallback(session: OrgSession, plan: AppPlan, secret: str | None,
+                         apply: bool) -> tuple[dict, AppPlan]:
+    """The app after applying and the plan that was applied: an External Client App where ``auto``'s
+    connected-app create was refused."""
+    if not apply:
+        return plan.current or {}, plan
+    try:
+        return apply_plan(session, plan, secret), plan
+    except PreflightError as refusal:
+        if not plan.fallback:
+            raise
+        plan = _external_client_app_instead(plan.spec, refusal)
+        return apply_plan(session, plan, secret), plan
 
 
 def ensure_connected_app(session: OrgSession, spec: AppSpec, *, workdir: str | Path,

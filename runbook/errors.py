@@ -14,6 +14,8 @@ takes ``secret=True`` to withhold the value of a field that holds one.
 
 from __future__ import annotations
 
+NO_ANSWER = "NO_ANSWER"  # SalesforceError.code when the org's answer was lost: the write may or may not have happened
+
 
 class RunbookError(Exception):
     """Base class: catch this to handle any runbook failure."""

@@ -2,16 +2,23 @@
 
 simple-salesforce raises a bare ``Exception("\\nName: (CODE, message), ")`` on a failed save and
 zeep a ``Fault`` on a SOAP fault; both become ``SalesforceError`` with Salesforce's code kept.
+
+simple-salesforce parses its bundled 1.5 MB Metadata WSDL for every ``Salesforce`` object (0.35 s of
+CPU, a third of a kernel's work in a run, again after every re-login); here it is parsed once per
+process (``metadata_wsdl``) and each session's client is built on that parse. A fleet's kernels are
+forked from a process that has parsed it already (``runbook.kernelpool``), so they never parse it.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from pathlib import Path
 from typing import Any
 
-from runbook.errors import SalesforceError
+from runbook.errors import NO_ANSWER, SalesforceError
 from runbook.org import OrgSession
-from runbook.retry import RetryingSession
+from runbook.retry import HTTP_TIMEOUT, RetryingSession
 
 # A SOAP fault INSUFFICIENT_ACCESS is the user's permissions, never the org's connected-app restriction (that
 # one is a save result of createMetadata / deploy): the fix names the permissions [D Metadata API guide].
@@ -20,16 +27,62 @@ MISSING_PERMISSION_FIX = ("log in as a user with the \"Modify All Data\" (Metada
 _SAVE_ERROR = re.compile(r"\((?P<code>[A-Z_]+), (?P<message>.*?)\), ", re.S)
 
 
-def _mdapi(session: OrgSession):
-    """simple-salesforce's Metadata client, sending through the session's retrying transport.
+_wsdl_lock = threading.Lock()
+_wsdl: Any = None
 
-    zeep builds its own requests.Session; swapping in ours (zeep's public ``transport.session``)
-    gives Metadata calls the same timeout and safe-retry rules as REST calls.
+
+def metadata_wsdl():
+    """simple-salesforce's bundled Metadata WSDL as a parsed zeep ``Document``, parsed once per process.
+
+    Parsed with the settings simple-salesforce gives it; a parsed document is only read afterwards
+    (each client binds its own service and transport to it), so clients and threads share it.
     """
-    mdapi = session.sf.mdapi
-    transport = mdapi._client.transport
-    if not isinstance(transport.session, RetryingSession):
-        transport.session = RetryingSession()
+    global _wsdl
+    with _wsdl_lock:
+        if _wsdl is None:
+            import simple_salesforce.metadata
+            from zeep.transports import Transport
+            from zeep.wsdl import Document
+
+            path = Path(simple_salesforce.metadata.__file__).parent / "metadata.wsdl"
+            _wsdl = Document(path.absolute().as_uri(), Transport(), settings=_zeep_settings())
+        return _wsdl
+
+
+def _zeep_settings():
+    from zeep import Settings
+
+    return Settings(strict=False, xsd_ignore_sequence_order=True)  # as simple_salesforce.metadata has them
+
+
+def _mdapi(session: OrgSession):
+    """simple-salesforce's Metadata client for the session, on the shared WSDL parse and a retrying transport.
+
+    zeep would build its own requests.Session; ours gives Metadata calls the same safe-retry rules as
+    REST calls, and the same timeout (zeep passes ``timeout=None`` to the session on every call unless
+    its transport has an ``operation_timeout``).
+    """
+    sf = session.sf
+    if sf._mdapi is None:
+        sf._mdapi = _metadata_client(sf)
+    return sf._mdapi
+
+
+def _metadata_client(sf):
+    """What ``sf.mdapi`` builds (simple-salesforce 1.12's ``SfdcMetadataApi.__init__``), minus the WSDL parse."""
+    from simple_salesforce.metadata import SfdcMetadataApi
+    from zeep import Client
+    from zeep.transports import Transport
+
+    mdapi = SfdcMetadataApi.__new__(SfdcMetadataApi)
+    mdapi.session, mdapi._session_id, mdapi._instance = sf.session, sf.session_id, sf.sf_instance
+    mdapi.metadata_url, mdapi.headers, mdapi._api_version = sf.metadata_url, sf.headers, sf.sf_version
+    mdapi._deploy_zip = None
+    transport = Transport(session=RetryingSession(), operation_timeout=HTTP_TIMEOUT)
+    mdapi._client = Client(metadata_wsdl(), transport=transport, settings=_zeep_settings())
+    mdapi._service = mdapi._client.create_service("{http://soap.sforce.com/2006/04/metadata}MetadataBinding",
+                                                  mdapi.metadata_url)
+    mdapi._session_header = mdapi._client.get_element("ns0:SessionHeader")(sessionId=mdapi._session_id)
     return mdapi
 
 
@@ -52,16 +105,25 @@ def _call(session: OrgSession, operation: str, metadata_type: str, method: str, 
             session.reauthenticate()  # the org did nothing with an invalid session: repeating is safe
             return _target(session, metadata_type, method)(arg)
     except zeep.exceptions.Fault as fault:
-        code = str(fault.code or "SOAP_FAULT").removeprefix("sf:")
+        if not fault.code:  # zeep's "Unknown fault occured": an outage page or a proxy, not Salesforce's fault
+            raise _no_answer(operation, "an answer that is no SOAP fault (an outage page?)") from None
+        code = str(fault.code).removeprefix("sf:")
         fix = MISSING_PERMISSION_FIX if code == "INSUFFICIENT_ACCESS" else ""
         raise SalesforceError(operation, code, str(fault.message), fix) from None
     except SalesforceError:
         raise
-    except Exception as exc:  # simple-salesforce's save-result failure
+    except Exception as exc:  # simple-salesforce's save-result failure, or a transport failure
         match = _SAVE_ERROR.search(str(exc))
         if not match:
-            raise
+            raise _no_answer(operation, type(exc).__name__) from None
         raise SalesforceError(operation, match["code"], match["message"]) from None
+
+
+def _no_answer(operation: str, what: str) -> SalesforceError:
+    """The org's answer was lost or was not Salesforce's: a write may or may not have happened."""
+    return SalesforceError(operation, NO_ANSWER, f"the org did not answer ({what})",
+                           "check the org is up (status.salesforce.com) and rerun: the runbook reads the org first, "
+                           "so nothing is made twice")
 
 
 def _plain(value: Any) -> Any:

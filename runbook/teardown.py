@@ -13,7 +13,8 @@ from html import escape
 from pathlib import Path
 
 from runbook import metadata, rest
-from runbook.connected_app import METADATA_TYPE, check_api_name, secret_file
+from runbook.connected_app import METADATA_TYPE, check_api_name
+from runbook.consumer_secret import secret_file
 from runbook.errors import InputError, SalesforceError
 from runbook.external_client_app import APP, COMPONENTS, component_names
 from runbook.org import OrgSession

@@ -20,7 +20,7 @@ from runbook import metadata
 from runbook.certificate import ensure_certificate
 from runbook.connected_app import build_spec, ensure_connected_app, plan_connected_app
 from runbook.errors import InputError, PreflightError, SalesforceError
-from runbook.localorg import LocalOrg
+from runbook.localorg import Fault, LocalOrg
 from runbook.org import connect_local
 from runbook.rest import query
 from runbook.teardown import teardown_app
@@ -187,6 +187,63 @@ def test_web_flow_secret_goes_to_a_0600_file_and_is_never_shown(session, cert, t
                                                                   "consumerSecret": secret, "scopes": ["Api"]}})
     assert "consumer secret is already taken" in str(err.value)
     assert secret not in str(err.value)
+
+
+def _org_holds_secret(session, secret: str) -> bool:
+    """Whether the org already holds ``secret``: it refuses it for another app (the value is never shown)."""
+    try:
+        metadata.create(session, "ConnectedApp", {"fullName": "Secret_Probe", "label": "P", "contactEmail": EMAIL,
+                                                  "oauthConfig": {"callbackUrl": "http://localhost:1717/x",
+                                                                  "consumerSecret": secret, "scopes": ["Api"]}})
+    except SalesforceError as err:
+        return "consumer secret is already taken" in str(err)
+    metadata.delete(session, "ConnectedApp", "Secret_Probe")
+    return False
+
+
+def test_a_lost_create_answer_keeps_the_secret_pending_and_the_rerun_adopts_it(org, session, cert, tmp_path):
+    spec = _spec(cert, "Lost_Answer", flows=["jwt", "web"], app_kind="connected_app")
+    org.set_faults([Fault("server_error", match="createMetadata", after=True)])
+    try:
+        with pytest.raises(SalesforceError) as caught:
+            ensure_connected_app(session, spec, workdir=tmp_path)
+    finally:
+        org.set_faults(None)
+    assert caught.value.code == "NO_ANSWER" and "rerun phase 2" in str(caught.value)
+    secret_path = tmp_path / "secrets" / "Lost_Answer.consumer_secret"
+    assert stat.S_IMODE(secret_path.stat().st_mode) == 0o600
+    assert (tmp_path / "secrets" / "Lost_Answer.consumer_secret.pending").is_file()
+
+    plan, app = ensure_connected_app(session, spec, workdir=tmp_path)
+
+    assert plan.action == "none" and app.consumer_secret_file == str(secret_path) and app.warnings == []
+    assert not (tmp_path / "secrets" / "Lost_Answer.consumer_secret.pending").exists()
+    assert _org_holds_secret(session, secret_path.read_text().strip())
+
+
+def test_a_refused_create_leaves_no_secret_behind(org, session, cert, tmp_path):
+    spec = _spec(cert, "Refused_Secret", flows=["jwt", "web"], app_kind="connected_app", contact_email="x@y.z")
+    org.set_faults(None)
+    with LocalOrg(tmp_path / "closed", allow_connected_apps=False) as closed:
+        os.environ["REQUESTS_CA_BUNDLE"] = str(closed.ca_bundle)
+        try:
+            with pytest.raises(PreflightError):
+                ensure_connected_app(connect_local(closed.state_dir), spec, workdir=tmp_path)
+        finally:
+            os.environ["REQUESTS_CA_BUNDLE"] = str(org.ca_bundle)
+    assert list((tmp_path / "secrets").iterdir()) == []
+
+
+def test_a_rerun_without_the_secret_file_says_the_secret_is_unknown_and_how_to_rotate_it(session, cert, tmp_path):
+    spec = _spec(cert, "Secret_Gone", flows=["jwt", "web"])
+    _plan, first = ensure_connected_app(session, spec, workdir=tmp_path)
+    Path(first.consumer_secret_file).unlink()
+
+    _plan, again = ensure_connected_app(session, spec, workdir=tmp_path)
+
+    assert again.consumer_secret_file == ""
+    assert len(again.warnings) == 1 and "Generate new consumer secret" in again.warnings[0]
+    assert "Warning" in again._repr_html_()
 
 
 def test_local_org_returns_salesforce_errors_for_keys_and_required_fields(session, cert, tmp_path):
