@@ -16,6 +16,7 @@ The web server flow is in ``runbook.webflow``; the CI export in ``runbook.export
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shlex
 import time
@@ -412,8 +413,9 @@ def verify_web_flow(session: OrgSession, handoff: HandOff, *, workdir: str | Pat
     """Phase 4's web server flow check, when the app has the flow; adds its result to the hand-off record.
 
     ``web_flow``: ``"auto"`` runs it when phase 2 enabled the flow and the org is the local org (whose
-    authorize page needs no click, so batch runs stay unattended); ``"on"`` runs it anyway and waits up
-    to ``timeout`` seconds for someone to open the link; ``"off"`` skips it.
+    login page the runbook fills in with the local admin's credentials file, so batch runs stay
+    unattended); ``"on"`` runs it anyway and waits up to ``timeout`` seconds for someone to open the link
+    and log in; ``"off"`` skips it.
     """
     from runbook.webflow import follow_redirects, run_web_flow
 
@@ -431,7 +433,8 @@ def verify_web_flow(session: OrgSession, handoff: HandOff, *, workdir: str | Pat
     result = run_web_flow(consumer_key=app["consumer_key"], callback_url=app["callback_url"],
                           login_url=handoff.login_url, login_hint=login_hint or handoff.logins[0].username,
                           consumer_secret_file=secret_file, timeout=timeout,
-                          browser=follow_redirects if session.is_local else None)
+                          browser=functools.partial(follow_redirects, state_dir=session.local_state)
+                          if session.is_local else None)
     handoff.web_flow = result.as_dict()
     record = wd.load("verify") or {}
     wd.save("verify", {**record, "web_flow": handoff.web_flow})
