@@ -182,3 +182,20 @@ def test_missing_phase_records_are_refused(tmp_path, setup):
 ])
 def test_audience_follows_the_login_url(login_url, audience):
     assert default_audience(login_url) == audience
+
+
+def test_a_first_run_against_an_org_with_a_propagation_delay_passes_with_the_defaults(tmp_path):
+    """As on a real org: the new app answers invalid_client_id for a while; phase 4 waits it out by default."""
+    from conftest import free_callback_port
+
+    from runbook.batch import run_runbook
+
+    summary = run_runbook(workdir=tmp_path / "work", runs_dir=tmp_path / "runs", progress=lambda _m: None,
+                          fresh_org=True, local_org={"propagation_s": 3},
+                          params={"callback_port": free_callback_port()})
+
+    assert summary.ok, summary.lines()
+    login = open_workdir(tmp_path / "work").load("verify")["logins"][0]
+    assert 1 <= login["waited"] <= 3 + 4  # usable after ~3 s of the save, found within one poll (<= 4 s)
+    executed = (summary.run_dir / "04_verify.ipynb").read_text()
+    assert "to reach the org&#x27;s login servers (invalid_client_id) as admin@local.devhub: usable after" in executed
