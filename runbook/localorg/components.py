@@ -139,7 +139,11 @@ def check_certificate(pem: str | None, field_name: str) -> None:
 
 
 def check_consumer_key(store: Store, key: str, field_name: str) -> None:
-    """Any 8-256 non-blank characters (real keys hold ``. _ + / =``), unique in the org."""
+    """Any 8-256 non-blank characters, unique in the org.
+
+    [D] says 8-256 alphanumerics; [O] real keys hold ``. _ + / =``, so the local org is not stricter.
+    "The consumer key is already taken." is [O] (devops-center-feedback#256).
+    """
     if not 8 <= len(key) <= 256 or any(char.isspace() for char in key):
         raise SaveError("FIELD_INTEGRITY_EXCEPTION", "The consumer key must be between 8 and 256 characters "
                         "and contain no spaces.", [field_name])
@@ -148,7 +152,7 @@ def check_consumer_key(store: Store, key: str, field_name: str) -> None:
 
 
 def check_consumer_secret(store: Store, secret: str, field_name: str) -> None:
-    """8-256 alphanumerics, unique in the org (the message is an unverified choice)."""
+    """8-256 alphanumerics, unique in the org [D]; the messages are [U] choices."""
     if not (8 <= len(secret) <= 256 and secret.isalnum()):
         raise SaveError("FIELD_INTEGRITY_EXCEPTION",
                         "The consumer secret must be 8 to 256 alphanumeric characters.", [field_name])
@@ -186,6 +190,18 @@ def check_scopes(scopes: list[str], field_name: str) -> None:
     if unknown:
         raise SaveError("FIELD_INTEGRITY_EXCEPTION", f"Unknown OAuth scope: {unknown[0]}. Use one of: "
                         f"{', '.join(SCOPE_WIRE)}", [field_name])
+
+
+# [D] ConnectedAppOauthAccessScope: on deploy "Profile, Email, Address, Phone" behave like Basic and
+# OfflineAccess like RefreshToken; the doc's "when retrieving" list leaves them out, so a read answers
+# the scope each one stands for. The ECA settings' commaSeparatedOauthScopes take the same enum.
+_READ_AS = {"Profile": "Basic", "Email": "Basic", "Address": "Basic", "Phone": "Basic",
+            "OfflineAccess": "RefreshToken"}
+
+
+def read_scopes(scopes: list[str]) -> list[str]:
+    """The scopes as the Metadata API reads them back: aliases replaced, each once, in first-seen order."""
+    return list(dict.fromkeys(_READ_AS.get(scope, scope) for scope in scopes))
 
 
 def wire_scopes(scopes: list[str]) -> tuple[str, ...]:

@@ -3,7 +3,9 @@
 Each ConnectedApp has a read-only ``ConnectedApplication`` sObject row (its Id is what
 SetupEntityAccess rows point at). Pre-authorized profiles and permission sets are stored only as
 SetupEntityAccess rows, so the Metadata API (profileName / permissionSetName) and REST
-(SetupEntityAccess create/delete) see and change the same grants.
+(SetupEntityAccess create/delete) see and change the same grants. Grants are taken only with
+``isAdminApproved`` true [D]; a read names permission sets by API name or by label, as the org's
+``permission_set_read_as`` setting says [U], and answers scopes normalised [D].
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from runbook.localorg.components import (
     child,
     missing,
     not_found,
+    read_scopes,
     text,
     texts,
     wire_scopes,
@@ -30,14 +33,21 @@ from runbook.localorg.store import Component, Node, Store
 TYPE = "ConnectedApp"
 ENTITY = "ConnectedApplication"
 
-# Salesforce's banner (metadata-connectedapp doc, Spring '26). The status code and the use of this text
-# as the save error are unverified choices: the real refusal's wording is not published.
+# [D] Salesforce's banner (metadata-connectedapp doc, Spring '26). [U] The status code and the use of this
+# text as the save error: the real refusal's wording is not published.
 RESTRICTED_CODE = "INSUFFICIENT_ACCESS"
 RESTRICTED_MESSAGE = (
     "Connected apps creation is restricted as of Spring '26. You can use existing connected apps during and "
     "after Spring '26. However, we recommend using external client apps instead. If you must continue "
     "creating connected apps, contact Salesforce Support.")
 _GRANT_FIELDS = ("profileName", "permissionSetName")
+# [D] profileName / permissionSetName: "To use this field, the isAdminApproved field on the
+# ConnectedAppOauthConfig subtype must be set to true." The status code is an [U] choice.
+_NEEDS_ADMIN_APPROVAL = ("To use this field, the isAdminApproved field on the ConnectedAppOauthConfig subtype "
+                         "must be set to true.")
+# [U] Whether a read names a pre-authorized permission set by API name or by label is not known (Salesforce's
+# own ready-to-fly deploys the label): the setting picks one, so callers can be tested under both.
+PERMISSION_SET_READ_AS = ("name", "label")
 
 
 def _check(definition: Node) -> None:
@@ -86,10 +96,11 @@ def _grant_parents(store: Store, definition: Node) -> list[str] | None:
     """PermissionSet Ids named by profileName / permissionSetName; None when the payload names none.
 
     Names or labels are accepted; an empty element contributes nothing, so ``<profileName/>`` alone
-    removes every grant. Leaving the rows alone when neither element is present is an unverified choice.
+    removes every grant [D]. Leaving the rows alone when neither element is present is an [U] choice.
     """
     if not any(name in definition for name in _GRANT_FIELDS):
         return None
+    _check_admin_approved(definition)
     parents, problems = [], []
     for name in filter(str.strip, texts(definition, "profileName")):
         profile = store.find("Profile", Name=name.strip())
@@ -109,6 +120,15 @@ def _grant_parents(store: Store, definition: Node) -> list[str] | None:
     if problems:
         raise SaveError.of(problems)
     return list(dict.fromkeys(parents))
+
+
+def _check_admin_approved(definition: Node) -> None:
+    """Refuse named grants on a self-authorize app; empty elements (``<profileName/>``) name none and pass."""
+    if as_bool(text(child(definition, "oauthConfig"), "isAdminApproved")):
+        return
+    named = [name for name in _GRANT_FIELDS if any(value.strip() for value in texts(definition, name))]
+    if named:
+        raise SaveError("FIELD_INTEGRITY_EXCEPTION", f"{named[0]}: {_NEEDS_ADMIN_APPROVAL}", named)
 
 
 def set_grants(store: Store, entity_id: str, entity_type: str, parents: list[str]) -> None:
@@ -146,10 +166,10 @@ def create(store: Store, full_name: str, definition: Node) -> None:
 def update(store: Store, current: Component, definition: Node) -> None:
     """Replace the definition; the consumer key and secret stay (sending either is refused)."""
     oauth = child(definition, "oauthConfig")
-    if text(oauth, "consumerKey") is not None:
+    if text(oauth, "consumerKey") is not None:  # [D] set only at creation; [O] wording, ready-to-fly#29
         raise SaveError("FIELD_INTEGRITY_EXCEPTION", "You cannot provide a Consumer Key",
                         ["oauthConfig.consumerKey"])
-    if text(oauth, "consumerSecret") is not None:  # unverified: mirrors the consumer key rule
+    if text(oauth, "consumerSecret") is not None:  # [U] mirrors the consumer key rule
         raise SaveError("FIELD_INTEGRITY_EXCEPTION", "You cannot provide a Consumer Secret",
                         ["oauthConfig.consumerSecret"])
     _check(definition)
@@ -176,6 +196,8 @@ def delete(store: Store, current: Component) -> None:
 
 
 def _grant_names(store: Store, entity_id: str) -> tuple[list[str], list[str]]:
+    """The app's pre-authorized profile names and permission sets (by the org's ``permission_set_read_as``)."""
+    set_field = "Label" if store.get_setting("permission_set_read_as", "name") == "label" else "Name"
     profiles, sets = [], []
     for row in store.find("SetupEntityAccess", SetupEntityId=entity_id):
         permission_set = store.get("PermissionSet", row["ParentId"])
@@ -185,16 +207,20 @@ def _grant_names(store: Store, entity_id: str) -> tuple[list[str], list[str]]:
             profile = store.get("Profile", permission_set["ProfileId"])
             profiles += [profile["Name"]] if profile else []
         else:
-            sets.append(permission_set["Name"])
+            sets.append(permission_set[set_field])
     return sorted(profiles), sorted(sets)
 
 
 def read(store: Store, current: Component) -> Node:
-    """The app as readMetadata returns it: consumer key shown, secret never, grants from SetupEntityAccess."""
+    """The app as readMetadata and retrieve return it: consumer key shown, secret never ([D] §1.4), scopes
+    normalised, grants from SetupEntityAccess."""
     definition: Node = {"fullName": [current.full_name], **current.definition}
     oauth = child(definition, "oauthConfig")
-    if oauth is not None and current.consumer_key:
-        definition["oauthConfig"] = [{**oauth, "consumerKey": [current.consumer_key]}]
+    if oauth is not None:
+        shown = {**oauth, "scopes": read_scopes(texts(oauth, "scopes"))} if "scopes" in oauth else dict(oauth)
+        if current.consumer_key:
+            shown["consumerKey"] = [current.consumer_key]
+        definition["oauthConfig"] = [shown]
     profiles, sets = _grant_names(store, current.sobject_id or "")
     if profiles:
         definition["profileName"] = list(profiles)

@@ -6,9 +6,11 @@ four others each name their app in ``externalClientApplication``, one of each ty
 consumer key and secret), ``ExtlClntAppOauthConfigurablePolicies`` (permitted users, pre-authorized
 profiles and permission sets) and ``ExtlClntAppConfigurablePolicies`` (enabled, plugins).
 
-Unverified choices, all in the spirit of the ConnectedApp rules: a settings component naming an
-unknown app, a second component of a type for one app, a changed consumer key or secret on update
-are refused; deleting the app deletes its settings and policies components too.
+[U] choices, all in the spirit of the ConnectedApp rules: a settings component naming an unknown
+app, a second component of a type for one app, a changed consumer key or secret on update are
+refused; deleting the app deletes its settings and policies components too. A read answers the
+scopes normalised (``Api, Web, OfflineAccess`` reads back as ``Api, Web, RefreshToken``) [D], joined
+with ", " [U].
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from runbook.localorg.components import (
     check_scopes,
     missing,
     not_found,
+    read_scopes,
     text,
     wire_scopes,
 )
@@ -82,10 +85,17 @@ def delete_app(store: Store, current: Component) -> None:
 
 
 def read_component(store: Store, current: Component) -> Node:
-    """The component as readMetadata returns it (the consumer key shown, the secret never)."""
+    """The component as readMetadata and retrieve return it: the consumer key shown, the secret never.
+
+    [O] a real retrieve may include the secret (real-orgs-2026 §3); the local org never returns it,
+    like a ConnectedApp's ([D] wire facts §1.4). OAuth scopes read back normalised [D].
+    """
     definition: Node = {"fullName": [current.full_name], **current.definition}
     if current.consumer_key:
         definition["consumerKey"] = [current.consumer_key]
+    scopes = text(definition, "commaSeparatedOauthScopes")
+    if current.type == OAUTH_SETTINGS and scopes is not None:
+        definition["commaSeparatedOauthScopes"] = [", ".join(read_scopes(comma_list(scopes)))]
     return definition
 
 

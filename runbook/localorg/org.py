@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook.files import PRIVATE, PUBLIC, write_atomic
-from runbook.localorg import credentials, seed
+from runbook.localorg import connected_apps, credentials, seed
 from runbook.localorg.context import OrgContext
 from runbook.localorg.faults import Fault, FaultPlan, Injection
 from runbook.localorg.server import TlsServer, make_app
@@ -27,7 +27,9 @@ from runbook.localorg.store import ApiCall, Store
 from runbook.localorg.tls import ensure_tls, server_context
 
 # Settings callers may change while the org runs, with their types.
-SETTINGS: dict[str, type] = {"allow_connected_apps": bool}
+SETTINGS: dict[str, type] = {"allow_connected_apps": bool, "permission_set_read_as": str}
+# Settings that take one of a few values.
+SETTING_CHOICES: dict[str, tuple[str, ...]] = {"permission_set_read_as": connected_apps.PERMISSION_SET_READ_AS}
 
 
 class LocalOrg:
@@ -37,6 +39,10 @@ class LocalOrg:
     exception do since Spring '26 (External Client Apps still work); it is applied at every start, and
     ``set_setting`` changes it until the next. Sessions (access tokens) last ``session_seconds``. Use as
     a context manager, or call ``start()`` and ``stop()``.
+
+    ``permission_set_read_as`` ("name" or "label") says how a ConnectedApp read names its
+    pre-authorized permission sets: which one Salesforce answers is not known, so a caller can be
+    tested under both. Applied at every start, like ``allow_connected_apps``.
 
     ``propagation_s`` emulates a real org's delay before a new or changed app works: until that many
     seconds after the app's last save, its OAuth flows answer ``invalid_client_id`` (0, the default:
@@ -49,11 +55,14 @@ class LocalOrg:
 
     def __init__(self, state_dir: Path, port: int = 0, *, allow_connected_apps: bool = True,
                  session_seconds: int = 7200, latency_ms: float = 0,
-                 faults: FaultPlan | list[Fault] | None = None, propagation_s: float = 0) -> None:
+                 faults: FaultPlan | list[Fault] | None = None, propagation_s: float = 0,
+                 permission_set_read_as: str = "name") -> None:
+        self._check_value("permission_set_read_as", permission_set_read_as)
         self.state_dir = Path(state_dir).expanduser().resolve()
         self.port = port  # the bound port once started (port 0 asks for any free one)
         self._requested_port = port
         self.allow_connected_apps = allow_connected_apps
+        self.permission_set_read_as = permission_set_read_as
         self.session_seconds = session_seconds
         self.propagation_s = propagation_s
         self.admin_username = seed.ADMIN_USERNAME
@@ -117,6 +126,7 @@ class LocalOrg:
         try:
             self.org_id = self._seeded(store)
             store.set_setting("allow_connected_apps", self.allow_connected_apps)
+            store.set_setting("permission_set_read_as", self.permission_set_read_as)
             tls = ensure_tls(self.state_dir)
             server = TlsServer(self._requested_port, server_context(tls))
         except BaseException:
@@ -179,9 +189,7 @@ class LocalOrg:
 
     def set_setting(self, name: str, value: Any) -> None:
         """Change a setting of the running org, e.g. ``set_setting("allow_connected_apps", False)``."""
-        self._check_setting(name)
-        if not isinstance(value, SETTINGS[name]):
-            raise ValueError(f"setting {name!r} takes a {SETTINGS[name].__name__}, not {value!r}")
+        self._check_value(name, value)
         with self._state() as store:
             store.set_setting(name, value)
 
@@ -194,6 +202,14 @@ class LocalOrg:
     def _check_setting(name: str) -> None:
         if name not in SETTINGS:
             raise ValueError(f"unknown local org setting {name!r}; the settings are: {', '.join(SETTINGS)}")
+
+    @classmethod
+    def _check_value(cls, name: str, value: Any) -> None:
+        cls._check_setting(name)
+        if not isinstance(value, SETTINGS[name]):
+            raise ValueError(f"setting {name!r} takes a {SETTINGS[name].__name__}, not {value!r}")
+        if value not in SETTING_CHOICES.get(name, (value,)):
+            raise ValueError(f"setting {name!r} takes one of {', '.join(SETTING_CHOICES[name])}, not {value!r}")
 
 
 def _listening(url: str) -> bool:

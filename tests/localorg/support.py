@@ -51,17 +51,43 @@ def unique(prefix: str) -> str:
 
 def create_connected_app(sf: Any, keys: KeyPair, *, name: str | None = None, admin_approved: bool = True,
                          profiles: tuple[str, ...] = ("System Administrator",),
+                         permission_sets: tuple[str, ...] = (),
                          scopes: tuple[str, ...] = ("Api", "Web", "RefreshToken"),
                          certificate: str | None = None, **extra: Any) -> str:
-    """Create a JWT-ready ConnectedApp through simple-salesforce's Metadata API client; returns its name."""
+    """Create a JWT-ready ConnectedApp through simple-salesforce's Metadata API client; returns its name.
+
+    ``extra`` goes to its oauthConfig.
+    """
     name = name or unique("App")
     oauth = sf.mdapi.ConnectedAppOauthConfig(callbackUrl="http://localhost:1717/OauthRedirect",
                                              certificate=certificate or keys.certificate_pem,
                                              scopes=list(scopes), isAdminApproved=admin_approved, **extra)
     sf.mdapi.ConnectedApp.create([sf.mdapi.ConnectedApp(fullName=name, label=name.replace("_", " "),
                                                         contactEmail="dev@example.com", oauthConfig=oauth,
-                                                        profileName=list(profiles))])
+                                                        profileName=list(profiles),
+                                                        permissionSetName=list(permission_sets))])
     return name
+
+
+def create_external_client_app(sf: Any, keys: KeyPair, name: str, profiles: str) -> None:
+    """The five components sfdx-hardis deploys for a JWT External Client App, via createMetadata."""
+    md = sf.mdapi
+    md.ExternalClientApplication.create([md.ExternalClientApplication(
+        fullName=name, contactEmail="a@b.co", label=name, distributionState="Local", isProtected=False)])
+    md.ExtlClntAppOauthSettings.create([md.ExtlClntAppOauthSettings(
+        fullName=f"{name}OAuthSettings", externalClientApplication=name, label=f"{name} OAuth",
+        commaSeparatedOauthScopes="Api, Web, RefreshToken")])
+    md.ExtlClntAppGlobalOauthSettings.create([md.ExtlClntAppGlobalOauthSettings(
+        fullName=f"{name}GlblOAuth", externalClientApplication=name, label=f"{name} Global",
+        callbackUrl="http://localhost:1717/OauthRedirect", certificate=keys.certificate_pem,
+        isConsumerSecretOptional=True)])
+    md.ExtlClntAppOauthConfigurablePolicies.create([md.ExtlClntAppOauthConfigurablePolicies(
+        fullName=f"{name}OAuthSettings_defaultPolicy", externalClientApplication=name, label="policy",
+        commaSeparatedProfile=profiles, permittedUsersPolicyType="AdminApprovedPreAuthorized",
+        ipRelaxationPolicyType="Enforce")])
+    md.ExtlClntAppConfigurablePolicies.create([md.ExtlClntAppConfigurablePolicies(
+        fullName=f"{name}_defaultPolicy", externalClientApplication=name, label="plugins", isEnabled=True,
+        isOauthPluginEnabled=True)])
 
 
 def consumer_key(sf: Any, name: str) -> str:

@@ -19,6 +19,7 @@ from .support import (
     bearer,
     consumer_key,
     create_connected_app,
+    create_external_client_app,
     first_id,
     token_request,
     unique,
@@ -139,37 +140,16 @@ def test_restricted_org_refuses_connected_apps_but_not_external_client_apps(fres
     with pytest.raises(Exception, match=r"INSUFFICIENT_ACCESS, Connected apps creation is restricted as of "
                                         r"Spring '26.*contact Salesforce Support"):
         create_connected_app(sf, keys)
-    _create_external_client_app(sf, keys, "Eca_App", "System Administrator")
+    create_external_client_app(sf, keys, "Eca_App", "System Administrator")
     apps = sf.query("SELECT DeveloperName FROM ExternalClientApplication")["records"]
     assert [a["DeveloperName"] for a in apps] == ["Eca_App"]
     fresh_org.set_setting("allow_connected_apps", True)
     create_connected_app(sf, keys)
 
 
-def _create_external_client_app(sf, keys, name: str, profiles: str) -> None:
-    """The five components sfdx-hardis deploys for a JWT External Client App, via createMetadata."""
-    md = sf.mdapi
-    md.ExternalClientApplication.create([md.ExternalClientApplication(
-        fullName=name, contactEmail="a@b.co", label=name, distributionState="Local", isProtected=False)])
-    md.ExtlClntAppOauthSettings.create([md.ExtlClntAppOauthSettings(
-        fullName=f"{name}OAuthSettings", externalClientApplication=name, label=f"{name} OAuth",
-        commaSeparatedOauthScopes="Api, Web, RefreshToken")])
-    md.ExtlClntAppGlobalOauthSettings.create([md.ExtlClntAppGlobalOauthSettings(
-        fullName=f"{name}GlblOAuth", externalClientApplication=name, label=f"{name} Global",
-        callbackUrl="http://localhost:1717/OauthRedirect", certificate=keys.certificate_pem,
-        isConsumerSecretOptional=True)])
-    md.ExtlClntAppOauthConfigurablePolicies.create([md.ExtlClntAppOauthConfigurablePolicies(
-        fullName=f"{name}OAuthSettings_defaultPolicy", externalClientApplication=name, label="policy",
-        commaSeparatedProfile=profiles, permittedUsersPolicyType="AdminApprovedPreAuthorized",
-        ipRelaxationPolicyType="Enforce")])
-    md.ExtlClntAppConfigurablePolicies.create([md.ExtlClntAppConfigurablePolicies(
-        fullName=f"{name}_defaultPolicy", externalClientApplication=name, label="plugins", isEnabled=True,
-        isOauthPluginEnabled=True)])
-
-
 def test_external_client_app_jwt_by_profile_policy_and_setup_entity_access(org, sf, keys):
     name = unique("Eca")
-    _create_external_client_app(sf, keys, name, "System Administrator")
+    create_external_client_app(sf, keys, name, "System Administrator")
     settings = sf.mdapi.ExtlClntAppGlobalOauthSettings.read([f"{name}GlblOAuth"])
     key = settings.consumerKey
     assert key.startswith("3MVG9") and settings.consumerSecret is None
@@ -311,3 +291,55 @@ def test_external_client_app_files_deploy_like_sfdx_hardis_writes_them(org, sf, 
     assert settings.isConsumerSecretOptional is True  # Python-style True from a template still reads as true
     signed = assertion(keys, iss=settings.consumerKey, sub=ADMIN_USERNAME)
     assert token_request(org, signed).status_code == 200
+
+
+def test_scopes_read_back_normalised_like_the_metadata_api(sf, keys):
+    name = create_connected_app(sf, keys, scopes=("Api", "Profile", "Email", "Address", "Phone", "OfflineAccess",
+                                                  "RefreshToken", "Web"))
+    assert sf.mdapi.ConnectedApp.read([name]).oauthConfig.scopes == ["Api", "Basic", "RefreshToken", "Web"]
+
+    eca = unique("Eca")
+    create_external_client_app(sf, keys, eca, "System Administrator")
+    settings = sf.mdapi.ExtlClntAppOauthSettings.read([f"{eca}OAuthSettings"])
+    settings.commaSeparatedOauthScopes = "Api,Email, OfflineAccess,Phone"
+    sf.mdapi.ExtlClntAppOauthSettings.update([settings])
+    again = sf.mdapi.ExtlClntAppOauthSettings.read([f"{eca}OAuthSettings"])
+    assert again.commaSeparatedOauthScopes == "Api, Basic, RefreshToken"
+
+
+@pytest.mark.parametrize(("read_as", "shown"), [("name", "{name}"), ("label", "{name} label")])
+def test_permission_sets_read_back_by_name_or_label_as_the_org_setting_says(org, sf, keys, read_as, shown):
+    set_name = unique("ReadAs")
+    sf.PermissionSet.create({"Name": set_name, "Label": f"{set_name} label"})
+    app = create_connected_app(sf, keys, permission_sets=(set_name,))
+    org.set_setting("permission_set_read_as", read_as)
+    try:
+        assert sf.mdapi.ConnectedApp.read([app]).permissionSetName == [shown.format(name=set_name)]
+    finally:
+        org.set_setting("permission_set_read_as", "name")
+    with pytest.raises(ValueError, match="takes one of name, label"):
+        org.set_setting("permission_set_read_as", "Label")
+
+
+def test_grants_on_a_self_authorize_app_are_refused_and_empty_grant_elements_are_not(org, sf, keys, tmp_path):
+    needs = (r"FIELD_INTEGRITY_EXCEPTION, profileName: To use this field, the isAdminApproved field on the "
+             r"ConnectedAppOauthConfig subtype must be set to true\.")
+    with pytest.raises(Exception, match=needs):
+        create_connected_app(sf, keys, admin_approved=False)
+    name = create_connected_app(sf, keys)
+    app = sf.mdapi.ConnectedApp.read([name])
+    app.oauthConfig.consumerKey, app.oauthConfig.isAdminApproved = None, False
+    with pytest.raises(Exception, match=needs):
+        sf.mdapi.ConnectedApp.update([app])
+    app.profileName = [""]  # <profileName/>: no grant, so a self-authorize app may say it
+    sf.mdapi.ConnectedApp.update([app])
+    assert sf.mdapi.ConnectedApp.read([name]).profileName == []
+
+    deployed = unique("SelfAuth")
+    path = tmp_path / "self.zip"
+    self_authorize = _connected_app_file(deployed, keys).replace("<isAdminApproved>true", "<isAdminApproved>false")
+    path.write_bytes(_zip({"package.xml": _package(deployed),
+                           f"connectedApps/{deployed}.connectedApp": self_authorize}))
+    status = sf.checkDeployStatus(sf.deploy(str(path), sandbox=False)["asyncId"])
+    assert status["state"] == "Failed"
+    assert status["deployment_detail"]["errors"][0]["message"].startswith("profileName: To use this field")
