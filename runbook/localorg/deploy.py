@@ -1,11 +1,16 @@
-"""File-based ``deploy`` and ``checkDeployStatus`` of an mdapi-format zip (package.xml + component files).
+"""The file-based Metadata calls, on mdapi-format zips (package.xml + component files): ``deploy`` and
+``checkDeployStatus``, ``retrieve`` and ``checkRetrieveStatus``.
 
-The deploy runs at once, inside one transaction: ``checkOnly`` always rolls back, and so does any
+A deploy runs at once, inside one transaction: ``checkOnly`` always rolls back, and so does any
 failure when ``rollbackOnError`` is true (simple-salesforce always sends true for production). The
-answer is still Salesforce's asynchronous shape: ``deploy`` returns an AsyncResult (Queued) and
+answer is still Salesforce's asynchronous shape [D]: ``deploy`` returns an AsyncResult (Queued) and
 ``checkDeployStatus`` the finished DeployResult. Files are upserted, so redeploying a ConnectedApp
-whose file carries a consumerKey fails with "You cannot provide a Consumer Key", as in a real org.
-Options arrive as simple-salesforce writes them: ``True``/``False`` and stray ``None`` text.
+whose file carries a consumerKey fails with "You cannot provide a Consumer Key", as in a real org [O].
+Options arrive as simple-salesforce writes them: ``True``/``False`` and stray ``None`` text [V].
+
+A retrieve, likewise, is done at once and answered as an AsyncResult; ``checkRetrieveStatus`` gives
+the RetrieveResult with the zip, which it hands out once [D]. The zip holds what readMetadata would
+answer (consumer secrets never, scopes normalised), under ``unpackaged/`` unless ``singlePackage``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from xml.etree.ElementTree import Element
 
-from runbook.localorg import metadata
+from runbook.localorg import ids, metadata
 from runbook.localorg.components import as_bool
 from runbook.localorg.context import OrgContext, Session
 from runbook.localorg.soapxml import (
@@ -30,13 +35,16 @@ from runbook.localorg.soapxml import (
     children,
     leaf,
     local,
+    metadata_file,
     parse_xml,
     to_node,
 )
-from runbook.localorg.store import now_text
+from runbook.localorg.store import Component, now_text
 
 MAX_FILES = 1000
 MAX_UNZIPPED_BYTES = 50 * 1024 * 1024
+DEPLOY_PREFIX = ids.KEY_PREFIXES["DeployRequest"]
+RETRIEVE_PREFIX = "09S"  # [O] retrieve ids in real `sf project retrieve start --json` output
 
 
 class _Rollback(Exception):
@@ -191,8 +199,8 @@ def _deploy_message(message: dict[str, Any]) -> str:
 def check_status(ctx: OrgContext, operation: Element) -> str:
     """``checkDeployStatus``: the finished DeployResult (component details only if includeDetails)."""
     deploy_id = child_text(operation, "asyncProcessId") or ""
-    result = ctx.store.deploy(deploy_id)
-    if result is None:  # the fault's wording is an unverified choice
+    result = ctx.store.deploy(deploy_id) if deploy_id.startswith(DEPLOY_PREFIX) else None
+    if result is None:  # [U] the fault's wording
         raise api_fault("INVALID_ID_FIELD", f"invalid deploy id: {deploy_id}")
     details = result["details"]
     inner = ""
@@ -204,3 +212,136 @@ def check_status(ctx: OrgContext, operation: Element) -> str:
     fields = "".join(f"<details>{inner}</details>" if name == "details" else leaf(name, value)
                      for name, value in result.items())
     return f"<result>{fields}</result>"
+
+
+# --- retrieve -------------------------------------------------------------------------------------
+
+def _wanted(request: Element | None) -> dict[str, list[str]]:
+    """The members the request's ``unpackaged`` manifest names, per type, in its order."""
+    wanted: dict[str, list[str]] = {}
+    for types in children(child(request, "unpackaged"), "types"):
+        members = [(m.text or "").strip() for m in children(types, "members")]
+        wanted.setdefault(child_text(types, "name") or "", []).extend(m for m in members if m)
+    return wanted
+
+
+def _not_found(type_name: str, member: str, manifest: str) -> dict[str, str]:
+    """A RetrieveMessage for a member the org does not have: the retrieve still succeeds [O, real CLI
+    output]."""
+    return {"fileName": manifest, "problem": f"Entity of type '{type_name}' named '{member}' cannot be found"}
+
+
+def _picked(ctx: OrgContext, wanted: dict[str, list[str]], manifest: str,
+            ) -> tuple[list[Component], list[dict[str, str]]]:
+    """The components ``wanted`` names (``*``: all of a type), and a message for each one missing.
+
+    Members of types the local org does not emulate are missing too; a ``*`` of such a type finds none.
+    """
+    found: dict[tuple[str, str], Component] = {}
+    messages = []
+    for type_name, members in wanted.items():
+        known = type_name in metadata.TYPES
+        if "*" in members and known:
+            found |= {(c.type, c.full_name): c for c in ctx.store.components(type_name)}
+        for member in (m for m in members if m != "*"):
+            component = ctx.store.component(type_name, member) if known else None
+            if component is None:
+                messages.append(_not_found(type_name, member, manifest))
+            else:
+                found[(component.type, component.full_name)] = component
+    return sorted(found.values(), key=lambda c: (c.type, c.full_name)), messages
+
+
+def _package_xml(components: list[Component], version: str) -> bytes:
+    """The package.xml of the zip: the members retrieved, by name, per type."""
+    types: dict[str, list[str]] = {}
+    for component in components:
+        types.setdefault(component.type, []).append(component.full_name)
+    return metadata_file("Package", {"types": [{"members": names, "name": [type_name]}
+                                               for type_name, names in sorted(types.items())],
+                                     "version": [version] if version else []})
+
+
+def _zip(files: dict[str, bytes]) -> str:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _package_properties(admin: dict[str, Any], folder: str) -> dict[str, str]:
+    """The FileProperties entry of package.xml itself, last: no id, made now by the caller [O, real CLI
+    output]."""
+    now = now_text()
+    return {"createdById": admin["Id"], "createdByName": admin["Name"], "createdDate": now,
+            "fileName": f"{folder}package.xml", "fullName": f"{folder}package.xml", "id": "",
+            "lastModifiedById": admin["Id"], "lastModifiedByName": admin["Name"], "lastModifiedDate": now,
+            "manageableState": "unmanaged", "type": "Package"}
+
+
+def _package_messages(request: Element | None) -> list[dict[str, str]]:
+    """The local org holds no packages: each ``packageNames`` entry is not found ([U] wording)."""
+    names = [(p.text or "").strip() for p in children(request, "packageNames")]
+    return [{"fileName": f"{name}/package.xml", "problem": f"No package named '{name}' found"}
+            for name in names if name]
+
+
+def _files(ctx: OrgContext, components: list[Component], folder: str, version: str) -> dict[str, bytes]:
+    """The zip's files: package.xml and one file per component, as readMetadata would answer it."""
+    files = {f"{folder}package.xml": _package_xml(components, version)}
+    for component in components:
+        metadata_type = metadata.TYPES[component.type]
+        node = metadata_type.read(ctx.store, component)
+        files[folder + metadata_type.file_name(component.full_name)] = metadata_file(component.type, node)
+    return files
+
+
+def retrieve(ctx: OrgContext, operation: Element) -> str:
+    """``retrieve``: the RetrieveResult is made now and kept; the answer is its AsyncResult (Queued).
+
+    The request element is ``retrieveRequest`` in the WSDL and from simple-salesforce, ``request`` from
+    jsforce (the Salesforce CLI) [V]: the first child is taken, whatever its name.
+    """
+    request = next(iter(operation), None)
+    folder = "" if as_bool(child_text(request, "singlePackage")) else "unpackaged/"
+    components, messages = _picked(ctx, _wanted(request), f"{folder}package.xml")
+    version = child_text(child(request, "unpackaged"), "version") or child_text(request, "apiVersion") or ""
+    admin = ctx.admin()
+    retrieve_id = ids.to_18(RETRIEVE_PREFIX + ctx.store.new_id("DeployRequest")[3:15])
+    ctx.store.save_deploy(retrieve_id, {
+        "done": True, "id": retrieve_id, "status": "Succeeded", "success": True,
+        "fileProperties": [metadata.file_properties(c, admin, folder) for c in components]
+        + [_package_properties(admin, folder)],
+        "messages": messages + _package_messages(request),
+        "zipFile": _zip(_files(ctx, components, folder, version))})
+    return f"<result>{leaf('done', False)}{leaf('id', retrieve_id)}{leaf('state', 'Queued')}</result>"
+
+
+def _leaves(values: dict[str, Any]) -> str:
+    return "".join(leaf(name, value) for name, value in values.items())
+
+
+def check_retrieve_status(ctx: OrgContext, operation: Element) -> str:
+    """``checkRetrieveStatus``: the RetrieveResult; the zip (``includeZip``, default true [D]) only once.
+
+    [D] "After the zip file is retrieved, it is deleted from the server": asking for it again is a
+    fault ([U] wording). Asking with ``includeZip`` false leaves it there. The id comes as
+    ``asyncProcessId`` (the WSDL, jsforce, simple-salesforce) or ``id`` (Salesforce Inspector) [V].
+    """
+    retrieve_id = child_text(operation, "asyncProcessId") or child_text(operation, "id") or ""
+    result = ctx.store.deploy(retrieve_id) if retrieve_id.startswith(RETRIEVE_PREFIX) else None
+    if result is None:  # [U] wording
+        raise api_fault("INVALID_ID_FIELD", f"invalid retrieve id: {retrieve_id}")
+    include_zip = as_bool(child_text(operation, "includeZip"), default=True)
+    if include_zip and result["zipFile"] is None:
+        raise api_fault("INVALID_ID_FIELD", "Retrieve result has been deleted.")
+    fields = [leaf("done", result["done"])]
+    fields += [f"<fileProperties>{_leaves(p)}</fileProperties>" for p in result["fileProperties"]]
+    fields += [leaf("id", result["id"])]
+    fields += [f"<messages>{_leaves(m)}</messages>" for m in result["messages"]]
+    fields += [leaf("status", result["status"]), leaf("success", result["success"])]
+    if include_zip:
+        fields.append(leaf("zipFile", result["zipFile"]))
+        ctx.store.save_deploy(retrieve_id, {**result, "zipFile": None})
+    return f"<result>{''.join(fields)}</result>"

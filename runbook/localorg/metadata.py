@@ -1,4 +1,5 @@
-"""Metadata API semantics independent of XML: save (create/update/upsert), delete, read, list.
+"""Metadata API semantics independent of XML: save (create/update/upsert), delete, read, list, and the
+FileProperties that listMetadata and retrieve answer.
 
 Each component is saved in its own savepoint, so one refused component leaves no trace while the
 others in the same call go through (createMetadata's default), and a deploy can wrap everything in
@@ -20,7 +21,7 @@ from runbook.localorg.components import (
     not_found,
     text,
 )
-from runbook.localorg.store import Node, Store
+from runbook.localorg.store import Component, Node, Store
 
 TYPES: dict[str, MetadataType] = {
     t.name: t for t in (connected_apps.CONNECTED_APP, *external_client_apps.TYPES)}
@@ -62,7 +63,7 @@ def _save(store: Store, type_name: str, full_name: str, definition: Node, mode: 
     if current is None and mode == "update":
         raise not_found(type_name, full_name)
     if current is not None and mode == "create":
-        # Unverified wording; the status code is the one Salesforce uses for taken developer names.
+        # [U] wording; the status code is the one Salesforce uses for taken developer names.
         raise SaveError("DUPLICATE_DEVELOPER_NAME", f"A {type_name} named {full_name} already exists. "
                         "Use updateMetadata or upsertMetadata to change it.", ["fullName"])
     if current is None:
@@ -91,25 +92,30 @@ def delete(store: Store, type_name: str, full_name: str) -> SaveOutcome:
 def read(store: Store, type_name: str, full_name: str) -> Node | None:
     """The component as readMetadata returns it, or None.
 
-    For a name that does not exist Salesforce's exact answer is unverified. The local org answers a
-    record with no fields (``<records xsi:type="ConnectedApp"/>``), which is what jsforce users report
-    seeing; an empty ``<result/>`` would make simple-salesforce's ``read`` fail with a TypeError.
+    For a name that does not exist Salesforce's exact answer is [U]. The local org answers a record
+    with no fields (``<records xsi:type="ConnectedApp"/>``), which is what jsforce users report seeing
+    [O]; an empty ``<result/>`` would make simple-salesforce's ``read`` fail with a TypeError [V].
     """
     metadata_type = TYPES.get(type_name)
     current = store.component(type_name, full_name) if metadata_type else None
     return metadata_type.read(store, current) if metadata_type and current else None
 
 
+def file_properties(component: Component, admin: dict[str, Any], folder: str = "") -> dict[str, str]:
+    """The FileProperties of ``component`` (listMetadata, retrieve); ``folder`` prefixes its fileName."""
+    file_name = folder + TYPES[component.type].file_name(component.full_name)
+    return {"createdById": admin["Id"], "createdByName": admin["Name"], "createdDate": component.created_date,
+            "fileName": file_name, "fullName": component.full_name, "id": component.sobject_id or "",
+            "lastModifiedById": admin["Id"], "lastModifiedByName": admin["Name"],
+            "lastModifiedDate": component.last_modified_date, "manageableState": "unmanaged",
+            "type": component.type}
+
+
 def list_components(store: Store, type_name: str, admin: dict[str, Any]) -> list[dict[str, str]]:
     """FileProperties for every component of ``type_name`` (listMetadata)."""
-    metadata_type = TYPES.get(type_name)
-    if metadata_type is None:
+    if type_name not in TYPES:
         return []
-    return [{"createdById": admin["Id"], "createdByName": admin["Name"], "createdDate": c.created_date,
-             "fileName": metadata_type.file_name(c.full_name), "fullName": c.full_name,
-             "id": c.sobject_id or "", "lastModifiedById": admin["Id"], "lastModifiedByName": admin["Name"],
-             "lastModifiedDate": c.last_modified_date, "manageableState": "unmanaged", "type": type_name}
-            for c in store.components(type_name)]
+    return [file_properties(c, admin) for c in store.components(type_name)]
 
 
 def oauth_app_for_key(store: Store, consumer_key: str) -> OAuthApp | None:

@@ -20,12 +20,16 @@ from runbook.localorg.schema import SOBJECTS, SObject, sobject
 
 RELEASES = {"55.0": "Summer '22", "56.0": "Winter '23", "57.0": "Spring '23", "58.0": "Summer '23",
             "59.0": "Winter '24", "60.0": "Spring '24", "61.0": "Summer '24", "62.0": "Winter '25",
-            "63.0": "Spring '25", "64.0": "Summer '25", "65.0": "Winter '26", "66.0": "Spring '26"}
-# Versions answered: 31.0 (the oldest Salesforce still serves) up to the newest listed. The version
-# list shows only 55.0+, but older paths work, because the Salesforce CLI still asks v51.0 whether
-# an org is a Dev Hub.
-OLDEST_SERVED, NEWEST_SERVED = 31.0, 66.0
-NOT_FOUND = [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]
+            "63.0": "Spring '25", "64.0": "Summer '25", "65.0": "Winter '26", "66.0": "Spring '26",
+            "67.0": "Summer '26", "68.0": "Winter '27"}
+# [D] SOAP API end-of-life policy: "Versions 31.0 through 68.0: Supported", 21.0-30.0 retired. Every
+# API here (REST, Metadata and partner SOAP) answers exactly these. The version list shows only 55.0+,
+# but older paths work, because the Salesforce CLI still asks v51.0 whether an org is a Dev Hub.
+OLDEST_SERVED, NEWEST_SERVED = 31.0, 68.0
+NOT_FOUND = [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]  # [O]
+# [D] "If you request any resource ... from a retired API version, REST API returns the 410:GONE error
+# code"; [U] the body.
+_RETIRED = [{"errorCode": "GONE", "message": "This API version is retired and no longer available."}]
 _NO_ACCESS = ("You do not have the level of access necessary to perform the operation you requested. Please "
               "contact the owner of the record or your administrator if access is necessary.")
 
@@ -45,6 +49,7 @@ class _Refused(Exception):
 
 
 def served(version: str) -> bool:
+    """Whether the org answers API ``version`` ("62.0"), on REST and SOAP alike."""
     return OLDEST_SERVED <= float(version) <= NEWEST_SERVED
 
 
@@ -73,9 +78,9 @@ def _session(ctx: OrgContext, request: Request, *, write: bool = False) -> Sessi
 def handle(ctx: OrgContext, request: Request, call: Call, version: str, rest: str) -> Response:
     """Everything under ``/services/data/v<version>/``; ``rest`` is the path after it, without end slashes."""
     try:
-        if not served(version):
+        if not served(version):  # retired: 410 [D]; newer than any Salesforce serves: 404 [U]
             call.operation = "rest.unknown"
-            return json_response(NOT_FOUND, 404)
+            return json_response(*((_RETIRED, 410) if float(version) < OLDEST_SERVED else (NOT_FOUND, 404)))
         parts = rest.split("/") if rest else []
         if not parts:
             call.operation = "rest.resources"

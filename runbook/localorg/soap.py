@@ -1,8 +1,10 @@
 """The SOAP endpoints: partner ``login`` (/services/Soap/u) and the Metadata API (/services/Soap/m).
 
 Metadata calls are dispatched on the first element inside the SOAP Body, never on SOAPAction (zeep
-sends ``""``) or the path tail (simple-salesforce posts deploys to ``…/deployRequest/<id>``). The
-session comes from ``SessionHeader/sessionId`` or an ``Authorization: Bearer`` header.
+sends ``""``) or the path tail (simple-salesforce posts deploys and retrieves to
+``…/deployRequest/<id>``) [V]. The session comes from ``SessionHeader/sessionId`` or an
+``Authorization: Bearer`` header. Both endpoints serve the API versions REST does (``rest.served``);
+others get ``UNSUPPORTED_API_VERSION`` [D], and ``login`` is not there from 65.0 on [D].
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from xml.etree.ElementTree import Element
 
 from werkzeug import Request, Response
 
-from runbook.localorg import credentials, deploy, metadata
+from runbook.localorg import credentials, deploy, metadata, rest
 from runbook.localorg.components import Problem
 from runbook.localorg.context import Call, OrgContext, Session, bearer_token
 from runbook.localorg.metadata import SaveOutcome
@@ -35,7 +37,7 @@ from runbook.localorg.soapxml import (
     xsi_type,
 )
 
-LAST_LOGIN_VERSION = 64.0  # "SOAP API login() not available in API version 65.0 onwards"
+LAST_LOGIN_VERSION = 64.0  # [D] "SOAP API login() not available in API version 65.0 onwards"
 _WRITES = {"createMetadata", "updateMetadata", "upsertMetadata", "deleteMetadata"}
 _INVALID_LOGIN = "Invalid username, password, security token; or user locked out."
 
@@ -46,6 +48,12 @@ def xml_response(body: bytes, status: int = 200) -> Response:
 
 def fault_response(fault: SoapFault) -> Response:
     return xml_response(fault_body(fault), fault.status)
+
+
+def _check_version(version: str, fault_ns: str = METADATA_NS) -> None:
+    """[D] a retired version answers 500 UNSUPPORTED_API_VERSION; [O] wording, from client reports."""
+    if not rest.served(version):
+        raise api_fault("UNSUPPORTED_API_VERSION", "Invalid Api version specified on URL", fault_ns=fault_ns)
 
 
 def _no_operation(namespace: str, name: str) -> SoapFault:
@@ -62,7 +70,8 @@ def partner(ctx: OrgContext, request: Request, call: Call, version: str) -> Resp
         call.operation = f"soap.{soap.name}"
         if soap.name != "login":
             raise _no_operation(PARTNER_NS, soap.name)
-        if float(version) > LAST_LOGIN_VERSION:  # wording of this refusal is an unverified choice
+        _check_version(version, PARTNER_FAULT_NS)
+        if float(version) > LAST_LOGIN_VERSION:  # [D] the refusal; [U] its wording (never INVALID_LOGIN)
             raise api_fault("UNSUPPORTED_API_VERSION", f"SOAP API login() is not available in API version "
                             f"{version}; use {LAST_LOGIN_VERSION} or earlier, or OAuth.",
                             fault_ns=PARTNER_FAULT_NS)
@@ -109,6 +118,7 @@ def metadata_api(ctx: OrgContext, request: Request, call: Call) -> Response:
         soap = parse_envelope(request.get_data())
         call.operation = f"mdapi.{soap.name}"
         call.is_write = soap.name in _WRITES or soap.name == "deploy"
+        _check_version(request.path.split("/")[4])  # the router matched /services/Soap/m/<NN.N>
         session = _session(ctx, soap.header, request)
         if soap.name == "deploy":
             result = deploy.start(ctx, soap.operation, session)
@@ -186,5 +196,6 @@ def _list(ctx: OrgContext, operation: Element) -> str:
 _OPERATIONS: dict[str, Any] = {
     "createMetadata": _save("create"), "updateMetadata": _save("update"), "upsertMetadata": _save("upsert"),
     "deleteMetadata": _delete, "readMetadata": _read, "listMetadata": _list,
-    "checkDeployStatus": deploy.check_status,
+    "checkDeployStatus": deploy.check_status, "retrieve": deploy.retrieve,
+    "checkRetrieveStatus": deploy.check_retrieve_status,
 }

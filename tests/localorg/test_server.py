@@ -59,10 +59,10 @@ def test_state_folder_holds_private_keys_credentials_and_a_marker(org):
     assert len(org.org_id) == 18 and org.org_id.startswith("00D")
 
 
-def test_versions_need_no_session_and_list_55_to_66(org):
+def test_versions_need_no_session_and_list_55_to_68(org):
     versions = requests.get(f"{org.url}/services/data/", verify=org.ca_bundle, timeout=5).json()
-    assert [v["version"] for v in versions] == [f"{n}.0" for n in range(55, 67)]
-    assert versions[-1] == {"label": "Spring '26", "url": "/services/data/v66.0", "version": "66.0"}
+    assert [v["version"] for v in versions] == [f"{n}.0" for n in range(55, 69)]
+    assert versions[-1] == {"label": "Winter '27", "url": "/services/data/v68.0", "version": "68.0"}
 
 
 def test_unknown_paths_get_salesforce_not_found(org, admin_token):
