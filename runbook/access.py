@@ -12,6 +12,10 @@ pre-authorized profiles / permission sets live where the app kind keeps them:
 
 The phase converges: a rerun adds only what is missing and writes nothing when nothing is, and
 pre-authorizations are removed only when ``exclusive=True`` asks for it (the plan lists them first).
+A connected app's read may name a permission set by API name or by label (Salesforce's choice is
+not known), so the two are compared by API name and a label never shows up as a remove plus an add.
+Pre-authorizations need admin-approved users: with ``permitted_users="all_users"`` none is sent,
+and the plan names the profiles and permission sets it leaves out.
 Round trips are few on purpose: the app is read once; the org's permission sets, users and
 assignments are looked up (one Composite request) only when a name is not already granted or users
 are to be assigned; new permission sets and assignments are created in one all-or-none request.
@@ -158,18 +162,32 @@ class AccessPlan:
     keep: list[Grant] = field(default_factory=list)  # pre-authorizations that stay as they are
     new_sets: dict[str, str] = field(default_factory=dict)  # API name -> label
     user_ids: dict[str, str] = field(default_factory=dict)  # username -> User Id, of the users to assign
+    not_sent: list[Grant] = field(default_factory=list)  # asked for, but all_users takes no grants
 
     @property
     def is_empty(self) -> bool:
         return not (self.policy_changes or self.add or self.remove or self.create_sets or self.assign)
 
     def lines(self) -> list[str]:
+        """The plan as shown: the changes (or "nothing to change"), then what is left out on purpose."""
+        return (self.change_lines() or ["nothing to change"]) + self.not_sent_lines()
+
+    def change_lines(self) -> list[str]:
         out = [f"policy {f}: {old} -> {new}" for f, old, new in self.policy_changes]
         out += [f"create permission set {n} (label {self.new_sets.get(n, n)!r})" for n in self.create_sets]
         out += [f"pre-authorize {g.kind} {g.name}" for g in self.add]
         out += [f"REMOVE pre-authorization of {g.kind} {g.name}" for g in self.remove]
         out += [f"assign permission set {p} to {u}" for u, p in self.assign]
-        return out or ["nothing to change"]
+        return out
+
+    def not_sent_lines(self) -> list[str]:
+        """What the plan leaves out on purpose: with all_users, Salesforce takes no pre-authorizations."""
+        if not self.not_sent:
+            return []
+        names = ", ".join(f"{g.kind} {g.name}" for g in self.not_sent)
+        return [f"not sent: pre-authorization of {names}. With permitted_users='all_users' every user may "
+                "self-authorize, and Salesforce takes profiles and permission sets only for admin-approved "
+                "users (isAdminApproved=true); use permitted_users='admin_approved' to pre-authorize them"]
 
     def __str__(self) -> str:
         return "\n".join(self.lines() + [f"warning: {w}" for w in self.warnings])
@@ -247,11 +265,13 @@ class _OrgLookup:
     held: set[tuple[str, str]]  # (AssigneeId, PermissionSetId)
 
 
-def _lookup(session: OrgSession, spec: AccessSpec, *, every_set: bool = False) -> _OrgLookup:
+def _lookup(session: OrgSession, spec: AccessSpec, *, every_set: bool = False,
+            also_sets: list[str] | tuple[str, ...] = ()) -> _OrgLookup:
     """One round trip: the permission sets the parameters name (as profiles' own sets, API names or
-    labels, and the names new ones would get) or ``every_set``, the users to assign, and what those
-    users hold."""
-    set_names = sorted({n for name in spec.permission_sets for n in (name, *_new_names(name, spec))})
+    labels, and the names new ones would get) and ``also_sets`` names, or ``every_set``, the users to
+    assign, and what those users hold."""
+    set_names = sorted({n for name in spec.permission_sets for n in (name, *_new_names(name, spec))}
+                       | set(also_sets))
     where = [f"(IsOwnedByProfile = true AND Profile.Name IN ({_in(spec.profiles)}))"] if spec.profiles else []
     if set_names:
         where.append(f"(IsOwnedByProfile = false AND (Name IN ({_in(set_names)}) OR Label IN ({_in(set_names)})))")
@@ -320,32 +340,54 @@ def plan_access(session: OrgSession, spec: AccessSpec) -> AccessPlan:
     kind = spec.app_kind or _app_kind_in_org(session, spec.app_name)
     if kind == "external_client_app":
         lookup = _lookup(session, spec, every_set=True)  # the component may hold sets by Id
-        wanted, create = _wanted_grants(session, spec, lookup.sets)
+        requested, create = _wanted_grants(session, spec, lookup.sets)
         policies, have = _read_eca(session, spec, lookup.sets)
         changes = _eca_policy_changes(policies or {}, spec)
     else:
         policies, have = _read_connected_app(session, spec)
         changes = _policy_changes(policies, spec)
-        granted = _granted(spec, have)
-        if granted is not None:
-            wanted, create, lookup = granted, {}, None
-        else:
-            lookup = _lookup(session, spec)
-            wanted, create = _wanted_grants(session, spec, lookup.sets)
+        have, requested, create, lookup = _connected_app_grants(session, spec, have)
+    # Salesforce takes profiles and permission sets only with admin-approved users: with all_users none is sent
+    wanted, not_sent = (requested, []) if spec.admin_approved else ([], requested)
     have_keys = {g.key for g in have}
     add = [g for g in wanted if g.key not in have_keys]
     keep = [g for g in wanted if g.key in have_keys]
     wanted_keys = {g.key for g in wanted}
-    extra = [g for g in have if g.key not in wanted_keys]
+    extra = [g for g in have if g.key not in wanted_keys]  # keyed as add is, so never both removed and added
     warnings = list(spec.warnings)
     if extra and not spec.exclusive:
-        warnings.append("also pre-authorized, not in the parameters (kept; exclusive=True would remove them): "
+        why = "not in the parameters" if spec.admin_approved else "from before, unused while all users may " \
+            "self-authorize"
+        warnings.append(f"also pre-authorized, {why} (kept; exclusive=True would remove them): "
                         + ", ".join(f"{g.kind} {g.name}" for g in extra))
-    assign, user_warnings = _plan_assignments(spec, wanted, create, lookup) if lookup else ([], [])
+    assign, user_warnings = _plan_assignments(spec, requested, create, lookup) if lookup else ([], [])
     return AccessPlan(changes, add, extra if spec.exclusive else [], list(create), assign,
                       warnings + user_warnings, policies, kind or "connected_app",
                       keep + ([] if spec.exclusive else extra), create,
-                      {u["Username"]: u["Id"] for u in lookup.users.values()} if lookup else {})
+                      {u["Username"]: u["Id"] for u in lookup.users.values()} if lookup else {}, not_sent)
+
+
+def _connected_app_grants(session: OrgSession, spec: AccessSpec, have: list[Grant],
+                          ) -> tuple[list[Grant], list[Grant], dict[str, str], _OrgLookup | None]:
+    """(the app's grants, the grants asked for, permission sets to create, the org lookup or None).
+
+    A read may name a permission set by its API name or by its label (which one Salesforce answers is
+    not known), so when the org is asked about names it is asked about the app's too, and both sides
+    then compare by API name: a label never looks like a different set to add (or, with exclusive, to
+    remove).
+    """
+    granted = _granted(spec, have)
+    if granted is not None:
+        return have, granted, {}, None
+    lookup = _lookup(session, spec, also_sets=[g.name for g in have if g.kind == "permission_set"])
+    wanted, create = _wanted_grants(session, spec, lookup.sets)
+    return [_by_api_name(g, lookup.sets) for g in have], wanted, create, lookup
+
+
+def _by_api_name(grant: Grant, sets: _OrgSets) -> Grant:
+    """A permission set grant named by its API name (and its Id), whatever name the read gave it."""
+    found = sets.standalone_named(grant.name) if grant.kind == "permission_set" else None
+    return Grant(grant.kind, found["Name"], found["Id"]) if found else grant
 
 
 def _granted(spec: AccessSpec, have: list[Grant]) -> list[Grant] | None:
@@ -578,7 +620,8 @@ def apply_access_plan(session: OrgSession, spec: AccessSpec, plan: AccessPlan, *
     result = AccessResult(spec.app_name, spec.admin_approved, spec.ip_relaxation, spec.refresh_token_policy,
                           [g.name for g in granted if g.kind == "profile"],
                           [g.name for g in granted if g.kind == "permission_set"], apply,
-                          [] if plan.is_empty else plan.lines(), list(plan.warnings), plan.app_kind)
+                          plan.change_lines(), list(plan.warnings) + plan.not_sent_lines(),
+                          plan.app_kind)
     if apply:
         open_workdir(workdir).save("access", result.as_dict())
     return result

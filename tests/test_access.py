@@ -18,7 +18,7 @@ from runbook.batch import run_runbook
 from runbook.errors import InputError, LoginError
 from runbook.localorg import ADMIN_USERNAME
 from runbook.org import connect_local, start_local_org
-from runbook.rest import query
+from runbook.rest import create_many, query
 from runbook.verify import jwt_login
 
 DEV, CI, READONLY = "dev@local.devhub", "ci@local.devhub", "readonly@local.devhub"
@@ -133,6 +133,74 @@ def test_bad_input_is_refused_with_a_clear_error_and_nothing_changes(journey, pa
     assert run.status == "failed"
     assert message in run.error
     assert _writes(calls) == []
+
+
+# ---------------------------------------------------------------- reads that name permission sets by label
+
+def _connected_app(journey, name: str, **oauth) -> str:
+    """A JWT connected app made through the Metadata API, pre-authorized for System Administrator."""
+    session = connect_local(journey.org.state_dir)
+    certificate = Path(_record(journey.workdir, "certificate")["cert_path"]).read_text()
+    metadata.create(session, "ConnectedApp", {
+        "fullName": name, "label": name.replace("_", " "), "contactEmail": "admin@example.com",
+        "profileName": ["System Administrator"],
+        "oauthConfig": {"callbackUrl": "http://localhost:1717/OauthRedirect", "certificate": certificate,
+                        "scopes": ["Api", "RefreshToken"], "isAdminApproved": True, **oauth}})
+    return name
+
+
+def _phase3(journey, tmp_path, **params):
+    """Phase 3 through the package (plan, then apply); returns (the plan, the org's writes it caused)."""
+    session = connect_local(journey.org.state_dir)
+    before = len(journey.org.call_log())
+    plan, _ = ensure_access(session, build_access_spec(app_kind="connected_app", **params), workdir=tmp_path)
+    return plan, _writes(journey.org.call_log()[before:])
+
+
+@pytest.mark.parametrize("read_as", ["name", "label"])
+@pytest.mark.parametrize("asked_by", ["Name", "Label"])
+def test_permission_set_read_back_by_label_or_by_name_converges_and_is_never_removed_and_re_added(
+        journey, tmp_path, read_as, asked_by):
+    tag = f"{read_as}_{asked_by}"
+    app = _connected_app(journey, f"Read_As_{tag}")
+    api_name, label = f"Read_As_Users_{tag}", f"Read as users {tag}"  # a label unlike the API name
+    create_many(connect_local(journey.org.state_dir), [("s", "PermissionSet", {"Name": api_name, "Label": label})])
+    asked = {"app_name": app, "permission_sets": [api_name if asked_by == "Name" else label]}
+    journey.org.set_setting("permission_set_read_as", read_as)
+    try:
+        first, writes = _phase3(journey, tmp_path, **asked)
+        assert [g.name for g in first.add] == [api_name] and writes == ["mdapi.updateMetadata"]
+        read = metadata.read(connect_local(journey.org.state_dir), "ConnectedApp", app)["permissionSetName"]
+        assert read == [api_name if read_as == "name" else label]
+
+        second, writes = _phase3(journey, tmp_path, **asked)
+        assert second.is_empty and writes == [], second
+        exclusive, writes = _phase3(journey, tmp_path, exclusive=True, **asked)
+        assert (exclusive.add, exclusive.remove, writes) == ([], [], [])
+    finally:
+        journey.org.set_setting("permission_set_read_as", "name")
+
+
+def test_all_users_sends_no_grants_and_the_plan_names_what_it_leaves_out(journey, tmp_path):
+    app = _connected_app(journey, "All_Users_App")
+    asked = {"app_name": app, "permitted_users": "all_users", "profiles": ["System Administrator", "Standard User"]}
+    plan, writes = _phase3(journey, tmp_path, **asked)
+    assert plan.policy_changes == [("isAdminApproved", "true", "false")] and plan.add == []
+    assert [g.name for g in plan.not_sent] == ["System Administrator", "Standard User"]
+    assert ("not sent: pre-authorization of profile System Administrator, profile Standard User. With "
+            "permitted_users='all_users' every user may self-authorize") in str(plan)
+    assert writes == ["mdapi.updateMetadata"]  # the policy alone: the org refuses grants on a self-authorize app
+    assert any("from before, unused while all users may self-authorize" in w for w in plan.warnings)
+    session = connect_local(journey.org.state_dir)
+    read = metadata.read(session, "ConnectedApp", app)
+    assert read["oauthConfig"]["isAdminApproved"] is False and read["profileName"] == ["System Administrator"]
+    assert any("not sent: pre-authorization" in w for w in _record(tmp_path, "access")["warnings"])
+
+    again, writes = _phase3(journey, tmp_path, **asked)
+    assert again.is_empty and writes == []
+    cleared, writes = _phase3(journey, tmp_path, exclusive=True, **asked)
+    assert [g.name for g in cleared.remove] == ["System Administrator"] and writes == ["mdapi.updateMetadata"]
+    assert not metadata.read(session, "ConnectedApp", app).get("profileName")
 
 
 # ---------------------------------------------------------------- external client app
