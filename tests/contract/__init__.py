@@ -1,0 +1,1 @@
+"""Contract tests: Salesforce behaviours, against the local org or (make live) a real one."""
