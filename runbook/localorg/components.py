@@ -128,7 +128,7 @@ def load_certificate(pem: str) -> x509.Certificate:
 
 
 def check_certificate(pem: str | None, field_name: str) -> None:
-    """An uploaded certificate must parse. Unverified choice: Salesforce's own wording is not known."""
+    """An uploaded certificate must parse ([U] choice: Salesforce's own wording is not known)."""
     if pem is None:
         return
     try:
@@ -169,7 +169,7 @@ def not_found(type_name: str, full_name: str, field_name: str = "fullName") -> S
 # --- OAuth scopes ---------------------------------------------------------------------------------
 
 # Metadata enum -> the scope string in token responses. The first column is the WSDL's enum; the
-# wire spellings are Salesforce's documented scope parameter values (mapping itself unverified).
+# wire spellings are Salesforce's documented scope parameter values [D] (the mapping itself is [U]).
 SCOPE_WIRE = {
     "Basic": "id", "Api": "api", "Web": "web", "Full": "full", "Chatter": "chatter_api",
     "CustomApplications": "visualforce", "RefreshToken": "refresh_token", "OpenID": "openid",

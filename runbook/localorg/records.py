@@ -2,7 +2,7 @@
 
 Creatable: SetupEntityAccess (ParentId + SetupEntityId; SetupEntityType follows from the id),
 PermissionSet (API-name rules, unique Name) and PermissionSetAssignment (not for profile-owned
-sets). Errors carry Salesforce's error codes; texts marked unverified below are best guesses.
+sets). Errors carry Salesforce's error codes; texts marked [U] below are best guesses.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def _create_permission_set(store: Store, values: dict[str, Any]) -> str:
     if not is_api_name(name):
         raise RecordError("FIELD_INTEGRITY_EXCEPTION", f"The Name field {API_NAME_RULES}", ["Name"])
     existing = store.find("PermissionSet", Name=name)
-    if existing:  # unverified: the field is named here, where SetupEntityAccess says <unknown>
+    if existing:  # [U] the field is named here, where SetupEntityAccess says <unknown>
         raise _duplicate(existing[0]["Id"], "Name")
     return store.insert("PermissionSet", {**values, "IsOwnedByProfile": False, "ProfileId": None,
                                           "IsCustom": True, "NamespacePrefix": None})
@@ -90,7 +90,7 @@ def _create_permission_set(store: Store, values: dict[str, Any]) -> str:
 def _create_assignment(store: Store, values: dict[str, Any]) -> str:
     assignee, _ = _reference(store, values["AssigneeId"], "AssigneeId", ("User",))
     permission_set, _ = _reference(store, values["PermissionSetId"], "PermissionSetId", ("PermissionSet",))
-    if store.get("PermissionSet", permission_set)["IsOwnedByProfile"]:  # unverified wording
+    if store.get("PermissionSet", permission_set)["IsOwnedByProfile"]:  # [U] wording
         raise RecordError("FIELD_INTEGRITY_EXCEPTION", "You can't assign or unassign this permission set "
                           "because it's associated with a profile.", ["PermissionSetId"])
     existing = store.find("PermissionSetAssignment", AssigneeId=assignee, PermissionSetId=permission_set)
@@ -115,9 +115,9 @@ def create(store: Store, sobject: str, data: dict[str, Any]) -> str:
 
 
 def delete(store: Store, sobject: str, record_id: str) -> None:
-    """Delete one record. Deleting a permission set also removes its grants and assignments (unverified)."""
+    """Delete one record. Deleting a permission set also removes its grants and assignments [U]."""
     schema = SOBJECTS[sobject]
-    if not schema.deletable:  # unverified wording, modelled on the insert refusal
+    if not schema.deletable:  # [U] wording, modelled on the insert refusal
         raise RecordError("CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY",
                           f"entity type cannot be deleted: {schema.label}")
     with store.transaction():
@@ -125,7 +125,7 @@ def delete(store: Store, sobject: str, record_id: str) -> None:
         if record is None:
             raise RecordError("NOT_FOUND", "The requested resource does not exist", status=404)
         if sobject == "PermissionSet":
-            if record["IsOwnedByProfile"]:  # unverified wording
+            if record["IsOwnedByProfile"]:  # [U] wording
                 raise RecordError("FIELD_INTEGRITY_EXCEPTION",
                                   "You can't delete a permission set that's owned by a profile.")
             store.delete("SetupEntityAccess", ParentId=record_id)

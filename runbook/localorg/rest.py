@@ -67,10 +67,10 @@ def _session(ctx: OrgContext, request: Request, *, write: bool = False) -> Sessi
         response.headers["WWW-Authenticate"] = "Token"
         raise _Refused(response)
     if session.app_id is not None and not {"api", "full"} & set(session.scopes.split()):
-        # An OAuth token without the api scope cannot call REST (message unverified).
+        # An OAuth token without the api scope cannot call REST [D] ([U] message).
         raise _Refused(_error(401, "INVALID_SESSION_ID",
                               "This session is not valid for use with the REST API"))
-    if write and not session.is_admin:  # unverified wording
+    if write and not session.is_admin:  # [U] wording
         raise _Refused(_error(403, "INSUFFICIENT_ACCESS", _NO_ACCESS))
     return session
 

@@ -39,7 +39,7 @@ from runbook.localorg.soapxml import (
 
 LAST_LOGIN_VERSION = 64.0  # [D] "SOAP API login() not available in API version 65.0 onwards"
 _WRITES = {"createMetadata", "updateMetadata", "upsertMetadata", "deleteMetadata"}
-_INVALID_LOGIN = "Invalid username, password, security token; or user locked out."
+_INVALID_LOGIN = "Invalid username, password, security token; or user locked out."  # [V] simple-salesforce tests
 
 
 def xml_response(body: bytes, status: int = 200) -> Response:
@@ -57,6 +57,7 @@ def _check_version(version: str, fault_ns: str = METADATA_NS) -> None:
 
 
 def _no_operation(namespace: str, name: str) -> SoapFault:
+    """[O] Salesforce's answer to an operation it does not have (its Axis wording)."""
     return SoapFault("soapenv:Client", f"No operation available for request {{{namespace}}}{name}, "
                                        "please check the WSDL for the service.")
 
@@ -137,9 +138,9 @@ def _session(ctx: OrgContext, header: Element | None, request: Request) -> Sessi
     token = (child_text(child(header, "SessionHeader"), "sessionId")
              or bearer_token(request.headers.get("Authorization")))
     session = ctx.session(token)
-    if session is None:
+    if session is None:  # [O] jsforce's recorded fault
         raise api_fault("INVALID_SESSION_ID", "Invalid Session ID found in SessionHeader: Illegal Session")
-    if not session.is_admin:
+    if not session.is_admin:  # [O] a captured real fault
         raise api_fault("INSUFFICIENT_ACCESS",
                         "use of the Metadata API requires a user with the ModifyAllData permission")
     return session
