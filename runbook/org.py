@@ -318,7 +318,10 @@ def _sf_json(sf: str, args: list[str], method: str) -> dict:
     try:
         payload = json.loads(proc.stdout)
     except json.JSONDecodeError:
-        raise OrgConnectionError(method, f"{shown} printed no JSON") from None
+        said = next((line.strip() for line in (proc.stderr + proc.stdout).splitlines() if line.strip()), "")
+        raise OrgConnectionError(method, f"{shown} printed no JSON (exit {proc.returncode}: {said[:200]})",
+                                 f"run `{sf} org display --json` yourself; check node and the CLI work, or set "
+                                 f"${ENV_SF_CLI}") from None
     return payload if isinstance(payload, dict) else {}
 
 
