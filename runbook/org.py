@@ -308,8 +308,10 @@ def _sf_json(sf: str, args: list[str], method: str) -> dict:
     """Run ``sf ARGS --json`` and return its parsed answer; the CLI's own refusal stays in ``payload``."""
     shown = "`sf " + " ".join(args[:3]) + "`"
     try:
+        # FORCE_COLOR=0: ipykernel sets FORCE_COLOR=1 / CLICOLOR_FORCE=1 in every kernel, and the CLI then colours
+        # even its --json output [O sf 2.150.6 in a batch kernel]
         proc = subprocess.run([sf, *args, "--json"], capture_output=True, text=True, timeout=120, check=False,
-                              env={**os.environ, "SF_DISABLE_TELEMETRY": "true"})
+                              env={**os.environ, "SF_DISABLE_TELEMETRY": "true", "FORCE_COLOR": "0"})
     except subprocess.TimeoutExpired:
         raise OrgConnectionError(method, f"{shown} did not answer in 120 s") from None
     except OSError as exc:

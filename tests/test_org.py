@@ -17,7 +17,7 @@ from runbook.org import connect, connect_local, start_local_org
 from runbook.rest import query
 
 SF_STUB = """#!{python}
-import json, pathlib, sys
+import json, os, pathlib, sys
 here = pathlib.Path(__file__).parent
 args = [a for a in sys.argv[1:]]
 (here / "calls.log").open("a").write(" ".join(args) + "\\n")
@@ -26,7 +26,12 @@ command = "auth" if args[:2] == ["org", "auth"] else "display"
 queue = answers.get(command) or [{{"status": 1, "name": "CommandNotFound", "message": "command not found"}}]
 answer = queue.pop(0) if len(queue) > 1 else queue[0]
 (here / "answers.json").write_text(json.dumps(answers))
-print(json.dumps(answer, indent=2))
+text = json.dumps(answer, indent=2)
+# like sf 2.150: colours even --json output when a kernel's FORCE_COLOR / CLICOLOR_FORCE ask, unless FORCE_COLOR=0
+force = os.environ.get("FORCE_COLOR")
+if force != "0" and (force or os.environ.get("CLICOLOR_FORCE")):
+    text = "\\x1b[1m" + text.replace(":", "\\x1b[33m:\\x1b[39m") + "\\x1b[22m"
+print(text)
 sys.exit(answer.get("exitCode", 0))
 """
 REDACTED = "[REDACTED] Use 'sf org auth show-access-token' to view"
