@@ -58,9 +58,10 @@ def _zeep_settings():
 def _mdapi(session: OrgSession):
     """simple-salesforce's Metadata client for the session, on the shared WSDL parse and a retrying transport.
 
-    zeep would build its own requests.Session; ours gives Metadata calls the same safe-retry rules as
-    REST calls, and the same timeout (zeep passes ``timeout=None`` to the session on every call unless
-    its transport has an ``operation_timeout``).
+    zeep would build its own requests.Session; it sends through the REST calls' session instead (a
+    ``RetryingSession``: the same safe-retry rules, and one connection to the org for both), with the
+    same timeout (zeep passes ``timeout=None`` to the session on every call unless its transport has an
+    ``operation_timeout``).
     """
     sf = session.sf
     if sf._mdapi is None:
@@ -78,7 +79,11 @@ def _metadata_client(sf):
     mdapi.session, mdapi._session_id, mdapi._instance = sf.session, sf.session_id, sf.sf_instance
     mdapi.metadata_url, mdapi.headers, mdapi._api_version = sf.metadata_url, sf.headers, sf.sf_version
     mdapi._deploy_zip = None
-    transport = Transport(session=RetryingSession(), operation_timeout=HTTP_TIMEOUT)
+    http = sf.session if isinstance(sf.session, RetryingSession) else RetryingSession()
+    user_agent = http.headers.get("User-Agent")
+    transport = Transport(session=http, operation_timeout=HTTP_TIMEOUT)
+    if user_agent is not None:  # zeep sets its own on the session it is given: the REST calls keep theirs
+        http.headers["User-Agent"] = user_agent
     mdapi._client = Client(metadata_wsdl(), transport=transport, settings=_zeep_settings())
     mdapi._service = mdapi._client.create_service("{http://soap.sforce.com/2006/04/metadata}MetadataBinding",
                                                   mdapi.metadata_url)
