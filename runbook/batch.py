@@ -35,15 +35,19 @@ import signal
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runbook.errors import InputError, PhaseError
-from runbook.org import LOCAL_STATE_ENV, sf_cli_env, start_local_org
+from runbook.org import LOCAL_STATE_ENV, _find_served_local_org, sf_cli_env, start_local_org
 from runbook.widgets import BATCH_ENV
 from runbook.workdir import open_workdir
+
+if TYPE_CHECKING:
+    from runbook.kernelpool import KernelTemplate
 
 PHASES: tuple[tuple[str, str], ...] = (
     ("certificate", "01_certificate.ipynb"),
@@ -142,14 +146,16 @@ def import_papermill():
 def run_runbook(*, org: str = "local", workdir: str | Path = "work", params: dict[str, Any] | None = None,
                 runs_dir: str | Path = "runs", fresh_org: bool = False, phases: list[str] | None = None,
                 progress=print, resume: bool = False, run_dir: str | Path | None = None,
-                local_org: dict[str, Any] | None = None) -> RunSummary:
+                local_org: dict[str, Any] | None = None, kernel_template: KernelTemplate | None = None,
+                ) -> RunSummary:
     """Run the phases in order in one kernel; stops at the first failure (in the summary, not raised).
 
     ``resume`` skips the leading phases that are already done, as the work folder and the org say
     (``runbook.overview``), and runs the rest. ``run_dir`` replaces ``runs_dir/<timestamp>`` (fleets use
     ``runs/<timestamp>/<org>``); ``local_org`` holds ``LocalOrg`` options (e.g. ``latency_ms``) for a
     local org this call starts. Nothing org-specific goes through this process's environment: the
-    kernel gets its own.
+    kernel gets its own. ``kernel_template`` (fleets) forks the kernel from a warm process
+    (``runbook.kernelpool``) instead of starting one from scratch.
     """
     params = dict(params or {})
     check_no_secret_params(params)
@@ -174,7 +180,7 @@ def run_runbook(*, org: str = "local", workdir: str | Path = "work", params: dic
     if not selected:
         return summary
     workdir.parent.mkdir(parents=True, exist_ok=True)  # the kernel's working folder; the org starts after it
-    with _kernel(env, cwd=workdir.parent) as km:
+    with _kernel(env, cwd=workdir.parent, template=kernel_template) as km:
         if org == "local" and not resume:
             _start_local(workdir, fresh_org, local_org or {})  # while the kernel boots
         import_papermill()  # likewise
@@ -235,21 +241,27 @@ def _papermill_engine() -> str:
 
     papermill writes (validates, copies, serialises) the whole notebook before and after every cell,
     markdown cells included: 104 writes a run, a third of this process's CPU per run. Here a
-    notebook is still written when it starts, when it ends (also when its kernel dies) and by
-    papermill's final write, and in between at most once a second; the files end the same.
+    notebook is written when it starts, in between at most once a second, and when it ends: by
+    papermill's final write (with the error marked, if a cell failed), which follows every engine
+    run that returns, so the engine's own last write is kept only for a run that raises (its kernel
+    died). The files end the same; a notebook takes two writes.
     """
     from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
 
     class ThrottledSaves(NotebookExecutionManager):
         _saved_at: float | None = None
+        _written_by_papermill = False
 
         def save(self, **kwargs: Any) -> None:
+            if self._written_by_papermill:
+                return
             if self._saved_at is None or time.monotonic() - self._saved_at >= SAVE_EVERY:
                 super().save(**kwargs)
                 self._saved_at = time.monotonic()
 
-        def notebook_complete(self, **kwargs: Any) -> None:
-            self._saved_at = None  # its save is the one that always happens
+        def notebook_complete(self, *, final_write_follows: bool = False, **kwargs: Any) -> None:
+            self._saved_at = None  # unless papermill writes it next, its save is the one that always happens
+            self._written_by_papermill = final_write_follows
             super().notebook_complete(**kwargs)
 
     class RunbookEngine(NBClientEngine):
@@ -262,9 +274,12 @@ def _papermill_engine() -> str:
             nb_man.notebook_start()
             try:
                 cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
-            finally:
+            except BaseException:
                 nb_man.cleanup_pbar()
-                nb_man.notebook_complete()
+                nb_man.notebook_complete()  # papermill writes nothing after a raise: this is the last write
+                raise
+            nb_man.cleanup_pbar()
+            nb_man.notebook_complete(final_write_follows=True)
             return nb_man.nb
 
     papermill_engines.register("runbook", RunbookEngine)
@@ -272,17 +287,20 @@ def _papermill_engine() -> str:
 
 
 @contextlib.contextmanager
-def _kernel(env: dict[str, str], cwd: Path):
+def _kernel(env: dict[str, str], cwd: Path, template: KernelTemplate | None = None):
     """One kernel for all the phases of a run: one start, one import of the clients, one login.
 
     The kernel is launched, not waited for: the first notebook waits for it to answer. It listens on
     Unix sockets (ipc) in a private folder (0700) that also holds its connection file, which spares
     every run ipykernel's "running over TCP without encryption" warning; its stderr still reaches ours,
-    so a crashing kernel is still heard.
+    so a crashing kernel is still heard. With a ``template``, the kernel is forked from it.
     """
     folder = tempfile.mkdtemp(prefix="runbook-kernel-")
     km = _run_kernel_manager()(kernel_name="python3", transport="ipc", ip=os.path.join(folder, "kernel"),
                                connection_file=os.path.join(folder, "kernel.json"))
+    if template is not None:
+        km.kernel_id = str(uuid.uuid4())
+        km.provisioner = template.provisioner(km)
     try:
         km.start_kernel(env={**os.environ, **env, BATCH_ENV: "1"}, cwd=str(cwd))
         yield km
@@ -400,8 +418,18 @@ def _local_env(workdir: Path) -> dict[str, str]:
 
 
 def _start_local(workdir: Path, fresh: bool, options: dict[str, Any]) -> None:
-    """Serve the local org from this process, at the state folder and CA bundle ``_local_env`` names."""
+    """Serve the local org from this process, at the state folder and CA bundle ``_local_env`` names.
+
+    An org another process already serves from that folder (`runbook org serve`, `make lab`, the
+    bench's fleet) is used as it is, with that process's settings: the kernel finds it the same way.
+    """
     state = workdir / "localorg"
+    served = _find_served_local_org(state.resolve())
+    if served is not None and served["pid"] != os.getpid():
+        if fresh:
+            raise InputError("--fresh-org", str(state), f"stop the process serving it first (pid {served['pid']}), "
+                             "or run without --fresh-org to use that org as it is")
+        return
     if fresh and state.exists():
         shutil.rmtree(state)
     start_local_org(state, **options)

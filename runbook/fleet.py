@@ -14,12 +14,14 @@ The file lists the orgs and their parameters; ``defaults`` at the top apply to e
         local_org: {latency_ms: 100}   # options for a local org (LocalOrg keyword arguments)
 
 Each org runs ``run_runbook`` in its own work folder and ``runs/<timestamp>/<name>/``, in its own
-kernel; a failing org does not stop the others. Nothing org-specific passes through this process's
-environment (each kernel gets its own), so the orgs cannot see each other's settings.
+kernel (forked from a warm template process: ``runbook.kernelpool``); a failing org does not stop the
+others. Nothing org-specific passes through this process's environment (each kernel gets its own), so
+the orgs cannot see each other's settings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import re
@@ -36,6 +38,7 @@ import yaml
 
 from runbook.batch import PHASES, RunSummary, check_no_secret_params, import_papermill, run_runbook
 from runbook.errors import InputError, RunbookError
+from runbook.kernelpool import KernelTemplate, template_for
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ORG_KEYS = {"name", "org", "workdir", "params", "local_org", "fresh_org"}
@@ -140,8 +143,13 @@ def default_jobs() -> int:
 
 
 def run_fleet(orgs: list[FleetOrg], *, runs_dir: str | Path = "runs", jobs: int | None = None,
-              resume: bool = False, progress: Callable[[str], None] = print) -> FleetResult:
-    """Run every org's phases with at most ``jobs`` at once; never raises for one org's failure."""
+              resume: bool = False, progress: Callable[[str], None] = print,
+              fork_kernels: bool = True) -> FleetResult:
+    """Run every org's phases with at most ``jobs`` at once; never raises for one org's failure.
+
+    The orgs' kernels are forked from one warm template process (``runbook.kernelpool``) where that
+    works, unless ``fork_kernels`` is False: each then starts from scratch, as a single run's does.
+    """
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     run_dir = Path(runs_dir).expanduser().resolve() / stamp
     run_dir.mkdir(parents=True)
@@ -151,10 +159,14 @@ def run_fleet(orgs: list[FleetOrg], *, runs_dir: str | Path = "runs", jobs: int 
         with lock:
             progress(message)
 
-    _import_clients()
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=jobs or default_jobs(), thread_name_prefix="fleet") as pool:
-        results = list(pool.map(lambda o: _run_one(o, run_dir / o.name, resume, say), orgs))
+    with contextlib.ExitStack() as stack:
+        template = template_for("python3") if fork_kernels else None  # first: it warms up meanwhile
+        if template is not None:
+            stack.enter_context(template)
+        _import_clients()
+        with ThreadPoolExecutor(max_workers=jobs or default_jobs(), thread_name_prefix="fleet") as pool:
+            results = list(pool.map(lambda o: _run_one(o, run_dir / o.name, resume, say, template), orgs))
     return FleetResult(run_dir, results, time.perf_counter() - started)
 
 
@@ -169,13 +181,14 @@ def _import_clients() -> None:
     import runbook.overview  # noqa: F401
 
 
-def _run_one(org: FleetOrg, run_dir: Path, resume: bool, say: Callable[[str], None]) -> OrgResult:
+def _run_one(org: FleetOrg, run_dir: Path, resume: bool, say: Callable[[str], None],
+             template: KernelTemplate | None) -> OrgResult:
     started = time.perf_counter()
     say(f"[{org.name}] starting ({org.org})")
     try:
         summary = run_runbook(org=org.org, workdir=org.workdir, params=org.params, run_dir=run_dir,
                               fresh_org=org.fresh_org, resume=resume, local_org=org.local_org,
-                              progress=lambda m: say(f"[{org.name}] {m}"))
+                              progress=lambda m: say(f"[{org.name}] {m}"), kernel_template=template)
     except RunbookError as exc:
         result = OrgResult(org, None, time.perf_counter() - started, str(exc))
     except Exception as exc:  # one org's unexpected error must not stop the others

@@ -138,6 +138,31 @@ def test_a_kernel_that_dies_mid_phase_fails_that_phase_instead_of_hanging(first_
     assert time.monotonic() - started < 15
 
 
+def test_a_run_uses_the_local_org_that_runbook_org_serve_serves(tmp_path):
+    import subprocess
+    import sys
+
+    from runbook.errors import InputError
+    from runbook.localorg import LocalOrg
+
+    state = tmp_path / "work" / "localorg"
+    server = subprocess.Popen([sys.executable, "-m", "runbook", "org", "serve", "--state", str(state), "--port", "0"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().startswith("Local org:  https://127.0.0.1:")
+        result = run_runbook(workdir=tmp_path / "work", runs_dir=tmp_path / "runs", phases=["certificate",
+                             "connected_app"], params={"callback_port": "auto"}, progress=lambda _m: None)
+        assert result.ok, result.lines()
+        assert "mdapi.createMetadata" in [c.operation for c in LocalOrg(state).call_log()]  # that org's log
+        with pytest.raises(InputError, match="stop the process serving it first"):
+            run_runbook(workdir=tmp_path / "work", runs_dir=tmp_path / "runs", fresh_org=True,
+                        progress=lambda _m: None)
+        assert (state / "org.sqlite3").is_file()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def test_secret_looking_parameters_are_refused(tmp_path):
     from runbook.errors import InputError
 

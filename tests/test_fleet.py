@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
+from runbook.batch import run_runbook
 from runbook.cli import main
 from runbook.errors import InputError
 from runbook.fleet import load_fleet, run_fleet
+from runbook.kernelpool import KernelTemplate, forking_supported, template_argv
 from runbook.report import write_report
 
 NAMES = ["alpha", "bravo", "charlie", "delta", "echo"]
@@ -33,13 +39,34 @@ def _consumer_key(workdir: Path) -> str:
     return json.loads((workdir / "phases" / "connected_app.json").read_text())["consumer_key"]
 
 
+def _kernel_tree() -> dict[int, list[int]]:
+    """This process's kernel processes: each direct child's pid with the pids of its own children."""
+    import psutil
+
+    return {child.pid: [k.pid for k in child.children()] for child in psutil.Process().children()
+            if "runbook.kernelpool" in " ".join(child.cmdline()) or "ipykernel" in " ".join(child.cmdline())}
+
+
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory):
+def fleet_run(tmp_path_factory):
+    """The fleet file's five orgs, one broken, three at once; and the kernel processes seen while they ran."""
     root = tmp_path_factory.mktemp("fleet")
     orgs = load_fleet(_fleet_file(root, broken=True))
     messages: list[str] = []
-    result = run_fleet(orgs, runs_dir=root / "runs", jobs=3, progress=messages.append)
-    return root, result, messages
+    trees: list[dict[int, list[int]]] = []
+
+    def progress(message: str) -> None:
+        messages.append(message)
+        if "[access] running" in message:  # an org's kernel is up
+            trees.append(_kernel_tree())
+
+    result = run_fleet(orgs, runs_dir=root / "runs", jobs=3, progress=progress)
+    return root, result, messages, trees
+
+
+@pytest.fixture(scope="module")
+def fleet(fleet_run):
+    return fleet_run[:3]
 
 
 def test_one_failing_org_does_not_stop_the_others(fleet):
@@ -69,6 +96,37 @@ def test_progress_is_shown_per_org_and_phase(fleet):
     assert "[alpha] [verify] running 04_verify.ipynb" in messages
     assert any(m.startswith("[delta] [certificate] FAILED") for m in messages)
     assert any(m.startswith("[echo] done in ") for m in messages)
+
+
+@pytest.mark.skipif(not forking_supported(), reason="kernels are forked only where fork and pidfds exist")
+def test_the_orgs_kernels_are_forked_from_one_template_that_ends_with_the_fleet(fleet_run):
+    trees = fleet_run[3]
+    assert len(trees) == 4  # the four orgs that got past phase 1
+    templates = {pid for tree in trees for pid in tree}
+    assert len(templates) == 1  # one direct child: the template; the kernels are its children
+    kernels = {k for tree in trees for kids in tree.values() for k in kids}
+    assert len(kernels) >= 2
+    assert _kernel_tree() == {}  # the template and every kernel are gone
+
+
+@pytest.mark.skipif(not forking_supported(), reason="kernels are forked only where fork and pidfds exist")
+def test_a_forked_kernel_that_dies_mid_phase_fails_that_phase(tmp_path):
+    def kill_the_kernel_soon(message: str) -> None:
+        if message.startswith("[connected_app] running"):
+            kernels = [k for kids in _kernel_tree().values() for k in kids]
+            threading.Timer(0.05, lambda: [os.kill(k, signal.SIGKILL) for k in kernels]).start()
+
+    with KernelTemplate(template_argv()) as template:
+        started = time.monotonic()
+        result = run_runbook(workdir=tmp_path / "work", runs_dir=tmp_path / "runs", phases=["certificate",
+                             "connected_app", "access"], params={"callback_port": "auto"},
+                             progress=kill_the_kernel_soon, kernel_template=template)
+        assert [(p.phase, p.status, p.error) for p in result.phases] == [
+            ("certificate", "done", ""), ("connected_app", "failed", "the kernel died while running the notebook")]
+        assert time.monotonic() - started < 15
+        again = run_runbook(workdir=tmp_path / "work", runs_dir=tmp_path / "runs", phases=["certificate"],
+                            progress=lambda _m: None, kernel_template=template)
+        assert again.ok, again.lines()  # the template forks the next kernel as before
 
 
 def test_report_has_one_row_per_org(fleet):
