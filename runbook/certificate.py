@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from runbook.errors import InputError
-from runbook.files import PRIVATE, PUBLIC, write_atomic, write_new_atomic
+from runbook.files import PRIVATE, PUBLIC, make_private_dir, remove_stale_temps, write_atomic, write_new_atomic
 from runbook.workdir import open_workdir
 
 KEY_SIZES = (2048, 3072, 4096)
@@ -125,11 +126,44 @@ def plan_certificate_request(
     if bool(key_path) != bool(cert_path) and not (key.exists() and cert.exists()):
         raise InputError("cert_path" if key_path else "key_path", cert_path or key_path,
                          "bring your own pair with both key_path and cert_path, or leave both empty")
+    for name, path in (("key_path", key), ("cert_path", cert)):
+        _check_folder_not_world_writable(path, name)
     passphrase = _read_passphrase(passphrase_env)
     cn = common_name or (f"{app_name} JWT" if app_name else "Salesforce JWT runbook")
     if len(cn) > 64:
         raise InputError("common_name", cn, "use at most 64 characters (X.509 CN limit)")
     return CertificateRequest(key, cert, key_size, valid_days, cn, passphrase, bool(rotate))
+
+
+def _check_key_file_private(path: Path) -> None:
+    """Refuse a private key group or others can read, as ssh does: whoever read it can log in as the app.
+
+    Not on rotation: a new pair is the way out for a key others may have read.
+    """
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise InputError("key_path", str(path), f"chmod 600 {path} (as ssh requires of a private key); if others "
+                         "may have read it, also set rotate=True for a new pair",
+                         problem=f"the private key is readable by group or others (mode {mode:04o})")
+
+
+def _nearest_folder(path: Path) -> Path:
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    return folder
+
+
+def _check_folder_not_world_writable(path: Path, name: str) -> None:
+    """Refuse a key or certificate folder anyone can write to: anyone could swap the pair in it.
+
+    A sticky folder such as /tmp is accepted: there only a file's owner may rename or delete it.
+    """
+    folder = _nearest_folder(path)
+    mode = folder.stat().st_mode
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+        raise InputError(name, str(path), f"chmod 700 {folder}, or keep the pair in a folder only you can write",
+                         problem=f"its folder {folder} is writable by everyone (mode {stat.S_IMODE(mode):04o})")
 
 
 def _read_passphrase(passphrase_env: str) -> bytes | None:
@@ -150,15 +184,18 @@ def ensure_certificate(**params) -> CertificateInfo:
     """Phase 1: reuse, adopt, generate or rotate the key pair, and record it in the work folder."""
     workdir = params.get("workdir", "work")
     req = plan_certificate_request(**params)
+    leftovers = [*remove_stale_temps(req.key_path), *remove_stale_temps(req.cert_path)]
     key_exists, cert_exists = req.key_path.exists(), req.cert_path.exists()
     if req.rotate:
         info = _rotate(req)
     elif key_exists and cert_exists:
         key, cert = load_pair(req)
+        _check_key_file_private(req.key_path)
         info = _describe(req, key, cert, action=_reuse_action(req, workdir))
     elif key_exists:
         key = load_private_key(req.key_path, req.passphrase)
         _check_key(key)
+        _check_key_file_private(req.key_path)
         cert = _self_signed(key, req)
         write_new_atomic(req.cert_path, cert.public_bytes(serialization.Encoding.PEM), PUBLIC)
         info = _describe(req, key, cert, action="generated certificate for existing key")
@@ -167,6 +204,7 @@ def ensure_certificate(**params) -> CertificateInfo:
                          "private key does not: give key_path of the matching key, or remove cert_path")
     else:
         info = _generate(req, action="generated")
+    info.warnings += [f"removed {path}: an interrupted run left this temp copy behind" for path in leftovers]
     open_workdir(workdir).save("certificate", info.as_dict())
     return info
 
@@ -191,9 +229,7 @@ def _rotate(req: CertificateRequest) -> CertificateInfo:
     backup = None
     if req.key_path.exists() or req.cert_path.exists():
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-        backup_dir = req.key_path.parent / "backup" / stamp
-        backup_dir.mkdir(parents=True, exist_ok=False)
-        os.chmod(backup_dir, 0o700)
+        backup_dir = make_private_dir(req.key_path.parent / "backup" / stamp, exist_ok=False)
         for path in (req.key_path, req.cert_path):
             if path.exists():
                 shutil.copy2(path, backup_dir / path.name)
@@ -205,9 +241,7 @@ def _rotate(req: CertificateRequest) -> CertificateInfo:
 
 
 def _check_writable(path: Path, name: str) -> None:
-    folder = path.parent
-    while not folder.exists():
-        folder = folder.parent
+    folder = _nearest_folder(path)
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise InputError(name, str(path), f"the folder {folder} is not writable: choose a writable folder "
                          "or fix its permissions")
@@ -319,6 +353,17 @@ def load_pair(req: CertificateRequest) -> tuple[rsa.RSAPrivateKey, x509.Certific
 def fingerprint(cert: x509.Certificate) -> str:
     """SHA-256 fingerprint as colon-separated hex, as Setup and openssl show it."""
     return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+def pem_fingerprint(pem: str | None) -> str:
+    """The SHA-256 fingerprint of a PEM certificate as an org holds it (header lines optional); "" for none."""
+    if not pem:
+        return ""
+    text = pem if "BEGIN CERTIFICATE" in pem else f"-----BEGIN CERTIFICATE-----\n{pem}\n-----END CERTIFICATE-----\n"
+    try:
+        return fingerprint(x509.load_pem_x509_certificate(text.encode()))
+    except ValueError:
+        return ""
 
 
 def certificate_pem(cert_path: Path) -> str:

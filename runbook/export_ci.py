@@ -10,6 +10,11 @@ Variables (names as the Salesforce CLI's CI guides use them)::
 Formats: ``env`` (shell-quoted ``NAME=value`` lines, for ``set -a; . file``), ``github`` (dotenv, for
 ``gh secret set --env-file FILE``), ``gitlab`` (a JSON list of CI/CD variables for the project variables
 API, masked and protected). In CI: ``echo "$SF_JWT_KEY_BASE64" | base64 -d > server.key``.
+
+The key exported is the file the work folder's records name, so before a byte of it goes out it is
+checked to be what phase 1 made: an unencrypted private key whose public key is the certificate's on
+record, and that certificate the one the app trusts. A record pointing anywhere else (``/etc/hostname``,
+someone's ``~/.ssh/id_rsa``) is refused, never exported.
 """
 
 from __future__ import annotations
@@ -20,13 +25,19 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+
+from runbook.certificate import fingerprint, load_certificate, load_private_key
 from runbook.errors import InputError
 from runbook.files import PRIVATE, write_atomic
-from runbook.workdir import open_workdir
+from runbook.workdir import Workdir, open_workdir
 
 FORMATS = ("github", "gitlab", "env")
 NAMES = ("SF_CONSUMER_KEY", "SF_USERNAME", "SF_INSTANCE_URL", "SF_JWT_KEY_BASE64")
 _SECRET = {"SF_JWT_KEY_BASE64"}
+MAX_KEY_BYTES = 64 * 1024  # an RSA 4096 key is 3.3 KB as PEM: a bigger file is not one
+_RERUN = "rerun phase 1 (01_certificate) so the work folder's record names the key it made, then phase 4"
 
 
 @dataclass(frozen=True)
@@ -52,10 +63,51 @@ def ci_variables(workdir: str | Path, *, username: str = "", instance_url: str =
     if username and username not in users:
         raise InputError("username", username, f"phase 4 verified {', '.join(users) or 'nobody'}: verify this "
                          "user first (usernames parameter of 04_verify)")
-    key = Path(verify.get("key_path") or cert["key_path"])
+    key = _checked_key(wd, Path(verify.get("key_path") or cert["key_path"]), Path(cert["cert_path"]))
     return {"SF_CONSUMER_KEY": verify["consumer_key"], "SF_USERNAME": user,
             "SF_INSTANCE_URL": (instance_url or verify["login_url"]).rstrip("/"),
-            "SF_JWT_KEY_BASE64": base64.b64encode(key.read_bytes()).decode()}
+            "SF_JWT_KEY_BASE64": base64.b64encode(key).decode()}
+
+
+def _checked_key(wd: Workdir, key_path: Path, cert_path: Path) -> bytes:
+    """The key file's bytes, once they are an unencrypted private key for the certificate the app trusts."""
+    data = _key_bytes(key_path)
+    if b"ENCRYPTED" in data:
+        raise InputError("key_path", str(key_path), "give phase 1 an unencrypted copy (openssl pkey -in KEY -out "
+                         "ci.key; then key_path=ci.key), or keep the key out of CI",
+                         problem="the key is encrypted, and sf org login jwt in CI reads only unencrypted keys")
+    try:
+        key = load_private_key(key_path)
+    except InputError:
+        raise InputError("key_path", str(key_path), _RERUN,
+                         problem="the phase 1 record names this file as the private key, but it is not one") from None
+    cert = load_certificate(cert_path)
+    if _public_der(key.public_key()) != _public_der(cert.public_key()):
+        raise InputError("key_path", str(key_path), _RERUN,
+                         problem=f"this key does not match the certificate on record, {cert_path}")
+    app = wd.load("connected_app") or {}
+    trusted = app.get("certificate_fingerprint")
+    if trusted and trusted != fingerprint(cert):
+        raise InputError("cert_path", str(cert_path), "rerun phases 2 and 4 so the app trusts this certificate, or "
+                         "put back the pair the app was set up with",
+                         problem=f"the app {app.get('full_name', '')} trusts the certificate {trusted}, "
+                                 f"not this one ({fingerprint(cert)})")
+    return data
+
+
+def _key_bytes(path: Path) -> bytes:
+    """The file's bytes, refusing a device, folder or big file before reading it (``/dev/zero`` never ends)."""
+    if not path.is_file():
+        raise InputError("key_path", str(path), _RERUN,
+                         problem="the phase 1 record names it as the private key, but it is not a regular file")
+    if path.stat().st_size > MAX_KEY_BYTES:
+        raise InputError("key_path", str(path), _RERUN, problem=f"the file is over {MAX_KEY_BYTES // 1024} KiB: "
+                         "not a private key")
+    return path.read_bytes()
+
+
+def _public_der(public_key: PublicKeyTypes) -> bytes:
+    return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def render(variables: dict[str, str], fmt: str) -> str:

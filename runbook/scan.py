@@ -25,6 +25,9 @@ password-widget        a saved ``Password`` widget holding a value
 known-secret           any exact value the caller knows is secret (e.g. the local org's admin password)
 =====================  ===============================================================================
 
+Besides outputs, a folder walk reads the temp files an interrupted atomic write leaves beside its target
+(``.server.key.<pid>.<random>.tmp``: a copy of the key that was being written).
+
 Not secrets, and not reported: consumer keys (``3MVG9…``), certificates and their base64, SHA-256
 fingerprints, org ids, variable names (``passphrase_env``), paths (``key_path``) and placeholders
 (``<hidden>``, ``***``, ``${VAR}``).
@@ -43,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from runbook.files import is_write_temp
 
 __all__ = ["Finding", "iter_files", "known_secrets_from_file", "looks_secret_name", "scan_paths", "scan_test_outputs",
            "scan_text", "secret_parameter_names"]
@@ -316,7 +321,8 @@ def _is_dotenv(path: Path) -> bool:
 
 
 def _scannable(path: Path) -> bool:
-    return path.suffix.lower() in TEXT_SUFFIXES | {NOTEBOOK_SUFFIX} or _is_dotenv(path)
+    """Outputs by suffix, and temp files interrupted atomic writes left (``.server.key.<pid>.<random>.tmp``)."""
+    return path.suffix.lower() in TEXT_SUFFIXES | {NOTEBOOK_SUFFIX} or _is_dotenv(path) or is_write_temp(path)
 
 
 def iter_files(paths: Iterable[Path]) -> Iterator[Path]:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from cryptography.x509.oid import NameOID
 
 from runbook.certificate import ensure_certificate
 from runbook.errors import InputError
+from runbook.scan import scan_paths
 
 
 def _mode(path: str | Path) -> int:
@@ -32,6 +36,7 @@ def _pair(tmp: Path, *, bits: int = 2048, days: int = 30, start_days: int = -1, 
     key_path, cert_path = tmp / f"{name}.key", tmp / f"{name}.crt"
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
+    key_path.chmod(0o600)
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return key_path, cert_path
 
@@ -148,3 +153,68 @@ def test_unwritable_target_folder_is_refused(tmp_path):
     with pytest.raises(InputError, match="not writable"):
         ensure_certificate(workdir=blocker / "work")
     assert blocker.read_text() == "a file where the work folder should go"
+
+
+def test_reused_key_readable_by_others_is_refused_with_the_chmod_fix(tmp_path):
+    key = Path(ensure_certificate(workdir=tmp_path).key_path)
+    key.chmod(0o644)
+    with pytest.raises(InputError) as err:
+        ensure_certificate(workdir=tmp_path)
+    assert str(err.value) == (
+        f"key_path='{key}' is not valid: the private key is readable by group or others (mode 0644). "
+        f"Fix: chmod 600 {key} (as ssh requires of a private key); if others may have read it, also set "
+        "rotate=True for a new pair")
+    assert ensure_certificate(workdir=tmp_path, rotate=True).action == "rotated"  # the other way out
+    assert _mode(key) == 0o600
+
+
+def test_own_key_readable_by_group_is_refused(tmp_path):
+    key_path, cert_path = _pair(tmp_path)
+    key_path.chmod(0o640)
+    with pytest.raises(InputError, match=r"readable by group or others \(mode 0640\)\. Fix: chmod 600 "):
+        ensure_certificate(workdir=tmp_path / "work", key_path=str(key_path), cert_path=str(cert_path))
+
+
+def test_world_writable_keys_folder_is_refused(tmp_path):
+    keys = tmp_path / "work" / "keys"
+    keys.mkdir(parents=True)
+    keys.chmod(0o777)
+    with pytest.raises(InputError) as err:
+        ensure_certificate(workdir=tmp_path / "work")
+    assert f"its folder {keys} is writable by everyone (mode 0777). Fix: chmod 700 {keys}" in str(err.value)
+    assert list(keys.iterdir()) == []
+
+
+def test_work_folder_keys_and_phases_are_0700_under_umask_000(tmp_path):
+    previous = os.umask(0)
+    try:
+        info = ensure_certificate(workdir=tmp_path / "work")
+    finally:
+        os.umask(previous)
+    work = tmp_path / "work"
+    assert {name: _mode(work / name) for name in ("", "keys", "phases")} == {"": 0o700, "keys": 0o700,
+                                                                             "phases": 0o700}
+    assert (_mode(info.key_path), _mode(info.cert_path), _mode(work / "phases" / "certificate.json")) == (
+        0o600, 0o644, 0o644)
+
+
+_CRASH_BEFORE_LINK = """
+import os, signal, sys
+from runbook.certificate import ensure_certificate
+os.link = lambda *_: os.kill(os.getpid(), signal.SIGKILL)  # killed after the temp key is written, before the link
+ensure_certificate(workdir=sys.argv[1])
+"""
+
+
+def test_temp_key_left_by_a_crash_is_seen_by_scan_and_removed_by_the_rerun(tmp_path):
+    work = tmp_path / "work"
+    crashed = subprocess.run([sys.executable, "-c", _CRASH_BEFORE_LINK, str(work)], timeout=60)
+    assert crashed.returncode == -signal.SIGKILL
+    [leftover] = (work / "keys").glob(".server.key.*.tmp")
+    findings = scan_paths([work])
+    assert [(f.path, f.kind) for f in findings] == [(leftover, "private-key")]
+    info = ensure_certificate(workdir=work)
+    assert not leftover.exists()
+    assert f"removed {leftover}: an interrupted run left this temp copy behind" in info.warnings
+    assert sorted(p.name for p in (work / "keys").iterdir()) == ["server.crt", "server.key"]
+    assert scan_paths([work]) == []

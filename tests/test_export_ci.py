@@ -1,4 +1,4 @@
-"""`runbook export-ci`: the CI variables in a mode-0600 file, never printed."""
+"""`runbook export-ci`: the CI variables in a mode-0600 file, never printed, and only phase 1's key."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import shlex
+import shutil
 import stat
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import run_phases
 
+from runbook.certificate import ensure_certificate
 from runbook.cli import main
 from runbook.localorg import ADMIN_USERNAME
 from runbook.workdir import open_workdir
@@ -69,3 +71,47 @@ def test_export_refuses_a_user_phase_4_did_not_verify(verified, tmp_path):
 def test_export_before_phase_4_is_refused(tmp_path):
     result = _export(tmp_path, "github", tmp_path / "ci.env")
     assert result.exit_code == 1 and "run phase 4 (04_verify) first" in result.output
+
+
+def _tampered(verified: Path, tmp_path: Path, phase: str, **changes) -> Path:
+    """A copy of the verified work folder's records with ``changes`` made to one of them."""
+    work = tmp_path / "work"
+    shutil.copytree(verified / "phases", work / "phases")
+    record = json.loads((work / "phases" / f"{phase}.json").read_text())
+    (work / "phases" / f"{phase}.json").write_text(json.dumps({**record, **changes}))
+    return work
+
+
+def test_export_refuses_a_record_naming_a_file_that_is_not_a_private_key(verified, tmp_path):
+    hostname = tmp_path / "hostname"
+    hostname.write_text("build-host-7\n")
+    work = _tampered(verified, tmp_path, "verify", key_path=str(hostname))
+    result = _export(work, "env", tmp_path / "ci.env")
+    assert result.exit_code == 1
+    assert (f"key_path='{hostname}' is not valid: the phase 1 record names this file as the private key, but it "
+            "is not one. Fix: rerun phase 1 (01_certificate)") in result.output
+    assert not (tmp_path / "ci.env").exists()
+
+
+def test_export_refuses_a_device_without_reading_it(verified, tmp_path):
+    work = _tampered(verified, tmp_path, "verify", key_path="/dev/zero")
+    result = _export(work, "env", tmp_path / "ci.env")
+    assert result.exit_code == 1 and "'/dev/zero' is not valid" in result.output
+    assert "not a regular file" in result.output
+
+
+def test_export_refuses_a_private_key_that_does_not_match_the_certificate(verified, tmp_path):
+    other = ensure_certificate(workdir=tmp_path / "other")
+    work = _tampered(verified, tmp_path, "verify", key_path=other.key_path)
+    result = _export(work, "env", tmp_path / "ci.env")
+    assert result.exit_code == 1
+    cert_path = open_workdir(verified).load("certificate")["cert_path"]
+    assert f"this key does not match the certificate on record, {cert_path}" in result.output
+    assert not (tmp_path / "ci.env").exists()
+
+
+def test_export_refuses_a_certificate_the_app_does_not_trust(verified, tmp_path):
+    work = _tampered(verified, tmp_path, "connected_app", certificate_fingerprint="AB:" * 31 + "AB")
+    result = _export(work, "env", tmp_path / "ci.env")
+    assert result.exit_code == 1
+    assert "trusts the certificate AB:AB" in result.output and "rerun phases 2 and 4" in result.output

@@ -347,3 +347,12 @@ def test_authorization_header_in_parsed_json_is_found_across_key_and_value(craft
     findings = scan_paths([crafted])
     assert [(f.location, f.kind) for f in findings] == [("request.headers.Authorization line 1",
                                                          "authorization-header")]
+
+
+def test_walking_a_folder_reads_the_temp_key_an_interrupted_write_left(crafted, key_pair):
+    keys = crafted / "keys"
+    keys.mkdir()
+    (keys / "server.key").write_text(Path(key_pair.key_path).read_text())  # where a key belongs: not scanned
+    leftover = keys / ".server.key.4242.k3y7mp0q.tmp"
+    leftover.write_text(Path(key_pair.key_path).read_text())
+    assert [(f.path, f.kind) for f in scan_paths([crafted])] == [(leftover, "private-key")]

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from runbook.files import PRIVATE, PUBLIC, write_atomic
+from runbook.files import PRIVATE, PUBLIC, make_private_dir, write_atomic
 from runbook.localorg import connected_apps, credentials, seed
 from runbook.localorg.context import OrgContext
 from runbook.localorg.faults import Fault, FaultPlan, Injection
@@ -120,7 +120,7 @@ class LocalOrg:
         """Serve the org, seeding its state on first use; returns self. A running org stays as it is."""
         if self.running:
             return self
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dir(self.state_dir, tighten=True)  # 0700 even if it existed: it holds keys and secrets
         self._refuse_if_served_elsewhere()
         store = Store(self.state_dir / "org.sqlite3")
         try:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runbook.files import PRIVATE, create_with_mode
 from runbook.localorg import ids, seed
 from runbook.localorg.schema import BOOLEAN, INT, SOBJECTS
 
@@ -104,6 +105,7 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        create_with_mode(path, PRIVATE)  # consumer secrets are in it: sqlite alone would make it 0644
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()

@@ -5,6 +5,12 @@ CA is kept across restarts so a trust bundle handed out earlier (REQUESTS_CA_BUN
 kernel's environment, NODE_EXTRA_CA_CERTS) stays valid; the server certificate is renewed when it
 nears expiry. ``ca-bundle.pem`` is certifi's CAs plus the local CA, so real Salesforce still verifies
 with the same bundle.
+
+The CA is name-constrained (critical) to 127.0.0.1 and localhost: a kernel or Lab that trusts it
+trusts it for the local org only, so its key, if it leaked, could not sign a certificate for
+login.salesforce.com or any other host. A state folder made before that has an unconstrained CA; it
+is replaced at the next start (with a new server certificate and bundle), the one time a bundle
+handed out earlier stops verifying until its reader reloads it.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from runbook.files import PRIVATE, PUBLIC, write_atomic
 _CA_DAYS = 3650
 _SERVER_DAYS = 397
 _RENEW_BEFORE = timedelta(days=14)
+_LOCAL_NAMES = x509.NameConstraints(
+    permitted_subtrees=[x509.IPAddress(ipaddress.ip_network("127.0.0.1/32")), x509.DNSName("localhost")],
+    excluded_subtrees=None)
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,7 @@ def _make_ca(files: TlsFiles) -> None:
                                          data_encipherment=False, key_agreement=False, encipher_only=False,
                                          decipher_only=False), critical=True)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(_LOCAL_NAMES, critical=True)
             .sign(key, hashes.SHA256()))
     write_atomic(files.ca_key, _key_pem(key), PRIVATE)
     write_atomic(files.ca_cert, cert.public_bytes(serialization.Encoding.PEM), PUBLIC)
@@ -97,6 +107,18 @@ def _make_server_cert(files: TlsFiles) -> None:
     write_atomic(files.server_cert, cert.public_bytes(serialization.Encoding.PEM), PUBLIC)
 
 
+def _ca_usable(files: TlsFiles) -> bool:
+    """Whether the state folder has a CA, constrained to the local names (older state folders' are not)."""
+    if not (files.ca_key.is_file() and files.ca_cert.is_file()):
+        return False
+    ca_cert = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
+    try:
+        constraints = ca_cert.extensions.get_extension_for_class(x509.NameConstraints)
+    except x509.ExtensionNotFound:
+        return False
+    return constraints.critical and constraints.value == _LOCAL_NAMES
+
+
 def _server_cert_usable(files: TlsFiles) -> bool:
     if not (files.server_cert.is_file() and files.server_key.is_file()):
         return False
@@ -110,9 +132,9 @@ def _server_cert_usable(files: TlsFiles) -> bool:
 
 
 def ensure_tls(state_dir: Path) -> TlsFiles:
-    """The CA (made on first use), a valid server certificate, and a fresh trust bundle."""
+    """The CA (made on first use, or to replace an unconstrained one), a valid server certificate, a fresh bundle."""
     files = TlsFiles.in_folder(state_dir)
-    if not (files.ca_key.is_file() and files.ca_cert.is_file()):
+    if not _ca_usable(files):
         _make_ca(files)
     if not _server_cert_usable(files):
         _make_server_cert(files)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import random
+import re
+import time
+
 import pytest
 
 from runbook.localorg import ids
@@ -138,3 +142,53 @@ def test_ids_have_salesforce_checksums():
     assert ids.normalize("001D000000IqhSL") == "001D000000IqhSLIAZ"
     assert ids.normalize("not an id") is None
     assert ids.make_id("ConnectedApplication", 1).startswith("0H4")
+
+
+def _like_as_regex(pattern: str) -> re.Pattern[str]:
+    """What LIKE means, written as the backtracking regular expression the matcher replaced."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern[i] == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append({"%": ".*", "_": "."}.get(pattern[i], re.escape(pattern[i])))
+        i += 1
+    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
+
+
+def like_names(pattern: str, values: list[str]) -> list[str]:
+    rows = [{"Id": ids.make_id("Profile", n + 1), "Name": value} for n, value in enumerate(values)]
+    escaped = pattern.replace("\\", "\\\\").replace("'", "\\'")
+    plan = compile_query(f"SELECT Name FROM Profile WHERE Name LIKE '{escaped}'")
+    return [record["Name"] for record in plan.run(lambda name: rows, version="62.0")["records"]]
+
+
+def test_like_with_twelve_percent_signs_answers_in_milliseconds():
+    usernames = ["admin@local.devhub", "dev@local.devhub", "ci@local.devhub", "readonly@local.devhub"]
+    started = time.monotonic()
+    assert like_names("%" * 12 + "x", usernames) == []
+    assert like_names("%a" * 12 + "%", ["a" * 40, "a" * 11]) == ["a" * 40]
+    assert time.monotonic() - started < 0.5  # the backtracking regex took 19 s on these usernames
+
+
+def test_like_matches_what_the_regular_expression_matched():
+    chooser = random.Random(17)
+    for _ in range(3000):
+        value = "".join(chooser.choices("abA_%", k=chooser.randint(0, 7)))
+        pattern = "".join(chooser.choices(["a", "B", "b", "%", "_", "\\%", "\\_", "\\"], k=chooser.randint(0, 6)))
+        expected = [value] if _like_as_regex(pattern).fullmatch(value) else []
+        assert like_names(pattern, [value]) == expected, (pattern, value)
+
+
+def test_like_ignores_case_and_keeps_one_character_per_underscore():
+    assert like_names("STRA_E", ["straße", "strasse"]) == ["straße"]
+    assert like_names("%ci\\_log%", ["CI_Login", "CIxLogin"]) == ["CI_Login"]
+
+
+def test_query_over_its_time_limit_answers_query_timeout():
+    with pytest.raises(SoqlError) as caught:
+        compile_query("SELECT Name FROM Profile WHERE Name LIKE '%a%'").run(
+            lambda name: ROWS.get(name, []), version="62.0", time_limit=0.0)
+    assert caught.value.code == "QUERY_TIMEOUT"
+    assert caught.value.message == "Your query request was running for too long."
