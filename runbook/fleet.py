@@ -38,7 +38,7 @@ import yaml
 
 from runbook.batch import PHASES, RunSummary, check_no_secret_params, import_papermill, run_runbook
 from runbook.errors import InputError, RunbookError
-from runbook.kernelpool import KernelTemplate, template_for
+from runbook.kernelpool import KernelTemplate, forking_supported, template_for
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ORG_KEYS = {"name", "org", "workdir", "params", "local_org", "fresh_org"}
@@ -131,15 +131,22 @@ def _fleet_org(entry: Any, defaults: dict[str, Any], root: Path, config: Path) -
                     bool(entry.get("fresh_org", False)))
 
 
-def default_jobs() -> int:
-    """How many orgs run at once by default: twice the cores plus one (at most 8).
+def default_jobs(*, forked: bool | None = None) -> int:
+    """How many orgs run at once by default: 5 per core (at most 16) with forked kernels, else 2 per core + 1.
 
-    An org's run is a chain: its kernel computes (start, imports, keys, plans), then waits on the org, and
-    one org never keeps more than one core busy. Measured on 2 cores (``make bench``'s fleet: 25 local
-    orgs, 100 ms per call): 4 at once took 18.7 s, 5 took 17.4 s, 6 no less than 5 with ~80 MiB more
-    memory per kernel. The extra one covers the moments when two of the others wait on the org.
+    ``forked`` None means where kernels can be forked (``runbook.kernelpool.forking_supported``); the
+    second rule is capped at 8. An org's run is a chain: its kernel computes (start, imports, keys,
+    plans), then waits on the org, and one org never keeps more than one core busy. Kernels started
+    from scratch (~1.4 s of CPU, ~80 MiB each) on 2 cores, 25 local orgs at 100 ms per call: 4 at once
+    took 18.7 s, 5 took 17.4 s, 6 no less. Kernels forked from the template (``runbook.kernelpool``:
+    ~0.5 s, ~35 MiB each) spend most of a run waiting, so more are needed to keep the cores busy: on
+    2 cores, 50 orgs, the cores stood idle 7% of the time with 5 at once, 6% with 8, 1% with 10 or 12
+    (455-605 MiB in all).
     """
-    return max(1, min(8, 2 * (os.cpu_count() or 1) + 1))
+    cores = os.cpu_count() or 1
+    if forking_supported() if forked is None else forked:
+        return max(1, min(16, 5 * cores))
+    return max(1, min(8, 2 * cores + 1))
 
 
 def run_fleet(orgs: list[FleetOrg], *, runs_dir: str | Path = "runs", jobs: int | None = None,
@@ -165,7 +172,8 @@ def run_fleet(orgs: list[FleetOrg], *, runs_dir: str | Path = "runs", jobs: int 
         if template is not None:
             stack.enter_context(template)
         _import_clients()
-        with ThreadPoolExecutor(max_workers=jobs or default_jobs(), thread_name_prefix="fleet") as pool:
+        with ThreadPoolExecutor(max_workers=jobs or default_jobs(forked=template is not None),
+                                thread_name_prefix="fleet") as pool:
             results = list(pool.map(lambda o: _run_one(o, run_dir / o.name, resume, say, template), orgs))
     return FleetResult(run_dir, results, time.perf_counter() - started)
 

@@ -30,20 +30,21 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 _LAUNCHER_TAIL = ["-m", "ipykernel_launcher", "-f", "{connection_file}"]
 _MAX_MESSAGE = 1 << 20
-# What a run's kernel imports: ipykernel's start (its debugger imports debugpy), then each phase's cells.
+# What a run's kernel imports besides the notebooks' own import statements (``_notebook_imports``):
+# ipykernel's start (its debugger imports debugpy), and what the phases' functions import when called.
 # runbook.localorg.org is there because runbook.org imports it to find an org another process serves.
 WARM_IMPORTS = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.comm",
                 "ipykernel.debugger", "IPython.core.history", "IPython.core.debugger", "IPython.core.oinspect",
                 "IPython.core.completerlib", "IPython.core.logger", "IPython.extensions.storemagic",
                 "tornado.platform.asyncio", "tornado.queues", "ipykernel_launcher",
-                "runbook.widgets", "runbook.certificate", "runbook.org", "runbook.localorg.org",
-                "runbook.connected_app", "runbook.access", "runbook.verify", "runbook.webflow",
-                "runbook.metadata", "runbook.rest", "simple_salesforce", "simple_salesforce.login", "zeep", "jwt")
+                "runbook.localorg.org", "runbook.webflow", "runbook.metadata", "runbook.rest",
+                "simple_salesforce", "simple_salesforce.login", "zeep", "jwt")
 
 
 def forking_supported() -> bool:
@@ -118,8 +119,16 @@ class ForkedKernel:
         self.send_signal(signal.SIGKILL)
 
 
+class TemplateUnavailable(RuntimeError):
+    """The template cannot fork kernels (it failed to warm up, or ended): kernels start as usual instead."""
+
+
 class KernelTemplate:
-    """A warm process forking kernels on request; ``close()`` (or ``with``) ends it. Thread-safe."""
+    """A warm process forking kernels on request; ``close()`` (or ``with``) ends it. Thread-safe.
+
+    If the template cannot serve (it failed to warm up or ended), ``fork`` raises ``TemplateUnavailable``
+    and the provisioner starts that kernel the usual way: a broken template costs time, never a run.
+    """
 
     def __init__(self, argv: list[str]) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -134,6 +143,7 @@ class KernelTemplate:
             theirs.close()
         self._socket = ours
         self._lock = threading.Lock()
+        self._broken = False
 
     @property
     def pid(self) -> int:
@@ -142,14 +152,20 @@ class KernelTemplate:
     def fork(self, connection_file: str, env: dict[str, str], cwd: str) -> ForkedKernel:
         """A new kernel for ``connection_file`` (already written), started in ``cwd`` with exactly ``env``."""
         request = json.dumps({"connection_file": connection_file, "env": dict(env), "cwd": cwd}).encode()
+        answer, fds = b"", []
         with self._lock:
-            self._socket.send(request)
-            answer, fds, _flags, _addr = socket.recv_fds(self._socket, _MAX_MESSAGE, 1)
+            if not self._broken:
+                try:
+                    self._socket.send(request)
+                    answer, fds, _flags, _addr = socket.recv_fds(self._socket, _MAX_MESSAGE, 1)
+                except OSError:
+                    pass
+                self._broken = not answer
         if not answer:
-            raise RuntimeError(f"the kernel template (process {self.pid}) ended: see its error above")
+            raise TemplateUnavailable(f"the kernel template (process {self.pid}) ended")
         reply = json.loads(answer)
         if "error" in reply:
-            raise RuntimeError(f"the kernel template could not start a kernel: {reply['error']}")
+            raise TemplateUnavailable(f"the kernel template could not fork a kernel: {reply['error']}")
         return ForkedKernel(reply["pid"], fds[0])
 
     def provisioner(self, km: Any) -> Any:
@@ -183,7 +199,11 @@ def _provisioner_class() -> type:
 
         async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
             cwd = str(kwargs.get("cwd") or Path.cwd())
-            self.process = self.template.fork(cmd[cmd.index("-f") + 1], kwargs.get("env") or dict(os.environ), cwd)
+            try:
+                self.process = self.template.fork(cmd[cmd.index("-f") + 1], kwargs.get("env") or dict(os.environ),
+                                                  cwd)
+            except TemplateUnavailable:
+                return await super().launch_kernel(cmd, **kwargs)
             self.pid = self.pgid = self.process.pid  # the kernel leads its own session, as jupyter_client's do
             self.cwd = cwd
             return self.connection_info
@@ -198,15 +218,21 @@ def serve(fd: int) -> None:
     sock = socket.socket(fileno=fd)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent; the template ends with it
     os.environ["JPY_PARENT_PID"] = str(os.getpid())  # ipykernel reads it at import: its kernels watch us
-    _warm()
+    try:
+        _warm()
+    except Exception as exc:  # the parent then starts its kernels the usual way
+        print(f"runbook: the kernel template cannot fork kernels ({type(exc).__name__}: {exc}); "
+              "kernels start as usual", file=sys.stderr, flush=True)
+        return
     signal.signal(signal.SIGCHLD, _reap)
     while True:
         request = sock.recv(_MAX_MESSAGE)
         if not request:
+            _reap_the_rest()
             return
         try:
             pid, pidfd = _fork(json.loads(request), sock)
-        except Exception as exc:  # e.g. out of processes: the parent's run fails with it, the template serves on
+        except Exception as exc:  # e.g. out of processes: that kernel starts the usual way, the template serves on
             sock.send(json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
             continue
         try:
@@ -221,8 +247,9 @@ def _warm() -> None:
 
     if sys.path and sys.path[0] == "":  # as ipykernel_launcher does: IPython puts it back in each kernel
         del sys.path[0]
-    for name in WARM_IMPORTS:
-        importlib.import_module(name)
+    for name in [*WARM_IMPORTS, *_notebook_imports()]:
+        with contextlib.suppress(ImportError):  # a module moved or gone is just not warm
+            importlib.import_module(name)
     from runbook.metadata import metadata_wsdl
 
     metadata_wsdl()
@@ -232,10 +259,49 @@ def _warm() -> None:
     gc.freeze()  # the collector never touches these objects again, so the kernels' copies stay shared
 
 
+def _notebook_imports() -> list[str]:
+    """The modules the phase notebooks' code cells import (their top-level ``import`` statements)."""
+    import ast
+
+    from runbook.batch import PHASES, notebooks_dir
+
+    names: list[str] = []
+    for _phase, notebook in PHASES:
+        for cell in json.loads((notebooks_dir() / notebook).read_text())["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            try:
+                tree = ast.parse("".join(cell["source"]))
+            except SyntaxError:  # IPython syntax (magics): not Python
+                continue
+            for node in tree.body:
+                if isinstance(node, ast.Import):
+                    names += [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    names.append(node.module)
+    return names
+
+
 def _reap(_signum: int, _frame: Any) -> None:
     with contextlib.suppress(ChildProcessError):
         while os.waitpid(-1, os.WNOHANG)[0]:
             pass
+
+
+def _reap_the_rest(wait: float = 2.0) -> None:
+    """Reap the kernels still to be reaped (their CPU time then counts as ours, for whoever measures it).
+
+    By the time the parent closes the template its managers have killed their kernels; one still
+    alive after ``wait`` seconds is left to end by itself (it sees the template gone and exits).
+    """
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            if not os.waitpid(-1, os.WNOHANG)[0]:
+                time.sleep(0.01)
+        except ChildProcessError:
+            return
 
 
 def _fork(spec: dict[str, Any], sock: socket.socket) -> tuple[int, int]:

@@ -129,6 +129,15 @@ def test_a_forked_kernel_that_dies_mid_phase_fails_that_phase(tmp_path):
         assert again.ok, again.lines()  # the template forks the next kernel as before
 
 
+def test_a_template_that_cannot_fork_leaves_kernels_to_start_as_usual(tmp_path):
+    import sys
+
+    with KernelTemplate([sys.executable, "-c", "pass"]) as broken:  # ends at once, as if its warm-up failed
+        result = run_runbook(workdir=tmp_path / "work", runs_dir=tmp_path / "runs", phases=["certificate"],
+                             progress=lambda _m: None, kernel_template=broken)
+    assert result.ok, result.lines()
+
+
 def test_report_has_one_row_per_org(fleet):
     _root, result, _messages = fleet
     md, html = write_report(result)
