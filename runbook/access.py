@@ -1,14 +1,9 @@
 """Phase 3: OAuth policies and who may use the app — exactly the users the admin meant.
 
 Policies ("Admin approved users are pre-authorized", IP relaxation, refresh token policy) and
-pre-authorized profiles / permission sets live where the app kind keeps them:
-
-- a **connected app** keeps policies in its ``oauthConfig`` / ``oauthPolicy`` metadata and its
-  pre-authorized profiles and permission sets in ``profileName`` / ``permissionSetName`` (the org
-  stores them as the SetupEntityAccess rows Manage Profiles / Manage Permission Sets write), so
-  one metadata read shows everything and one update changes policies and grants together;
-- an **external client app** keeps both in its ``ExtlClntAppOauthConfigurablePolicies`` component
-  (``permittedUsersPolicyType``, ``commaSeparatedProfile``, ``commaSeparatedPermissionSet``).
+pre-authorized profiles / permission sets live where the app's kind keeps them: the kind
+(``runbook.apps``) reads them as an ``AccessState`` in the parameters' own words and saves them back;
+this module plans and never asks which kind it is.
 
 The phase converges: a rerun adds only what is missing and writes nothing when nothing is, and
 pre-authorizations are removed only when ``exclusive=True`` asks for it (the plan lists them first).
@@ -16,9 +11,10 @@ A connected app's read may name a permission set by API name or by label (Salesf
 not known), so the two are compared by API name and a label never shows up as a remove plus an add.
 Pre-authorizations need admin-approved users: with ``permitted_users="all_users"`` none is sent,
 and the plan names the profiles and permission sets it leaves out.
-Round trips are few on purpose: the app is read once; the org's permission sets, users and
+Round trips are few on purpose: the app's access is read once; the org's permission sets, users and
 assignments are looked up (one Composite request) only when a name is not already granted or users
-are to be assigned; new permission sets and assignments are created in one all-or-none request.
+are to be assigned. New permission sets and assignments are created in one all-or-none request, before
+the policies that name them (so the operator is never locked out).
 """
 
 from __future__ import annotations
@@ -29,25 +25,19 @@ from dataclasses import asdict, dataclass, field
 from html import escape
 from pathlib import Path
 
-from runbook import metadata, rest
-from runbook.connected_app import METADATA_TYPE, check_api_name
-from runbook.errors import InputError, SalesforceError
+from runbook import rest
+from runbook.apps import KIND_NAMES, AccessState, Grant, find_app_kind, kind_named
+from runbook.errors import InputError
+from runbook.names import check_api_name
 from runbook.org import OrgSession
 from runbook.workdir import open_workdir
 
 PERMITTED_USERS = {"admin_approved": True, "all_users": False}
 IP_RELAXATION = ("ENFORCE", "BYPASS_2FACTOR", "BYPASS", "ENFORCE_RELAXREFRESH")
 REFRESH_POLICY = re.compile(r"^(infinite|zero|specific_(lifetime|inactivity):[1-9][0-9]{0,3}:(HOURS|DAYS|MONTHS))$")
-APP_KINDS = ("connected_app", "external_client_app")
-
-ECA_TYPE = "ExternalClientApplication"
-ECA_POLICIES_TYPE = "ExtlClntAppOauthConfigurablePolicies"
-ECA_POLICIES_SUFFIX = "OAuthSettings_defaultPolicy"  # phase 2's (and sfdx-hardis') name; found ones keep theirs
-ECA_PERMITTED = {True: "AdminApprovedPreAuthorized", False: "AllSelfAuthorized"}
-ECA_IP_RELAXATION = {"ENFORCE": "Enforce", "BYPASS": "Bypass", "BYPASS_2FACTOR": "Bypass_2factor",
-                     "ENFORCE_RELAXREFRESH": "Enforce_RelaxRefresh"}
-ECA_REFRESH = {"infinite": "Infinite", "zero": "Zero", "specific_lifetime": "SpecificLifetime",
-               "specific_inactivity": "SpecificInactivity"}
+POLICY_LABELS = {"permitted_users": "Permitted Users", "ip_relaxation": "IP Relaxation",
+                 "refresh_token_policy": "Refresh Token Policy"}  # as Setup's Edit Policies page names them
+_ID = re.compile(r"^0PS[A-Za-z0-9]{12}([A-Za-z0-9]{3})?$")  # a PermissionSet Id, as other tools may store one
 
 
 @dataclass(frozen=True)
@@ -64,7 +54,8 @@ class AccessSpec:
     assign_users: tuple[str, ...]
     exclusive: bool
     warnings: tuple[str, ...] = ()
-    app_kind: str = ""  # connected_app | external_client_app; "" = find out from the org
+    app_kind: str = ""  # a kind's name (runbook.apps); "" = find out from the org
+    access_hint: str = ""  # where phase 2 saw the app's access kept (the kind's own locator), to read it at once
 
 
 def build_access_spec(*, app_name: str, permitted_users: str = "admin_approved", ip_relaxation: str = "ENFORCE",
@@ -98,19 +89,19 @@ def build_access_spec(*, app_name: str, permitted_users: str = "admin_approved",
         raise InputError("profiles", [], "name at least one profile or permission set whose users may log in "
                          "(e.g. profiles=['System Administrator']), or use permitted_users='all_users'",
                          problem="with admin-approved users and no profiles or permission sets, nobody can log in")
-    kind = app_kind or _recorded_app_kind(workdir, app_name)
-    if kind and kind not in APP_KINDS:
-        raise InputError("app_kind", kind, f"use one of {', '.join(APP_KINDS)}")
+    record = _phase2_record(workdir, app_name)
+    kind = app_kind or str(record.get("app_kind") or "")
+    if kind and kind not in KIND_NAMES:
+        raise InputError("app_kind", kind, f"use one of {', '.join(KIND_NAMES)}")
     return AccessSpec(app_name, PERMITTED_USERS[permitted_users], ip_relaxation, str(refresh_token_policy),
-                      profiles_t, sets_t, bool(create_permission_sets), users_t, bool(exclusive), (), kind)
+                      profiles_t, sets_t, bool(create_permission_sets), users_t, bool(exclusive), (), kind,
+                      str(record.get("access_hint") or "") if kind == record.get("app_kind") else "")
 
 
-def _recorded_app_kind(workdir, app_name: str) -> str:
-    """The app kind phase 2 recorded for ``app_name`` in ``workdir``, or "" when it recorded none."""
+def _phase2_record(workdir, app_name: str) -> dict:
+    """Phase 2's record in ``workdir`` when it is for ``app_name`` (its kind, where it saw the access), else {}."""
     record = open_workdir(workdir).load("connected_app") if workdir else None
-    if not record or record.get("full_name", app_name) != app_name:
-        return ""
-    return str(record.get("app_kind") or "")
+    return record if record and record.get("full_name", app_name) == app_name else {}
 
 
 def _names(field_name: str, value) -> tuple[str, ...]:
@@ -134,31 +125,17 @@ def new_permission_set_names(name: str) -> tuple[str, str]:
 
 
 @dataclass
-class Grant:
-    """One pre-authorization: a profile or permission set, and the permission set that carries it."""
-
-    kind: str  # profile | permission_set
-    name: str  # profile name or permission set API name
-    parent_id: str  # PermissionSet Id (profile-owned for profiles); "" when not looked up or not created yet
-
-    @property
-    def key(self) -> tuple[str, str]:
-        """Names compare as Salesforce compares them: ignoring case."""
-        return self.kind, self.name.lower()
-
-
-@dataclass
 class AccessPlan:
     """What applying phase 3 would change in the org."""
 
-    policy_changes: list[tuple[str, str, str]]
+    policy_changes: list[tuple[str, str, str]]  # (parameter, now, after)
     add: list[Grant]
     remove: list[Grant]
     create_sets: list[str]  # API names (labels in new_sets)
     assign: list[tuple[str, str]]  # (username, permission set API name)
     warnings: list[str] = field(default_factory=list)
-    current_app: dict | None = field(default=None, repr=False)  # ECA: the policies component (None: create)
-    app_kind: str = "connected_app"
+    current: AccessState | None = field(default=None, repr=False)
+    app_kind: str = ""
     keep: list[Grant] = field(default_factory=list)  # pre-authorizations that stay as they are
     new_sets: dict[str, str] = field(default_factory=dict)  # API name -> label
     user_ids: dict[str, str] = field(default_factory=dict)  # username -> User Id, of the users to assign
@@ -173,7 +150,7 @@ class AccessPlan:
         return (self.change_lines() or ["nothing to change"]) + self.not_sent_lines()
 
     def change_lines(self) -> list[str]:
-        out = [f"policy {f}: {old} -> {new}" for f, old, new in self.policy_changes]
+        out = [f"policy {POLICY_LABELS[f]} ({f}): {old} -> {new}" for f, old, new in self.policy_changes]
         out += [f"create permission set {n} (label {self.new_sets.get(n, n)!r})" for n in self.create_sets]
         out += [f"pre-authorize {g.kind} {g.name}" for g in self.add]
         out += [f"REMOVE pre-authorization of {g.kind} {g.name}" for g in self.remove]
@@ -209,7 +186,7 @@ class AccessResult:
     applied: bool
     changes: list[str]
     warnings: list[str]
-    app_kind: str = "connected_app"
+    app_kind: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -273,8 +250,11 @@ def _lookup(session: OrgSession, spec: AccessSpec, *, every_set: bool = False,
     set_names = sorted({n for name in spec.permission_sets for n in (name, *_new_names(name, spec))}
                        | set(also_sets))
     where = [f"(IsOwnedByProfile = true AND Profile.Name IN ({_in(spec.profiles)}))"] if spec.profiles else []
+    ids = [n for n in set_names if _ID.match(n)]
     if set_names:
-        where.append(f"(IsOwnedByProfile = false AND (Name IN ({_in(set_names)}) OR Label IN ({_in(set_names)})))")
+        by_id = f" OR Id IN ({_in(ids)})" if ids else ""
+        where.append(f"(IsOwnedByProfile = false AND (Name IN ({_in(set_names)}) OR Label IN ({_in(set_names)})"
+                     f"{by_id}))")
     soqls = {"sets": _SETS if every_set else f"{_SETS} WHERE {' OR '.join(where)}"} if where or every_set else {}
     if spec.assign_users:
         soqls["users"] = f"SELECT Id, Username, IsActive FROM User WHERE Username IN ({_in(spec.assign_users)})"
@@ -332,21 +312,15 @@ def _wanted_grants(session: OrgSession, spec: AccessSpec, sets: _OrgSets) -> tup
 
 
 def plan_access(session: OrgSession, spec: AccessSpec) -> AccessPlan:
-    """Read the app and its policies and grants; list what must change.
+    """Read the app's policies and grants; list what must change.
 
     Every parameter not already in effect is checked against the org here (an unknown profile,
     permission set or user is an ``InputError``), so a refused plan has changed nothing.
     """
-    kind = spec.app_kind or _app_kind_in_org(session, spec.app_name)
-    if kind == "external_client_app":
-        lookup = _lookup(session, spec, every_set=True)  # the component may hold sets by Id
-        requested, create = _wanted_grants(session, spec, lookup.sets)
-        policies, have = _read_eca(session, spec, lookup.sets)
-        changes = _eca_policy_changes(policies or {}, spec)
-    else:
-        policies, have = _read_connected_app(session, spec)
-        changes = _policy_changes(policies, spec)
-        have, requested, create, lookup = _connected_app_grants(session, spec, have)
+    kind = _kind(session, spec)
+    current = kind.read_access(session, spec.app_name, hint=spec.access_hint)
+    changes = _policy_changes(current.policies, spec)
+    have, requested, create, lookup = _grants(session, spec, current.grants)
     # Salesforce takes profiles and permission sets only with admin-approved users: with all_users none is sent
     wanted, not_sent = (requested, []) if spec.admin_approved else ([], requested)
     have_keys = {g.key for g in have}
@@ -362,19 +336,39 @@ def plan_access(session: OrgSession, spec: AccessSpec) -> AccessPlan:
                         + ", ".join(f"{g.kind} {g.name}" for g in extra))
     assign, user_warnings = _plan_assignments(spec, requested, create, lookup) if lookup else ([], [])
     return AccessPlan(changes, add, extra if spec.exclusive else [], list(create), assign,
-                      warnings + user_warnings, policies, kind or "connected_app",
+                      warnings + user_warnings, current, kind.name,
                       keep + ([] if spec.exclusive else extra), create,
                       {u["Username"]: u["Id"] for u in lookup.users.values()} if lookup else {}, not_sent)
 
 
-def _connected_app_grants(session: OrgSession, spec: AccessSpec, have: list[Grant],
-                          ) -> tuple[list[Grant], list[Grant], dict[str, str], _OrgLookup | None]:
+def _kind(session: OrgSession, spec: AccessSpec):
+    """The app's kind: as phase 2 recorded it, else asked of the org (one listMetadata call)."""
+    if spec.app_kind:
+        return kind_named(spec.app_kind)
+    found = find_app_kind(session, spec.app_name)
+    if found is None:
+        raise InputError("app_name", spec.app_name, "the org has no app of that name: run phase 2 "
+                         "(02_connected_app) first, or fix app_name")
+    return found
+
+
+def _wanted_policies(spec: AccessSpec) -> dict[str, str]:
+    return {"permitted_users": "admin_approved" if spec.admin_approved else "all_users",
+            "ip_relaxation": spec.ip_relaxation, "refresh_token_policy": spec.refresh_token_policy}
+
+
+def _policy_changes(have: dict[str, str], spec: AccessSpec) -> list[tuple[str, str, str]]:
+    want = _wanted_policies(spec)
+    return [(k, have.get(k, ""), want[k]) for k in want if have.get(k, "") != want[k]]
+
+
+def _grants(session: OrgSession, spec: AccessSpec, have: list[Grant],
+            ) -> tuple[list[Grant], list[Grant], dict[str, str], _OrgLookup | None]:
     """(the app's grants, the grants asked for, permission sets to create, the org lookup or None).
 
-    A read may name a permission set by its API name or by its label (which one Salesforce answers is
-    not known), so when the org is asked about names it is asked about the app's too, and both sides
-    then compare by API name: a label never looks like a different set to add (or, with exclusive, to
-    remove).
+    A read may name a permission set by its API name, its label or (other tools) its Id, so when the org is
+    asked about names it is asked about the app's too, and both sides then compare by API name: a label
+    never looks like a different set to add (or, with exclusive, to remove).
     """
     granted = _granted(spec, have)
     if granted is not None:
@@ -401,165 +395,6 @@ def _granted(spec: AccessSpec, have: list[Grant]) -> list[Grant] | None:
     return None if None in wanted else wanted
 
 
-def _app_kind_in_org(session: OrgSession, app_name: str) -> str:
-    """Which kind of app ``app_name`` is, asking the org (phase 2 left no record saying so)."""
-    if metadata.read(session, METADATA_TYPE, app_name) is not None:
-        return "connected_app"
-    if metadata.read(session, ECA_TYPE, app_name) is not None:
-        return "external_client_app"
-    raise InputError("app_name", app_name, "the org has no connected app or external client app of that name: "
-                     "run phase 2 (02_connected_app) first, or fix app_name")
-
-
-# ---------------------------------------------------------------- connected apps: one metadata component
-
-def _policy_changes(app: dict, spec: AccessSpec) -> list[tuple[str, str, str]]:
-    oauth, policy = app.get("oauthConfig") or {}, app.get("oauthPolicy") or {}
-    have = {"isAdminApproved": str(bool(oauth.get("isAdminApproved"))).lower(),
-            "ipRelaxation": policy.get("ipRelaxation") or "ENFORCE",
-            "refreshTokenPolicy": policy.get("refreshTokenPolicy") or "infinite"}
-    want = {"isAdminApproved": str(spec.admin_approved).lower(), "ipRelaxation": spec.ip_relaxation,
-            "refreshTokenPolicy": spec.refresh_token_policy}
-    return [(k, have[k], want[k]) for k in want if have[k] != want[k]]
-
-
-def _read_connected_app(session: OrgSession, spec: AccessSpec) -> tuple[dict, list[Grant]]:
-    """The app's metadata and its grants (its profileName and permissionSetName elements)."""
-    app = metadata.read(session, METADATA_TYPE, spec.app_name)
-    if app is None:
-        raise InputError("app_name", spec.app_name, "the org has no such connected app: run phase 2 "
-                         "(02_connected_app) first, or fix app_name")
-    return app, [Grant("profile", n, "") for n in _listed(app.get("profileName"))] + \
-        [Grant("permission_set", n, "") for n in _listed(app.get("permissionSetName"))]
-
-
-def _listed(value) -> list[str]:
-    return [v for v in ([value] if isinstance(value, str) else value or []) if v and v.strip()]
-
-
-def _apply_connected_app(session: OrgSession, spec: AccessSpec, plan: AccessPlan) -> None:
-    """One metadata update: the policies, and, when grants change, the complete grant lists."""
-    if not (plan.policy_changes or plan.add or plan.remove):
-        return
-    app = plan.current_app or {}
-    data = {k: v for k, v in app.items() if k not in ("profileName", "permissionSetName")}
-    oauth = {k: v for k, v in (data.get("oauthConfig") or {}).items() if k not in ("consumerKey", "consumerSecret")}
-    oauth["isAdminApproved"] = spec.admin_approved
-    data["oauthConfig"] = oauth
-    data["oauthPolicy"] = {**(data.get("oauthPolicy") or {}), "ipRelaxation": spec.ip_relaxation,
-                           "refreshTokenPolicy": spec.refresh_token_policy}
-    if plan.add or plan.remove:  # without these elements the org keeps the grants as they are
-        grants = plan.keep + plan.add
-        profiles = [g.name for g in grants if g.kind == "profile"]
-        sets = [g.name for g in grants if g.kind == "permission_set"]
-        # An empty element is the Metadata API's way to say "none" (both lists are replaced together).
-        data["profileName"], data["permissionSetName"] = profiles or [""], sets or [""]
-    metadata.update(session, METADATA_TYPE, data)
-
-
-# ---------------------------------------------------------------- external client apps: the OAuth policies component
-
-def _eca_policies_name(session: OrgSession, app_name: str) -> str | None:
-    """The full name of the app's ExtlClntAppOauthConfigurablePolicies component, if it has one.
-
-    Phase 2 names it ``<App>OAuthSettings_defaultPolicy``; other tools pick other names (only the
-    app's name as prefix is conventional), so when that name is not it, the org lists them and the
-    one whose ``externalClientApplication`` is this app wins.
-    """
-    usual = metadata.read(session, ECA_POLICIES_TYPE, app_name + ECA_POLICIES_SUFFIX)
-    if usual and (usual.get("externalClientApplication") or "").lower() == app_name.lower():
-        return usual["fullName"]
-    mdapi = metadata._mdapi(session)
-    query = mdapi._client.get_type("ns0:ListMetadataQuery")(type=ECA_POLICIES_TYPE)
-    try:
-        listed = mdapi.list_metadata([query]) or []
-    except Exception as exc:  # zeep Fault: keep Salesforce's words
-        raise SalesforceError(f"listMetadata {ECA_POLICIES_TYPE}", "SOAP_FAULT", str(exc)) from None
-    names = sorted((item.fullName for item in listed),
-                   key=lambda n: (not n.lower().startswith(app_name.lower()), n))
-    for name in names:
-        component = metadata.read(session, ECA_POLICIES_TYPE, name)
-        if component and (component.get("externalClientApplication") or "").lower() == app_name.lower():
-            return name
-    return None
-
-
-def _comma(value) -> list[str]:
-    return [part.strip() for part in str(value or "").split(",") if part.strip()]
-
-
-def _read_eca(session: OrgSession, spec: AccessSpec, sets: _OrgSets) -> tuple[dict | None, list[Grant]]:
-    """The app's OAuth policies component (None: none yet) and its grants."""
-    if metadata.read(session, ECA_TYPE, spec.app_name) is None:
-        raise InputError("app_name", spec.app_name, "the org has no such external client app: run phase 2 "
-                         "(02_connected_app) first, or fix app_name")
-    name = _eca_policies_name(session, spec.app_name)
-    policies = metadata.read(session, ECA_POLICIES_TYPE, name) if name else None
-    grants = []
-    for profile in _comma((policies or {}).get("commaSeparatedProfile")):
-        row = next((r for p, r in sets.by_profile.items() if p.lower() == profile.lower()), None)
-        grants.append(Grant("profile", profile, row["Id"] if row else f"profile:{profile}"))
-    for value in _comma((policies or {}).get("commaSeparatedPermissionSet")):
-        found = sets.standalone_named(value)
-        grants.append(Grant("permission_set", found["Name"], found["Id"]) if found
-                      else Grant("permission_set", value, f"permission_set:{value}"))
-    return policies, grants
-
-
-def _eca_refresh(policies: dict) -> str:
-    kind = policies.get("refreshTokenPolicyType") or "Infinite"
-    policy = next((k for k, v in ECA_REFRESH.items() if v == kind), kind)
-    if policy.startswith("specific_"):
-        unit = str(policies.get("refreshTokenValidityUnit") or "").upper()
-        return f"{policy}:{policies.get('refreshTokenValidityPeriod')}:{unit}"
-    return policy
-
-
-def _eca_policy_changes(policies: dict, spec: AccessSpec) -> list[tuple[str, str, str]]:
-    ip = policies.get("ipRelaxationPolicyType") or "Enforce"
-    have = {"permittedUsersPolicyType": policies.get("permittedUsersPolicyType") or ECA_PERMITTED[False],
-            "ipRelaxationPolicyType": next((k for k, v in ECA_IP_RELAXATION.items() if v == ip), ip),
-            "refreshTokenPolicy": _eca_refresh(policies)}
-    want = {"permittedUsersPolicyType": ECA_PERMITTED[spec.admin_approved],
-            "ipRelaxationPolicyType": spec.ip_relaxation, "refreshTokenPolicy": spec.refresh_token_policy}
-    return [(k, have[k], want[k]) for k in want if have[k] != want[k]]
-
-
-def _eca_policy_fields(spec: AccessSpec) -> dict:
-    kind, _, rest_ = spec.refresh_token_policy.partition(":")
-    fields = {"permittedUsersPolicyType": ECA_PERMITTED[spec.admin_approved],
-              "ipRelaxationPolicyType": ECA_IP_RELAXATION[spec.ip_relaxation],
-              "refreshTokenPolicyType": ECA_REFRESH[kind]}
-    if rest_:
-        period, unit = rest_.split(":")
-        fields |= {"refreshTokenValidityPeriod": int(period), "refreshTokenValidityUnit": unit.capitalize()}
-    return fields
-
-
-def _apply_eca(session: OrgSession, spec: AccessSpec, plan: AccessPlan, created: dict[str, str]) -> None:
-    """One save of the policies component: policies, and the grants kept plus the ones added."""
-    grants = plan.keep + plan.add
-    profiles = [g.name for g in grants if g.kind == "profile"]
-    # The documented content is permission set Ids (names also work in some orgs; Ids always do).
-    set_ids = [created[g.name] if not g.parent_id else g.name if g.parent_id.startswith("permission_set:")
-               else g.parent_id for g in grants if g.kind == "permission_set"]
-    current = plan.current_app
-    data = {k: v for k, v in (current or {}).items()
-            if k not in ("refreshTokenValidityPeriod", "refreshTokenValidityUnit", "commaSeparatedProfile",
-                         "commaSeparatedPermissionSet")}
-    data |= _eca_policy_fields(spec)
-    if profiles:
-        data["commaSeparatedProfile"] = ", ".join(profiles)
-    if set_ids:
-        data["commaSeparatedPermissionSet"] = ", ".join(set_ids)
-    if current is None:
-        data |= {"fullName": spec.app_name + ECA_POLICIES_SUFFIX, "externalClientApplication": spec.app_name,
-                 "label": f"{spec.app_name} OAuth policies"}
-        metadata.create(session, ECA_POLICIES_TYPE, data)
-    else:
-        metadata.update(session, ECA_POLICIES_TYPE, data)
-
-
 # ---------------------------------------------------------------- permission sets and their users
 
 def _plan_assignments(spec: AccessSpec, wanted: list[Grant], create: dict[str, str],
@@ -580,8 +415,8 @@ def _plan_assignments(spec: AccessSpec, wanted: list[Grant], create: dict[str, s
     return plan, warnings
 
 
-def _create_sets_and_assign(session: OrgSession, plan: AccessPlan) -> dict[str, str]:
-    """New permission sets and the assignments, in one all-or-none request; the new sets' Ids by name."""
+def _create_sets_and_assign(session: OrgSession, plan: AccessPlan) -> None:
+    """New permission sets and the assignments, in one all-or-none request (assignments refer to new sets)."""
     records = [(f"set{i}", "PermissionSet", {"Name": name, "Label": plan.new_sets.get(name, name)})
                for i, name in enumerate(plan.create_sets)]
     refs = {name: f"@{{set{i}.id}}" for i, name in enumerate(plan.create_sets)}
@@ -590,21 +425,22 @@ def _create_sets_and_assign(session: OrgSession, plan: AccessPlan) -> dict[str, 
     records += [(f"assign{i}", "PermissionSetAssignment", {"AssigneeId": users[username],
                                                            "PermissionSetId": refs.get(name) or ids[name]})
                 for i, (username, name) in enumerate(plan.assign)]
-    made = rest.create_many(session, records)
-    return {name: made[f"set{i}"] for i, name in enumerate(plan.create_sets)}
+    rest.create_many(session, records)
 
 
 # ---------------------------------------------------------------- apply and read back
 
 def apply_access(session: OrgSession, spec: AccessSpec, plan: AccessPlan) -> None:
     """Carry out ``plan``: new permission sets and assignments first (the grants name them), then
-    policies and grants."""
-    created = _create_sets_and_assign(session, plan) if plan.create_sets or plan.assign else {}
-    if plan.app_kind == "external_client_app":
-        if plan.policy_changes or plan.add or plan.remove:
-            _apply_eca(session, spec, plan, created)
-    else:
-        _apply_connected_app(session, spec, plan)
+    policies and grants, in one save of the app's kind."""
+    if plan.create_sets or plan.assign:
+        _create_sets_and_assign(session, plan)
+    grants_change = bool(plan.add or plan.remove)
+    if not (plan.policy_changes or grants_change):
+        return
+    grants = plan.keep + plan.add if grants_change else None
+    kind_named(plan.app_kind).save_access(session, spec.app_name, plan.current or AccessState({}, []),
+                                          _wanted_policies(spec), grants)
 
 
 def apply_access_plan(session: OrgSession, spec: AccessSpec, plan: AccessPlan, *, workdir: str | Path,

@@ -1,4 +1,4 @@
-"""Phase 2: the connected app — desired definition, a plan against the org, apply, read back.
+"""Phase 2: the app — desired definition, a plan against the org, apply, read back.
 
 The org is the source of truth: the app is read first, a plan lists exactly what would change
 (``apply=False`` stops there), and apply creates the app or updates it in place. The consumer
@@ -6,135 +6,44 @@ key is made by the org on create and never sent back; after applying, the app is
 checked against the plan, because Salesforce has silently dropped fields on create before.
 Fields owned by phase 3 (policies, pre-authorized profiles) are carried over untouched.
 
+What kind of app it is (a connected app or an External Client App) is the seam's business
+(``runbook.apps``): this module asks the kind to read, check and save, and never branches on it.
+``app_kind="auto"`` lets the org decide (``choose_app_kind``).
+
 Flows: ``jwt`` uploads the certificate ("Use digital signatures"); ``web`` (the web server flow) turns
 on PKCE and makes the consumer secret optional, because the Salesforce CLI is a public client that
 always sends a PKCE challenge and keeps no secret. A confidential client can still use the secret: on
 create it is generated here and written to ``<workdir>/secrets/<app>.consumer_secret`` (mode 0600),
 never shown (``consumer_secret_by="org"`` leaves it to the org: read it in Setup > Manage Consumer Details).
 
-Preflight: since Spring '26 an org needs a Salesforce Support exception to create connected apps.
-Before creating one, a check-only deploy of a minimal app asks the org (nothing is saved); a refusal
-becomes a ``PreflightError`` naming the two ways out. The create's own refusal is read the same way, for
-orgs whose check-only deploy does not tell.
+Preflight: a dry run asks the org with a check-only deploy (nothing saved); a real run lets the save
+itself answer, since the org refuses it whole (round trips fewer). A refusal is a ``PreflightError``
+naming the ways out.
 """
 
 from __future__ import annotations
 
-import io
 import re
-import tempfile
-import time
-import zipfile
 from dataclasses import asdict, dataclass, field, replace
 from html import escape
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-
-from runbook import consumer_secret, metadata
-from runbook.certificate import certificate_pem
+from runbook import consumer_secret
+from runbook.apps import KIND_NAMES, KINDS, SCOPES, AppSpec, AppState, Change, find_app_kind, kind_named
+from runbook.certificate import certificate_pem, pem_fingerprint
 from runbook.errors import NO_ANSWER, InputError, PreflightError, SalesforceError
+from runbook.names import check_api_name
 from runbook.org import OrgSession
 from runbook.ports import check_callback_port
-from runbook.sfdx_project import ProjectChange, apply_project_port, plan_project_port
+from runbook.sfdx_project import apply_project_port, plan_project_port
 from runbook.workdir import open_workdir
 
-METADATA_TYPE = "ConnectedApp"
-API_NAME_MAX = 40
 LABEL_MAX = 40  # the "Connected App Name" field in Setup
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-
-# Friendly OAuth scope names (as Setup and the wire show them) → ConnectedAppOauthAccessScope values.
-SCOPES = {
-    "api": "Api",
-    "web": "Web",
-    "full": "Full",
-    "refresh_token offline_access": "RefreshToken",
-    "refresh_token": "RefreshToken",
-    "offline_access": "RefreshToken",
-    "openid": "OpenID",
-    "id": "Basic",
-    "profile": "Profile",
-    "email": "Email",
-    "address": "Address",
-    "phone": "Phone",
-    "chatter_api": "Chatter",
-    "custom_permissions": "CustomPermissions",
-    "wave_api": "Wave",
-    "eclair_api": "Eclair",
-    "pardot_api": "Pardot",
-    "lightning": "Lightning",
-    "content": "Content",
-    "cdp_query_api": "CDPQuery",
-    "cdp_profile_api": "CDPProfile",
-    "cdp_ingest_api": "CDPIngest",
-    "einstein_gpt_api": "EinsteinGPT",
-}
 DEFAULT_SCOPES = ("api", "web", "refresh_token offline_access")
-# How the Metadata API reads scopes back [D ConnectedApp doc, wire facts §1.3]: these behave as (and are
-# retrieved as) the scope on the right, so plans compare the normalised sets or a rerun would never converge.
-SCOPE_READ_AS = {"Profile": "Basic", "Email": "Basic", "Address": "Basic", "Phone": "Basic",
-                 "OfflineAccess": "RefreshToken"}
 FLOWS = ("jwt", "web")
-APP_KINDS = ("auto", "connected_app", "external_client_app")
-ECA_TYPE = "ExternalClientApplication"
+APP_KINDS = ("auto", *KIND_NAMES)
 SECRET_BY = ("runbook", "org")
-# The real refusal's wording is not published [U real-orgs-2026.md §2]: these are the phrasings seen in the
-# doc banner and in peers' messages. A bare INSUFFICIENT_ACCESS (a missing permission) is NOT a refusal of
-# connected apps: it keeps its own message (runbook.metadata names the permissions).
-RESTRICTED = re.compile(r"connected apps? creation is restricted|cannot create (new )?connected app"
-                        r"|connected apps? can ?no longer be created"
-                        r"|new connected apps? (are|is) (not allowed|restricted)|contact salesforce support", re.I)
-WAYS_OUT = ("1) ask Salesforce Support for the connected-app exception for this Dev Hub (needed when the Dev Hub "
-            "creates scratch orgs through a connected app), or 2) rerun with app_kind=\"external_client_app\" (or "
-            "\"auto\", which makes one where the org refuses connected apps); "
-            "`sf org create scratch` then needs SF_SCRATCH_SIGNUP_CONNECTED_APP=PlatformCLI in the environment")
-
-
-@dataclass(frozen=True)
-class AppSpec:
-    """The validated, desired connected app (phase 2's fields only)."""
-
-    full_name: str
-    label: str
-    contact_email: str
-    description: str
-    callback_url: str
-    callback_port: int
-    scopes: tuple[str, ...]  # metadata enum values, e.g. ("Api", "Web", "RefreshToken")
-    certificate: str  # PEM; empty when the jwt flow is not asked for
-    flows: tuple[str, ...] = ("jwt",)
-    app_kind: str = "auto"  # auto: what the org allows (see plan_connected_app); an existing app keeps its kind
-    consumer_secret_by: str = "runbook"  # who makes the consumer secret on create (web flow)
-    sfdx_project: ProjectChange | None = None
-
-    @property
-    def web_flow(self) -> bool:
-        return "web" in self.flows
-
-    def owned_fields(self) -> dict:
-        """The metadata this phase owns, in the Metadata API's shape."""
-        return {
-            "fullName": self.full_name,
-            "label": self.label,
-            "contactEmail": self.contact_email,
-            "description": self.description or None,
-            "oauthConfig": {
-                "callbackUrl": self.callback_url,
-                "certificate": self.certificate or None,
-                "isConsumerSecretOptional": self.web_flow,
-                "isPkceRequired": self.web_flow,
-                "scopes": list(self.scopes),
-            },
-        }
-
-
-@dataclass(frozen=True)
-class Change:
-    field: str
-    old: str
-    new: str
 
 
 @dataclass
@@ -144,14 +53,14 @@ class AppPlan:
     action: str  # create | update | none
     spec: AppSpec
     changes: list[Change]
-    current: dict | None = field(default=None, repr=False)
+    current: AppState | None = field(default=None, repr=False)
     preflight: str = ""
     kind_choice: str = ""  # app_kind="auto": which kind, and why
     fallback: bool = False  # a connected-app create that becomes an External Client App if the org refuses it
 
     @property
     def kind_name(self) -> str:
-        return self.spec.app_kind.replace("_", " ")
+        return kind_named(self.spec.app_kind).title if self.spec.app_kind in KINDS else self.spec.app_kind
 
     def rows(self) -> list[tuple[str, str, str]]:
         rows = [(c.field, c.old, c.new) for c in self.changes]
@@ -205,6 +114,7 @@ class AppResult:
     sfdx_project: str = ""
     kind_choice: str = ""  # app_kind="auto": which kind was chosen, and why
     warnings: list[str] = field(default_factory=list)
+    access_hint: str = ""  # where the kind keeps the app's access (for phase 3)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -239,25 +149,6 @@ def parse_scopes(scopes: list[str] | tuple[str, ...] | str) -> tuple[str, ...]:
         if value not in out:
             out.append(value)
     return tuple(out)
-
-
-def normalised_scopes(values) -> str:
-    """Scope enum values as the org reads them back, sorted and joined, for comparing plans with the org."""
-    return ", ".join(sorted({SCOPE_READ_AS.get(v.strip(), v.strip()) for v in values if v and v.strip()}))
-
-
-def check_api_name(name: str, field_name: str = "app_name") -> str:
-    """Salesforce API-name rules: letter first, letters/digits/underscores, no __ or trailing _."""
-    fix = "use letters, digits and single underscores, starting with a letter, e.g. Runbook_CI"
-    if not isinstance(name, str) or not name:
-        raise InputError(field_name, name, fix, problem="it is empty")
-    if len(name) > API_NAME_MAX:
-        raise InputError(field_name, name, f"use at most {API_NAME_MAX} characters")
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
-        raise InputError(field_name, name, fix, problem="it has characters an API name cannot have")
-    if "__" in name or name.endswith("_"):
-        raise InputError(field_name, name, fix, problem="API names cannot contain '__' or end with '_'")
-    return name
 
 
 def _choice(field_name: str, value, allowed: tuple[str, ...]) -> str:
@@ -309,35 +200,6 @@ def build_spec(*, app_name: str, label: str = "", contact_email: str, descriptio
     )
 
 
-def _cert_fingerprint(pem: str | None) -> str:
-    if not pem:
-        return ""
-    text = pem if "BEGIN CERTIFICATE" in pem else f"-----BEGIN CERTIFICATE-----\n{pem}\n-----END CERTIFICATE-----\n"
-    cert = x509.load_pem_x509_certificate(text.encode())
-    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
-
-
-def flag(value) -> str:
-    """A Metadata API boolean as shown in plans (absent means false)."""
-    return "true" if str(value).lower() == "true" else "false"
-
-
-def _comparable(data: dict | None) -> dict[str, str]:
-    """The owned fields of an app as display strings, so plans and read-back checks compare alike."""
-    data = data or {}
-    oauth = data.get("oauthConfig") or {}
-    return {
-        "label": data.get("label") or "",
-        "contactEmail": data.get("contactEmail") or "",
-        "description": data.get("description") or "",
-        "oauthConfig.callbackUrl": oauth.get("callbackUrl") or "",
-        "oauthConfig.certificate (SHA-256)": _cert_fingerprint(oauth.get("certificate")),
-        "oauthConfig.scopes": normalised_scopes(oauth.get("scopes") or []),
-        "oauthConfig.isConsumerSecretOptional": flag(oauth.get("isConsumerSecretOptional")),
-        "oauthConfig.isPkceRequired": flag(oauth.get("isPkceRequired")),
-    }
-
-
 def _recorded_kind(workdir: str | Path, app_name: str) -> str:
     """The kind phase 2 recorded for ``app_name`` in ``workdir`` ("" when it recorded another app or none)."""
     record = open_workdir(workdir).load("connected_app") if workdir else None
@@ -350,159 +212,68 @@ def plan_connected_app(session: OrgSession, spec: AppSpec, *, apply: bool = True
     """Read the org's app and list what applying ``spec`` would change.
 
     A create is checked before anything is saved: by a check-only deploy in a dry run (``apply``
-    False); when applying, by the create itself, which the org refuses whole (two round trips fewer).
+    False); when applying, by the save itself, which the org refuses whole (round trips fewer).
     ``app_kind="auto"`` is decided here (``choose_app_kind``); the plan says which kind and why.
     """
     if spec.app_kind == "auto":
         return choose_app_kind(session, spec, apply=apply)
-    if spec.app_kind == "external_client_app":
-        from runbook.external_client_app import plan_external_client_app
-
-        return plan_external_client_app(session, spec)
-    current = metadata.read(session, METADATA_TYPE, spec.full_name)
+    kind = kind_named(spec.app_kind)
+    kind.check_spec(spec)
+    current = kind.read(session, spec.full_name)
     if current is None:
-        preflight = preflight_connected_app(session, spec) if not apply else \
-            "checked by the create itself (a refused create saves nothing)"
-        return AppPlan("create", spec, [], None, preflight=preflight)
-    now, want = _comparable(current), _comparable(spec.owned_fields())
-    changes = [Change(k, now[k], want[k]) for k in want if now[k] != want[k]]
+        return _create_plan(session, spec, apply)
+    now, want = current.fields, kind.desired(spec)
+    changes = [Change(k, now.get(k, ""), want[k]) for k in want if now.get(k, "") != want[k]]
     return AppPlan("update" if changes else "none", spec, changes, current)
+
+
+def _create_plan(session: OrgSession, spec: AppSpec, apply: bool, **extra) -> AppPlan:
+    kind = kind_named(spec.app_kind)
+    preflight = kind.preflight(session, spec) if not apply else \
+        "checked by the create itself (a refused create saves nothing)"
+    return AppPlan("create", spec, [], None, preflight=preflight, **extra)
 
 
 def choose_app_kind(session: OrgSession, spec: AppSpec, *, apply: bool = True) -> AppPlan:
     """The plan for ``app_kind="auto"``: an existing app keeps its kind; a new one is what the org allows.
 
-    One listMetadata call asks for both kinds by name. With neither in the org, a connected app is
-    planned where the org allows one (Salesforce still advises it for a Dev Hub that creates scratch orgs
-    [V SF DX guide 262.0]) and an External Client App where it does not: a dry run asks by a check-only
-    deploy; an apply lets the create ask, and turns into an External Client App if it is refused.
+    One listMetadata call asks for every kind by name. With none in the org, the first kind the org takes
+    is planned, in ``KINDS`` order: a connected app where the org still allows one (Salesforce still advises
+    it for a Dev Hub that creates scratch orgs [V SF DX guide 262.0]), else an External Client App. A dry run
+    asks by check-only deploys; an apply lets the save ask, and falls back to the next kind if it is refused.
     """
-    listed = metadata.list_names(session, [METADATA_TYPE, ECA_TYPE])
-    for kind, type_name in (("connected_app", METADATA_TYPE), ("external_client_app", ECA_TYPE)):
-        if spec.full_name in listed.get(type_name, []):
-            plan = plan_connected_app(session, replace(spec, app_kind=kind), apply=apply)
-            article = "an" if kind == "external_client_app" else "a"
-            plan.kind_choice = (f"the org has {article} {kind.replace('_', ' ')} named {spec.full_name}: kept as "
-                                "that kind")
-            return plan
-    as_connected_app = replace(spec, app_kind="connected_app")
+    existing = find_app_kind(session, spec.full_name)
+    if existing is not None:
+        plan = plan_connected_app(session, replace(spec, app_kind=existing.name), apply=apply)
+        plan.kind_choice = f"the org has {_article(existing.title)} {existing.title} named {spec.full_name}: kept " \
+                           "as that kind"
+        return plan
+    first, *others = KINDS.values()
     if apply:
-        return AppPlan("create", as_connected_app, [], None, fallback=True,
+        return AppPlan("create", replace(spec, app_kind=first.name), [], None, fallback=True,
                        preflight="checked by the create itself (a refused create saves nothing)",
-                       kind_choice="a connected app if the org allows new ones (the create asks), else an "
-                                   "External Client App")
+                       kind_choice=f"{_article(first.title)} {first.title} if the org allows new ones (the create "
+                                   f"asks), else {_article(others[0].title)} {others[0].title}")
     try:
-        preflight = preflight_connected_app(session, as_connected_app)
+        return _create_plan(session, replace(spec, app_kind=first.name), apply,
+                            kind_choice=f"the org allows new {first.title}s: {_article(first.title)} {first.title}, "
+                                        "which Salesforce still advises for a Dev Hub that creates scratch orgs")
     except PreflightError as refusal:
-        return _external_client_app_instead(as_connected_app, refusal)
-    return AppPlan("create", as_connected_app, [], None, preflight=preflight,
-                   kind_choice="the org allows new connected apps: a connected app, which Salesforce still "
-                               "advises for a Dev Hub that creates scratch orgs")
+        return _instead(session, spec, refusal, apply)
 
 
-def _external_client_app_instead(spec: AppSpec, refusal: PreflightError) -> AppPlan:
-    """A create plan for an External Client App, when the org refused a new connected app (nothing exists yet)."""
-    from runbook.external_client_app import COMPONENTS
-
-    return AppPlan("create", replace(spec, app_kind="external_client_app"), [], dict.fromkeys(COMPONENTS),
-                   preflight="external client apps need no Salesforce Support exception",
-                   kind_choice=f"the org does not allow new connected apps ({refusal.sf_message}): an External "
-                               "Client App instead")
+def _article(title: str) -> str:
+    return "an" if title[0] in "aeiou" else "a"
 
 
-def _check_only_zip(spec: AppSpec, api_version: str) -> bytes:
-    ns = 'xmlns="http://soap.sforce.com/2006/04/metadata"'
-    app = (f'<?xml version="1.0" encoding="UTF-8"?><ConnectedApp {ns}>'
-           f"<contactEmail>{escape(spec.contact_email)}</contactEmail><label>{escape(spec.label)}</label>"
-           f"<oauthConfig><callbackUrl>{escape(spec.callback_url)}</callbackUrl><scopes>Api</scopes></oauthConfig>"
-           "</ConnectedApp>")
-    package = (f'<?xml version="1.0" encoding="UTF-8"?><Package {ns}><types><members>{spec.full_name}</members>'
-               f"<name>ConnectedApp</name></types><version>{api_version}</version></Package>")
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("package.xml", package)
-        archive.writestr(f"connectedApps/{spec.full_name}.connectedApp", app)
-    return buffer.getvalue()
-
-
-def preflight_connected_app(session: OrgSession, spec: AppSpec, *, wait_seconds: float = 60) -> str:
-    """Ask the org, by a check-only deploy (nothing saved), whether it lets us create a connected app.
-
-    Returns what the user should know; raises PreflightError with the ways out when the org refuses.
-    Any other outcome (e.g. a deploy still queued) is not a refusal: the create will tell.
-    """
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "preflight.zip"
-        path.write_bytes(_check_only_zip(spec, session.sf.sf_version))
-        try:
-            started = session.sf.deploy(str(path), sandbox=False, checkOnly=True)
-            deadline = time.monotonic() + wait_seconds
-            status = session.sf.checkDeployStatus(started["asyncId"])
-            while status.get("state") in ("Queued", "Pending", "InProgress") and time.monotonic() < deadline:
-                time.sleep(1)
-                status = session.sf.checkDeployStatus(started["asyncId"])
-        except Exception as exc:  # a preflight that cannot run must not block the create
-            return f"could not ask the org ({type(exc).__name__}); the create will tell"
-    errors = (status.get("deployment_detail") or {}).get("errors") or []
-    for error in errors:
-        message = str(error.get("message") or "")
-        if RESTRICTED.search(message) or RESTRICTED.search(str(error.get("status") or "")):
-            raise PreflightError(f"create ConnectedApp {spec.full_name}", "INSUFFICIENT_ACCESS",
-                                 f"this org does not allow new connected apps ({message})", WAYS_OUT)
-    if status.get("state") == "Succeeded":
-        return "the org allows new connected apps (check-only deploy passed, nothing saved)"
-    return f"check-only deploy ended {status.get('state')}; the create will tell"
-
-
-def _merged(current: dict, spec: AppSpec) -> dict:
-    """The update payload: the org's app with this phase's fields replaced, keys never re-sent."""
-    owned = spec.owned_fields()
-    merged = {**current, **{k: v for k, v in owned.items() if k != "oauthConfig"}}
-    oauth = {**(current.get("oauthConfig") or {}), **owned["oauthConfig"]}
-    oauth.pop("consumerKey", None)  # Salesforce: "You cannot provide a Consumer Key" on update
-    oauth.pop("consumerSecret", None)
-    merged["oauthConfig"] = {k: v for k, v in oauth.items() if v is not None}
-    for key in ("profileName", "permissionSetName"):  # access is phase 3's; the org keeps it as is
-        merged.pop(key, None)
-    return {k: v for k, v in merged.items() if v is not None}
-
-
-def _create(session: OrgSession, plan: AppPlan, secret: str | None) -> None:
-    payload = {k: v for k, v in plan.spec.owned_fields().items() if v is not None}
-    payload["oauthConfig"] = {k: v for k, v in payload["oauthConfig"].items() if v is not None}
-    if secret:
-        payload["oauthConfig"]["consumerSecret"] = secret
-    payload["oauthPolicy"] = {"ipRelaxation": "ENFORCE", "refreshTokenPolicy": "infinite"}
-    try:
-        metadata.create(session, METADATA_TYPE, payload)
-    except SalesforceError as exc:
-        if RESTRICTED.search(exc.sf_message):
-            raise PreflightError(exc.operation, exc.code, exc.sf_message, WAYS_OUT) from None
-        if exc.code == "INSUFFICIENT_ACCESS" and not exc.fix:
-            raise SalesforceError(exc.operation, exc.code, exc.sf_message, metadata.MISSING_PERMISSION_FIX) from None
-        raise
-
-
-def apply_plan(session: OrgSession, plan: AppPlan, secret: str | None = None) -> dict:
-    """Create or update the app as planned; returns the app as read back from the org (as read for
-    the plan when there was nothing to change)."""
-    if plan.spec.app_kind == "external_client_app":
-        from runbook.external_client_app import apply_external_client_app
-
-        return apply_external_client_app(session, plan, secret)
-    if plan.action == "none":
-        return plan.current or {}
-    if plan.action == "create":
-        _create(session, plan, secret)
-    elif plan.action == "update":
-        metadata.update(session, METADATA_TYPE, _merged(plan.current or {}, plan.spec))
-    after = metadata.read(session, METADATA_TYPE, plan.spec.full_name)
-    if after is None:
-        raise SalesforceError(f"readMetadata {METADATA_TYPE} {plan.spec.full_name}", "NOT_FOUND",
-                              "the app was saved but cannot be read back",
-                              "check the org's Setup > App Manager and rerun")
-    check_readback(plan, _comparable(plan.spec.owned_fields()), _comparable(after))
-    return after
+def _instead(session: OrgSession, spec: AppSpec, refusal: PreflightError, apply: bool) -> AppPlan:
+    """A create plan for the next kind, when the org refused a new app of the first (nothing exists yet)."""
+    _first, second, *_rest = KINDS.values()
+    chosen = replace(spec, app_kind=second.name)
+    second.check_spec(chosen)
+    return _create_plan(session, chosen, apply,
+                        kind_choice=f"the org does not allow new {_first.title}s ({refusal.sf_message}): "
+                                    f"{_article(second.title)} {second.title} instead")
 
 
 def check_readback(plan: AppPlan, want: dict[str, str], got: dict[str, str]) -> None:
@@ -511,15 +282,18 @@ def check_readback(plan: AppPlan, want: dict[str, str], got: dict[str, str]) -> 
     if drift:
         raise SalesforceError(f"{plan.action} {plan.kind_name} {plan.spec.full_name}", "READBACK_MISMATCH",
                               f"the org did not keep {', '.join(drift)}",
-                              "rerun the phase; if it persists, set the field in Setup > App Manager")
+                              f"rerun the phase; if it persists, set the field in "
+                              f"{kind_named(plan.spec.app_kind).setup_path}")
 
 
-def consumer_key_of(app: dict | None) -> str:
-    """The consumer key in a read-back app (a connected app, or an external client app's components)."""
-    app = app or {}
-    if "oauthConfig" in app:
-        return (app.get("oauthConfig") or {}).get("consumerKey", "")
-    return (app.get("ExtlClntAppGlobalOauthSettings") or {}).get("consumerKey", "")
+def apply_plan(session: OrgSession, plan: AppPlan, secret: str | None = None) -> AppState | None:
+    """Create or update the app as planned; the app as read back (as read for the plan with nothing to change)."""
+    if plan.action == "none":
+        return plan.current
+    kind = kind_named(plan.spec.app_kind)
+    after = kind.save(session, plan.spec, plan.current, secret)
+    check_readback(plan, kind.desired(plan.spec), after.fields)
+    return after
 
 
 def apply_connected_app(session: OrgSession, plan: AppPlan, *, workdir: str | Path,
@@ -555,13 +329,13 @@ def apply_connected_app(session: OrgSession, plan: AppPlan, *, workdir: str | Pa
     if apply:
         apply_project_port(spec.sfdx_project)
     result = AppResult(
-        app_kind=spec.app_kind, full_name=spec.full_name, label=spec.label, consumer_key=consumer_key_of(after),
-        callback_url=spec.callback_url, scopes=list(spec.scopes),
-        certificate_fingerprint=_cert_fingerprint(spec.certificate), action=plan.action, applied=apply,
+        app_kind=spec.app_kind, full_name=spec.full_name, label=spec.label,
+        consumer_key=after.consumer_key if after else "", callback_url=spec.callback_url, scopes=list(spec.scopes),
+        certificate_fingerprint=pem_fingerprint(spec.certificate), action=plan.action, applied=apply,
         changes=[asdict(c) for c in plan.changes], flows=list(spec.flows), callback_port=spec.callback_port,
         consumer_secret_file=str(secret_path) if spec.web_flow and secret_path.is_file() else "",
         sfdx_project=str(spec.sfdx_project.path) if spec.sfdx_project else "",
-        kind_choice=plan.kind_choice, warnings=warnings,
+        kind_choice=plan.kind_choice, warnings=warnings, access_hint=after.access_hint if after else "",
     )
     if apply:
         open_workdir(workdir).save("connected_app", result.as_dict())
@@ -569,17 +343,17 @@ def apply_connected_app(session: OrgSession, plan: AppPlan, *, workdir: str | Pa
 
 
 def _apply_with_fallback(session: OrgSession, plan: AppPlan, secret: str | None,
-                         apply: bool) -> tuple[dict, AppPlan]:
-    """The app after applying and the plan that was applied: an External Client App where ``auto``'s
-    connected-app create was refused."""
+                         apply: bool) -> tuple[AppState | None, AppPlan]:
+    """The app after applying and the plan that was applied: the next kind where ``auto``'s first create
+    was refused."""
     if not apply:
-        return plan.current or {}, plan
+        return plan.current, plan
     try:
         return apply_plan(session, plan, secret), plan
     except PreflightError as refusal:
         if not plan.fallback:
             raise
-        plan = _external_client_app_instead(plan.spec, refusal)
+        plan = _instead(session, plan.spec, refusal, apply=True)
         return apply_plan(session, plan, secret), plan
 
 

@@ -55,7 +55,7 @@ def _zeep_settings():
     return Settings(strict=False, xsd_ignore_sequence_order=True)  # as simple_salesforce.metadata has them
 
 
-def _mdapi(session: OrgSession):
+def metadata_client(session: OrgSession):
     """simple-salesforce's Metadata client for the session, on the shared WSDL parse and a retrying transport.
 
     zeep would build its own requests.Session; it sends through the REST calls' session instead (a
@@ -93,7 +93,7 @@ def _metadata_client(sf):
 
 def _target(session: OrgSession, metadata_type: str, method: str):
     """``mdapi.<type>.<method>``, or the API's own ``mdapi.<method>`` when no type is named (listMetadata)."""
-    mdapi = _mdapi(session)
+    mdapi = metadata_client(session)
     return getattr(getattr(mdapi, metadata_type) if metadata_type else mdapi, method)
 
 
@@ -160,7 +160,7 @@ def read(session: OrgSession, metadata_type: str, full_name: str) -> dict | None
 
 def list_names(session: OrgSession, metadata_types: list[str]) -> dict[str, list[str]]:
     """The full names of each type's components, in one listMetadata call (it takes up to 3 types)."""
-    mdapi = _mdapi(session)
+    mdapi = metadata_client(session)
     query_type = mdapi._client.get_type("ns0:ListMetadataQuery")
     found: dict[str, list[str]] = {t: [] for t in metadata_types}
     listed = _call(session, f"listMetadata {', '.join(metadata_types)}", "", "list_metadata",
@@ -171,7 +171,7 @@ def list_names(session: OrgSession, metadata_types: list[str]) -> dict[str, list
 
 
 def _build(session: OrgSession, metadata_type: str, data: dict):
-    return getattr(_mdapi(session), metadata_type)(**data)
+    return getattr(metadata_client(session), metadata_type)(**data)
 
 
 def create(session: OrgSession, metadata_type: str, data: dict) -> None:

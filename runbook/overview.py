@@ -128,8 +128,8 @@ def _certificate_state(wd) -> tuple[str, str]:
 
 
 def _app_state(wd, session) -> tuple[str, str]:
-    from runbook import metadata
-    from runbook.connected_app import METADATA_TYPE
+    from runbook.apps import kind_named
+    from runbook.certificate import pem_fingerprint
 
     record = wd.load("connected_app")
     if record is None:
@@ -140,17 +140,16 @@ def _app_state(wd, session) -> tuple[str, str]:
     if session is None:
         return "done", f"{record['label']} ({name}), consumer key {_short(record['consumer_key'])}"
     try:
-        app = metadata.read(session, METADATA_TYPE, name)
+        app = kind_named(record["app_kind"]).read(session, name)
     except RunbookError as exc:
         return "failed", f"could not read {name} from the org: {exc}"
     if app is None:
         return "failed", f"the org has no app {name} any more: rerun phase 2"
-    oauth = app.get("oauthConfig") or {}
-    if oauth.get("consumerKey") != record["consumer_key"]:
+    if app.consumer_key != record["consumer_key"]:
         return "failed", f"the org's consumer key for {name} is not the recorded one: rerun phase 2"
-    if cert and _pem_fingerprint(oauth.get("certificate")) != cert.get("sha256_fingerprint"):
+    if cert and pem_fingerprint(app.certificate) != cert.get("sha256_fingerprint"):
         return "failed", "the app in the org trusts another certificate: rerun phase 2"
-    return "done", f"{app.get('label') or name} ({name}), consumer key {_short(record['consumer_key'])}"
+    return "done", f"{app.label} ({name}), consumer key {_short(record['consumer_key'])}"
 
 
 def _access_state(wd, session) -> tuple[str, str]:
@@ -168,7 +167,7 @@ def _access_state(wd, session) -> tuple[str, str]:
                                  permitted_users="admin_approved" if record["admin_approved"] else "all_users",
                                  ip_relaxation=record["ip_relaxation"],
                                  refresh_token_policy=record["refresh_token_policy"], profiles=record["profiles"],
-                                 permission_sets=record["permission_sets"])
+                                 permission_sets=record["permission_sets"], workdir=wd.root)
         plan = plan_access(session, spec)
     except RunbookError as exc:
         return "failed", f"{exc} — rerun phase 3"
@@ -192,17 +191,3 @@ def _verify_state(wd) -> tuple[str, str]:
 
 def _short(consumer_key: str) -> str:
     return consumer_key[:12] + "…" if len(consumer_key) > 12 else consumer_key
-
-
-def _pem_fingerprint(pem: str | None) -> str:
-    from cryptography import x509
-
-    from runbook.certificate import fingerprint
-
-    if not pem:
-        return ""
-    text = pem if "BEGIN CERTIFICATE" in pem else f"-----BEGIN CERTIFICATE-----\n{pem}\n-----END CERTIFICATE-----\n"
-    try:
-        return fingerprint(x509.load_pem_x509_certificate(text.encode()))
-    except ValueError:
-        return ""

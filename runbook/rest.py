@@ -109,6 +109,18 @@ def _strip(record: dict) -> dict:
     return {k: _strip(v) if isinstance(v, dict) else v for k, v in record.items() if k != "attributes"}
 
 
+def tooling_query(session: OrgSession, soql: str) -> list[dict[str, Any]]:
+    """A Tooling API SOQL query's records: setup objects the data API does not query (ExternalClientApplication)."""
+    result = _call(session, f"tooling query {soql!r}",
+                   lambda sf: sf.toolingexecute(f"query/?q={quote_plus(soql)}", method="GET"))
+    return [_strip(r) for r in result.get("records", [])]
+
+
+def get(session: OrgSession, path: str, params: dict[str, str] | None = None) -> Any:
+    """GET a REST resource under ``/services/data/vXX.X/`` (e.g. ``apps/oauth/usage``), parsed from JSON."""
+    return _call(session, f"GET {path}", lambda sf: sf.restful(path, method="GET", params=params))
+
+
 def create(session: OrgSession, sobject: str, data: dict[str, Any]) -> str:
     """Create one record; returns its Id."""
     return _call(session, f"create {sobject}", lambda sf: getattr(sf, sobject).create(data))["id"]

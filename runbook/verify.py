@@ -31,6 +31,7 @@ import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from runbook.apps import kind_named
 from runbook.certificate import fingerprint, load_certificate, load_private_key
 from runbook.errors import InputError, LoginError, RunbookError
 from runbook.org import OrgSession
@@ -291,19 +292,6 @@ class HandOff:
         return f"<table>{body}</table>"
 
 
-# forcedotcom/cli#3515 (open) [V real-orgs-2026.md §2]; the variable is read by sfdx-core 9.1+ (CLI 2.150.6 has
-# 9.4) [V scratch-org-wire.md §2]
-ECA_SCRATCH_NOTE = ("a Dev Hub logged in through an External Client App can fail `sf org create scratch` with "
-                    "C-1016 (forcedotcom/cli#3515): set SF_SCRATCH_SIGNUP_CONNECTED_APP=PlatformCLI where the "
-                    "CLI runs (Salesforce CLI 2.150 or later) and the scratch org is created through the CLI's "
-                    "own connected app")
-
-
-def handoff_notes(app_kind: str) -> list[str]:
-    """What the hand-off must say about this kind of app."""
-    return [ECA_SCRATCH_NOTE] if app_kind == "external_client_app" else []
-
-
 def public_key_fingerprint(public_key) -> str:
     """SHA-256 of a public key's SubjectPublicKeyInfo: the same for a key and the certificate made from it."""
     der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -311,21 +299,18 @@ def public_key_fingerprint(public_key) -> str:
 
 
 def app_certificate(session: OrgSession, app_record: dict) -> tuple[x509.Certificate | None, str]:
-    """The certificate on the app, read from the org, and a note on where it came from.
+    """The certificate on the app, read from the org through its kind, and a note on where it came from.
 
-    None when the org cannot be read (e.g. an External Client App, or no access): then phase 2's
-    recorded fingerprint is all there is.
+    None when the org cannot be read (e.g. no access): then phase 2's recorded fingerprint is all there is.
     """
-    if app_record.get("app_kind", "connected_app") != "connected_app":
-        return None, "as recorded by phase 2"
-    from runbook.metadata import read
-
     try:
-        current = read(session, "ConnectedApp", app_record["full_name"]) or {}
-        pem = (current.get("oauthConfig") or {}).get("certificate") or ""
+        current = kind_named(app_record.get("app_kind", "")).read(session, app_record["full_name"])
+        pem = current.certificate if current else ""
         if not pem:
             return None, "the app has no certificate in the org"
-        return x509.load_pem_x509_certificate(pem.encode()), "read from the org"
+        text = pem if "BEGIN CERTIFICATE" in pem else \
+            f"-----BEGIN CERTIFICATE-----\n{pem}\n-----END CERTIFICATE-----\n"
+        return x509.load_pem_x509_certificate(text.encode()), "read from the org"
     except (RunbookError, ValueError):
         return None, "as recorded by phase 2 (the org could not be read)"
 
@@ -382,7 +367,7 @@ def verify_setup(session: OrgSession, *, workdir: str | Path, username: str = ""
                       sf_commands=[sf_login_command(consumer_key=app_record["consumer_key"], key_path=key,
                                                     username=u, login_url=url, alias=_alias(u, i))
                                    for i, u in enumerate(users)],
-                      notes=handoff_notes(app_record["app_kind"]))
+                      notes=kind_named(app_record["app_kind"]).handoff_notes())
     wd.save("verify", {**handoff.as_dict(), "certificate_fingerprint": fingerprint(cert)})
     return handoff
 

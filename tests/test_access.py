@@ -185,7 +185,7 @@ def test_all_users_sends_no_grants_and_the_plan_names_what_it_leaves_out(journey
     app = _connected_app(journey, "All_Users_App")
     asked = {"app_name": app, "permitted_users": "all_users", "profiles": ["System Administrator", "Standard User"]}
     plan, writes = _phase3(journey, tmp_path, **asked)
-    assert plan.policy_changes == [("isAdminApproved", "true", "false")] and plan.add == []
+    assert plan.policy_changes == [("permitted_users", "admin_approved", "all_users")] and plan.add == []
     assert [g.name for g in plan.not_sent] == ["System Administrator", "Standard User"]
     assert ("not sent: pre-authorization of profile System Administrator, profile Standard User. With "
             "permitted_users='all_users' every user may self-authorize") in str(plan)
@@ -223,6 +223,16 @@ def _create_external_client_app(session, name: str, certificate: str) -> str:
     return metadata.read(session, "ExtlClntAppGlobalOauthSettings", f"{name}_glbloauth")["consumerKey"]
 
 
+def _eca_oauth_policies(session, app_name: str) -> dict:
+    """The app's one OAuth policies component, whatever its name (the org may have generated it)."""
+    mine = [c for c in (metadata.read(session, "ExtlClntAppOauthConfigurablePolicies", name) for name in
+                        metadata.list_names(session, ["ExtlClntAppOauthConfigurablePolicies"])
+                        ["ExtlClntAppOauthConfigurablePolicies"])
+            if c and c.get("externalClientApplication") == app_name]
+    assert len(mine) == 1, mine
+    return mine[0]
+
+
 def test_external_client_app_policies_and_preauthorization_converge(journey, tmp_path):
     session = connect_local(journey.org.state_dir)
     certificate = Path(_record(journey.workdir, "certificate")["cert_path"]).read_text()
@@ -240,7 +250,7 @@ def test_external_client_app_policies_and_preauthorization_converge(journey, tmp
     assert spec.app_kind == "external_client_app"
     plan, result = ensure_access(session, spec, workdir=workdir)
     assert result.profiles == ["System Administrator"] and plan.app_kind == "external_client_app"
-    policies = metadata.read(session, "ExtlClntAppOauthConfigurablePolicies", "Runbook_ECAOAuthSettings_defaultPolicy")
+    policies = _eca_oauth_policies(session, "Runbook_ECA")
     assert policies["permittedUsersPolicyType"] == "AdminApprovedPreAuthorized"
     assert (policies["refreshTokenPolicyType"], policies["refreshTokenValidityPeriod"],
             policies["refreshTokenValidityUnit"]) == ("SpecificLifetime", 4, "Hours")
@@ -253,9 +263,8 @@ def test_external_client_app_policies_and_preauthorization_converge(journey, tmp
                              assign_users=[READONLY])
     ensure_access(session, both, workdir=workdir)
     assert eca.login(DEV) == "ok" and eca.login(READONLY) == "ok"
-    set_id = query(session, "SELECT Id FROM PermissionSet WHERE Name = 'Runbook_JWT_Users'")[0]["Id"]
-    policies = metadata.read(session, "ExtlClntAppOauthConfigurablePolicies", "Runbook_ECAOAuthSettings_defaultPolicy")
-    assert policies["commaSeparatedPermissionSet"] == set_id
+    policies = _eca_oauth_policies(session, "Runbook_ECA")
+    assert policies["commaSeparatedPermissionSet"] == "Runbook_JWT_Users"  # API names [V Electivus], not Ids
 
     before = len(journey.org.call_log())
     plan, _ = ensure_access(session, both, workdir=workdir)
@@ -284,7 +293,7 @@ def test_external_client_app_from_phase_2_preauthorizes_through_papermill(tmp_pa
     assert eca.login(DEV) == "ok"
     assert eca.login(READONLY) == "invalid_app_access: user is not admin approved to access this app"
     session = connect_local(eca.org.state_dir)
-    policies = metadata.read(session, "ExtlClntAppOauthConfigurablePolicies", "Runbook_CIOAuthSettings_defaultPolicy")
+    policies = _eca_oauth_policies(session, "Runbook_CI")
     assert (policies["ipRelaxationPolicyType"], policies["refreshTokenPolicyType"]) == ("Bypass", "SpecificInactivity")
 
     before = len(eca.org.call_log())

@@ -69,9 +69,10 @@ def test_auto_makes_an_external_client_app_where_the_org_refuses_connected_apps(
     _plan, app = ensure_connected_app(session, _spec(cert, "Auto_Refused"), workdir=tmp_path)
 
     assert app.app_kind == "external_client_app"
-    assert "does not allow new connected apps" in app.kind_choice and "External Client App" in app.kind_choice
+    assert "does not allow new connected apps" in app.kind_choice and "external client app" in app.kind_choice
     assert metadata.read(session, "ConnectedApp", "Auto_Refused") is None
     assert metadata.read(session, "ExternalClientApplication", "Auto_Refused") is not None
+    ensure_access(session, build_access_spec(app_name="Auto_Refused", workdir=tmp_path), workdir=tmp_path)
     login, _token = jwt_login(consumer_key=app.consumer_key, username=ADMIN_USERNAME, key_path=cert.key_path,
                               login_url=closed_org.url)
     assert login.user_id == user_id(session, ADMIN_USERNAME)

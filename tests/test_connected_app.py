@@ -308,7 +308,8 @@ def test_teardown_shows_the_plan_then_deletes_app_and_access(org, session, cert,
     mark = len(org.call_log())
     plan = teardown_app(session, "Tear_Down", workdir=tmp_path)
     assert _writes(org, mark) == []
-    assert plan.lines()[:2] == ["delete 1 pre-authorization(s) (SetupEntityAccess)", "delete ConnectedApp Tear_Down"]
+    assert plan.lines()[:2] == ["delete ConnectedApp Tear_Down",
+                                "delete its 1 pre-authorization(s) (SetupEntityAccess)"]
     teardown_app(session, "Tear_Down", workdir=tmp_path, apply=True)
     assert metadata.read(session, "ConnectedApp", "Tear_Down") is None
     assert _app_rows(session, "Tear Down") == []

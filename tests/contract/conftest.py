@@ -26,8 +26,9 @@ from conftest import free_callback_port
 
 from runbook import metadata, rest
 from runbook.access import build_access_spec, ensure_access
+from runbook.apps import KINDS
 from runbook.certificate import ensure_certificate
-from runbook.connected_app import ECA_TYPE, METADATA_TYPE, build_spec, ensure_connected_app
+from runbook.connected_app import build_spec, ensure_connected_app
 from runbook.org import OrgSession, connect, connect_local
 from runbook.teardown import teardown_app
 from runbook.verify import jwt_login
@@ -80,7 +81,7 @@ class Target:
     def leftovers(self) -> list[str]:
         """What the session made and the org still has (read from the org: one listMetadata, one query)."""
         apps = set(self._made["app"])
-        listed = metadata.list_names(self.session, [METADATA_TYPE, ECA_TYPE]) if apps else {}
+        listed = metadata.list_names(self.session, [k.list_type for k in KINDS.values()]) if apps else {}
         left = sorted(f"app {n}" for names in listed.values() for n in names if n in apps)
         sets = self._made["permission set"]
         if sets:

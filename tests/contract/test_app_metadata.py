@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runbook import metadata
+from runbook.apps import kind_named
 from runbook.connected_app import build_spec, plan_connected_app
-from runbook.external_client_app import OAUTH_SETTINGS, component_names
 
 from .conftest import CONTACT_EMAIL, DESCRIPTION, new_app
 
@@ -38,10 +37,9 @@ def test_phase_2_creates_an_app_and_a_rerun_plans_nothing(target, tmp_path):
 
 
 def _scopes_read_back(target, app) -> set[str]:
-    if app.app_kind == "connected_app":
-        return set(metadata.read(target.session, "ConnectedApp", app.full_name)["oauthConfig"]["scopes"])
-    settings = metadata.read(target.session, OAUTH_SETTINGS, component_names(app.full_name)[OAUTH_SETTINGS])
-    return {s.strip() for s in settings["commaSeparatedOauthScopes"].split(",")}
+    state = kind_named(app.app_kind).read(target.session, app.full_name)
+    field = next(k for k in state.fields if k.endswith("scopes"))
+    return {s.strip() for s in state.fields[field].split(",")}
 
 
 def test_scopes_profile_and_email_read_back_as_basic_and_a_rerun_plans_nothing(target, tmp_path):

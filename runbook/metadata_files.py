@@ -1,0 +1,197 @@
+"""File-based Metadata API: deploy components as one zip, retrieve them back as dicts.
+
+Every public tool deploys External Client Apps this way (sfdx-hardis in one deploy, Electivus in
+checked stages) [V real-orgs-2026.md §3], so the runbook does too: a deploy is all-or-none and can be
+checked first (``check_only``). Deploys are declarative: a component is sent whole, since a field left
+out is cleared (a Global OAuth settings file without ``<certificate>`` drops the certificate).
+
+Components are plain dicts, as ``runbook.metadata`` reads them; the XML is written in XSD order,
+which for these types is alphabetical [V wire facts §1.3], and ``fullName`` is the file's name.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+from defusedxml.ElementTree import fromstring
+
+from runbook.errors import NO_ANSWER, SalesforceError
+from runbook.metadata import metadata_client
+from runbook.org import OrgSession
+
+NS = "http://soap.sforce.com/2006/04/metadata"
+Layout = dict[str, tuple[str, str]]  # type -> (folder, suffix) of its files in a metadata-format zip
+_UNFINISHED = ("Queued", "Pending", "InProgress", "Canceling")
+
+
+@dataclass(frozen=True)
+class Component:
+    """One metadata component to deploy: its type, its fullName, its fields (no fullName inside), and its
+    file's folder and suffix in a zip (the app kinds know them, from source-deploy-retrieve's registry)."""
+
+    type: str
+    full_name: str
+    fields: dict[str, Any]
+    folder: str
+    suffix: str
+
+
+def _value_xml(name: str, value: Any) -> str:
+    if isinstance(value, list):
+        return "".join(_value_xml(name, item) for item in value)
+    if isinstance(value, dict):
+        inner = "".join(_value_xml(k, v) for k, v in sorted(value.items()) if v is not None)
+        return f"<{name}>{inner}</{name}>"
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return f"<{name}>{escape(text)}</{name}>"
+
+
+def component_xml(component: Component) -> str:
+    """The component's file in metadata format."""
+    body = "".join(_value_xml(k, v) for k, v in sorted(component.fields.items())
+                   if v is not None and k != "fullName")
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n<{component.type} xmlns="{NS}">{body}</{component.type}>\n'
+
+
+def package_xml(members: dict[str, list[str]], api_version: str) -> str:
+    types = "".join(f"<types>{''.join(f'<members>{escape(m)}</members>' for m in names)}<name>{t}</name></types>"
+                    for t, names in members.items())
+    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<Package xmlns="{NS}">{types}'
+            f"<version>{api_version}</version></Package>\n")
+
+
+def deploy_zip(components: list[Component], api_version: str) -> bytes:
+    """A zip holding package.xml and each component's file."""
+    members: dict[str, list[str]] = {}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for component in components:
+            archive.writestr(f"{component.folder}/{component.full_name}.{component.suffix}",
+                             component_xml(component))
+            members.setdefault(component.type, []).append(component.full_name)
+        archive.writestr("package.xml", package_xml(members, api_version))
+    return buffer.getvalue()
+
+
+def destructive_zip(doomed: list[tuple[str, str]], api_version: str) -> bytes:
+    """A zip deleting ``doomed`` (type, fullName): an empty package.xml and destructiveChanges.xml [D]."""
+    members: dict[str, list[str]] = {}
+    for type_name, full_name in doomed:
+        members.setdefault(type_name, []).append(full_name)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("package.xml", package_xml({}, api_version))
+        archive.writestr("destructiveChanges.xml", package_xml(members, api_version))
+    return buffer.getvalue()
+
+
+def deploy(session: OrgSession, components: list[Component], *, check_only: bool = False,
+           wait_seconds: float = 300) -> dict:
+    """Deploy ``components`` in one all-or-none deploy (``check_only``: validate, save nothing).
+
+    Returns the final status; raises SalesforceError naming each refused component's problem, or
+    NO_ANSWER when the deploy did not finish within ``wait_seconds``.
+    """
+    what = f"deploy {', '.join(f'{c.type} {c.full_name}' for c in components)}"
+    return _deploy(session, what, deploy_zip(components, session.api_version), check_only, wait_seconds)
+
+
+def destroy(session: OrgSession, doomed: list[tuple[str, str]], *, wait_seconds: float = 300) -> dict:
+    """Delete ``doomed`` (type, fullName) in one all-or-none destructive deploy."""
+    what = f"delete {', '.join(f'{t} {n}' for t, n in doomed)}"
+    return _deploy(session, what, destructive_zip(doomed, session.api_version), False, wait_seconds)
+
+
+def _deploy(session: OrgSession, what: str, archive: bytes, check_only: bool, wait_seconds: float) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "deploy.zip"
+        path.write_bytes(archive)
+        started = session.sf.deploy(str(path), sandbox=False, checkOnly=check_only, rollbackOnError=True)
+    deadline, pause = time.monotonic() + wait_seconds, 0.2
+    status = session.sf.checkDeployStatus(started["asyncId"])
+    while status.get("state") in _UNFINISHED and time.monotonic() < deadline:
+        time.sleep(pause)
+        pause = min(pause * 2, 5.0)
+        status = session.sf.checkDeployStatus(started["asyncId"])
+    if status.get("state") in _UNFINISHED:
+        raise SalesforceError(what, NO_ANSWER, f"the deploy {started['asyncId']} is still {status.get('state')} "
+                              f"after {wait_seconds:.0f} s", "check Setup > Deployment Status, then rerun")
+    errors = (status.get("deployment_detail") or {}).get("errors") or []
+    if status.get("state") != "Succeeded" or errors:
+        problems = "; ".join(f"{e.get('type') or ''} {e.get('file') or ''}: {e.get('message')}".strip()
+                             for e in errors) or str(status.get("state_detail") or status.get("state"))
+        code = next((str(e.get("status") or "") for e in errors if e.get("status")), "") or "DEPLOY_FAILED"
+        raise SalesforceError(what, code, problems)
+    return status
+
+
+def _element_value(element: ET.Element) -> Any:
+    children = list(element)
+    if not children:
+        text = (element.text or "").strip()
+        return {"true": True, "false": False}.get(text, text)
+    out: dict[str, Any] = {}
+    for child in children:
+        name = child.tag.split("}")[-1]
+        value = _element_value(child)
+        if name in out:
+            out[name] = [*(out[name] if isinstance(out[name], list) else [out[name]]), value]
+        else:
+            out[name] = value
+    return out
+
+
+def parse_component(data: bytes) -> dict[str, Any]:
+    """A component file → its fields as a dict (repeated elements as lists, booleans as bool)."""
+    value = _element_value(fromstring(data))
+    return value if isinstance(value, dict) else {}
+
+
+def retrieve(session: OrgSession, members: dict[str, list[str]], layout: Layout, *,
+             wait_seconds: float = 120) -> dict[tuple[str, str], dict[str, Any]]:
+    """Retrieve ``members`` (type -> names or ``*``); each component found as (type, fullName) -> fields.
+
+    ``layout`` says where each type's files are in the zip.
+
+    A consumer secret in a retrieved file is dropped here: it is never kept or shown.
+    """
+    mdapi = metadata_client(session)
+    what = f"retrieve {', '.join(members)}"
+    async_id, _state = mdapi.retrieve("", unpackaged=members, single_package=True)
+    if not async_id:
+        raise SalesforceError(what, NO_ANSWER, "the org gave no retrieve id")
+    deadline, pause = time.monotonic() + wait_seconds, 0.2
+    while True:
+        result = mdapi.retrieve_retrieve_result(async_id, "true")
+        status = result.findtext(f"{{{NS}}}status") or ""
+        if status in ("Succeeded", "Failed") or result.findtext(f"{{{NS}}}done") == "true":
+            break
+        if time.monotonic() > deadline:
+            raise SalesforceError(what, NO_ANSWER, f"the retrieve {async_id} is still {status} after "
+                                  f"{wait_seconds:.0f} s", "rerun in a while")
+        time.sleep(pause)
+        pause = min(pause * 2, 5.0)
+    if status != "Succeeded":
+        message = result.findtext(f"{{{NS}}}errorMessage") or status
+        raise SalesforceError(what, result.findtext(f"{{{NS}}}errorStatusCode") or "RETRIEVE_FAILED", message)
+    archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(result.findtext(f"{{{NS}}}zipFile") or "")))
+    by_layout = {(folder, suffix): type_name for type_name, (folder, suffix) in layout.items()}
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for name in archive.namelist():
+        folder, _, file_name = name.rpartition("/")
+        full_name, _, suffix = file_name.rpartition(".")
+        type_name = by_layout.get((folder.rsplit("/", 1)[-1], suffix))
+        if type_name and full_name:
+            fields = parse_component(archive.read(name))
+            fields.pop("consumerSecret", None)
+            found[(type_name, full_name)] = {"fullName": full_name, **fields}
+    return found
