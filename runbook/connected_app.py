@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from html import escape
 from pathlib import Path
 
-from runbook import consumer_secret
+from runbook import consumer_secret, rotation
 from runbook.apps import KIND_NAMES, KINDS, SCOPES, AppSpec, AppState, Change, find_app_kind, kind_named
 from runbook.certificate import certificate_pem, pem_fingerprint
 from runbook.errors import NO_ANSWER, InputError, PreflightError, SalesforceError
@@ -308,6 +308,7 @@ def apply_connected_app(session: OrgSession, plan: AppPlan, *, workdir: str | Pa
     pending = consumer_secret.pending_secret(workdir, spec.full_name) if makes_secret else None
     if apply and plan.action == "create" and makes_secret:
         pending = pending or consumer_secret.write_pending(workdir, spec.full_name)
+    rotated = rotation.pending_rotation(workdir, spec, plan.current) if apply and plan.action == "update" else None
     try:
         after, plan = _apply_with_fallback(session, plan, pending.value if pending else None, apply)
     except SalesforceError as exc:
@@ -321,6 +322,8 @@ def apply_connected_app(session: OrgSession, plan: AppPlan, *, workdir: str | Pa
                               f"secret sent with the create is kept in {pending.path} (pending) and adopted if "
                               "the org made the app") from None
     spec, warnings = plan.spec, []
+    if rotated is not None and after is not None:  # prove the new key at once; undone (and raised) if it fails
+        warnings.append(rotation.cut_over(session, spec, after, workdir=workdir, backup=rotated))
     if apply and pending:
         consumer_secret.confirm(pending)  # created now, or by the earlier create whose answer was lost
     secret_path = consumer_secret.secret_file(workdir, spec.full_name)
