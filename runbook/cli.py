@@ -154,6 +154,9 @@ def org() -> None:
               help="Port on 127.0.0.1 (0 = any free port).")
 @click.option("--no-connected-apps", is_flag=True,
               help="Refuse new connected apps, like a new org since Spring '26.")
+@click.option("--no-external-client-apps", is_flag=True,
+              help="Refuse External Client App deploys and creates, like an org without the 'Opt in to External "
+                   "Client Apps'.")
 @click.option("--latency-ms", default=0.0, show_default=True, type=click.FloatRange(0),
               help="Wait this long before serving each call (a slow network or org).")
 @click.option("--fault", "faults", multiple=True, metavar="KIND[:TIMES[:MATCH]]",
@@ -162,8 +165,8 @@ def org() -> None:
 @click.option("--propagation-s", default=0.0, show_default=True, type=click.FloatRange(0),
               help="A new or changed app answers invalid_client_id for this many seconds, as a real org does "
                    "for 2-10 minutes (0 = usable at once).")
-def serve(state_dir: str, port: int, no_connected_apps: bool, latency_ms: float, faults: tuple[str, ...],
-          propagation_s: float) -> None:
+def serve(state_dir: str, port: int, no_connected_apps: bool, no_external_client_apps: bool, latency_ms: float,
+          faults: tuple[str, ...], propagation_s: float) -> None:
     """Serve the local org in the foreground (Ctrl-C stops it).
 
     Prints its URL, CA bundle and admin username; the admin password is in STATE/admin-credentials.json
@@ -178,7 +181,7 @@ def serve(state_dir: str, port: int, no_connected_apps: bool, latency_ms: float,
     except (ValueError, re.error) as exc:
         raise click.BadParameter(str(exc), param_hint="--fault") from None
     serve_forever(Path(state_dir), port, allow_connected_apps=not no_connected_apps, latency_ms=latency_ms,
-                  faults=plan, propagation_s=propagation_s)
+                  faults=plan, propagation_s=propagation_s, external_client_apps=not no_external_client_apps)
 
 
 @main.command(short_help="Fail if outputs under PATH... hold a private key, password or token.")

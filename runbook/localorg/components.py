@@ -54,6 +54,8 @@ class OAuthApp:
     admin_approved: bool
     profiles: tuple[str, ...] = ()  # ECA only: commaSeparatedProfile
     permission_sets: tuple[str, ...] = ()  # ECA only: commaSeparatedPermissionSet (ids or names)
+    enabled: bool = True  # ECA only: ExtlClntAppConfigurablePolicies.isEnabled
+    oauth_plugin_enabled: bool = True  # ECA only: ExtlClntAppConfigurablePolicies.isOauthPluginEnabled
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,26 @@ class MetadataType:
     update: Callable[[Store, Component, Node], None]
     delete: Callable[[Store, Component], None]
     read: Callable[[Store, Component], Node]
-    rank: int = 0  # deploy order: an External Client App before its settings
+    rank: int = 0  # deploy order, lowest first: what a component names is deployed before it
+    manifest_name: str = ""  # the type's name in package.xml, when it is not ``name`` (settings: "Settings")
+    # For components that are not stored as such (settings): the one with a name, and all of them.
+    lookup: Callable[[Store, str], Component | None] | None = None
+    listing: Callable[[Store], list[Component]] | None = None
+
+    @property
+    def manifest(self) -> str:
+        return self.manifest_name or self.name
 
     def file_name(self, full_name: str) -> str:
         return f"{self.folder}/{full_name}.{self.suffix}"
+
+    def current(self, store: Store, full_name: str) -> Component | None:
+        """The stored component of this type called ``full_name``, or None."""
+        return self.lookup(store, full_name) if self.lookup else store.component(self.name, full_name)
+
+    def all(self, store: Store) -> list[Component]:
+        """Every component of this type, by name."""
+        return self.listing(store) if self.listing else store.components(self.name)
 
 
 # --- reading a Node -------------------------------------------------------------------------------

@@ -8,6 +8,25 @@ answer is still Salesforce's asynchronous shape [D]: ``deploy`` returns an Async
 whose file carries a consumerKey fails with "You cannot provide a Consumer Key", as in a real org [O].
 Options arrive as simple-salesforce writes them: ``True``/``False`` and stray ``None`` text [V].
 
+Components are deployed in dependency order whatever the zip's order: settings (the External Client
+Apps opt-in) first, then each External Client App before its OAuth settings, those before its global
+OAuth settings, and policies last [O: Salesforce refuses global OAuth settings whose app has no OAuth
+settings, and satellites whose app does not exist]. Folders and suffixes are source-deploy-retrieve's
+[V metadataRegistry.json]: externalClientApps/*.eca, extlClntAppOauthSettings/*.ecaOauth,
+extlClntAppGlobalOauthSets/*.ecaGlblOauth, extlClntAppOauthPolicies/*.ecaOauthPlcy,
+extlClntAppPolicies/*.ecaPlcy, settings/ExternalClientApp.settings (package.xml type ``Settings``).
+Deploys are declarative: a component's file replaces it, so a global OAuth settings file without
+``<certificate>`` clears the certificate and JWT logins then fail "invalid assertion" [V systemprompt].
+What the org generates (an app's OAuth policies, see ``external_client_apps``) is made after every
+file is in, only for apps the deploy gave none, and not listed among the deploy's components [U].
+
+Deletions [D "Deleting Components from an Organization"]: ``destructiveChangesPre.xml`` is applied before
+the files, ``destructiveChangesPost.xml`` after them, and ``destructiveChanges.xml`` before them ([D] for
+API versions before 33.0; [U] kept for later ones). Wildcards are not supported [D]. Within a manifest
+an External Client App's settings and policies go before the app ([U]; deleting the app takes them
+with it anyway). A component the org does not have is a warning, "No <type> named: <name> found" [O], which
+fails the deploy unless ``ignoreWarnings`` [D DeployOptions].
+
 A retrieve, likewise, is done at once and answered as an AsyncResult; ``checkRetrieveStatus`` gives
 the RetrieveResult with the zip, which it hands out once [D]. The zip holds what readMetadata would
 answer (consumer secrets never, scopes normalised), under ``unpackaged/`` unless ``singlePackage``.
@@ -84,20 +103,26 @@ def _unzip(encoded: str) -> dict[str, bytes]:
         raise api_fault("INVALID_ZIP", f"The ZipFile is not a valid zip archive: {exc}") from None
 
 
+def _manifest(data: bytes) -> dict[str, list[str]]:
+    """The members a package.xml-format manifest lists, per type, in its order."""
+    members: dict[str, list[str]] = {}
+    for types in children(parse_xml(data), "types"):
+        names = [(m.text or "").strip() for m in children(types, "members")]
+        members.setdefault(child_text(types, "name") or "", []).extend(n for n in names if n)
+    return members
+
+
 def _package(files: dict[str, bytes]) -> tuple[str, dict[str, set[str]]]:
     """The folder holding package.xml and the members it lists per type."""
     manifests = sorted((name for name in files if posixpath.basename(name) == "package.xml"), key=len)
     if not manifests:
         raise api_fault("INVALID_ZIP", "No package.xml found in the zip file")
     root = posixpath.dirname(manifests[0])
-    members: dict[str, set[str]] = {}
-    for types in children(parse_xml(files[manifests[0]]), "types"):
-        names = {(m.text or "").strip() for m in children(types, "members")}
-        members.setdefault(child_text(types, "name") or "", set()).update(names)
-    return root, members
+    return root, {type_name: set(names) for type_name, names in _manifest(files[manifests[0]]).items()}
 
 
 def _components(files: dict[str, bytes], root: str, members: dict[str, set[str]]) -> list[_File]:
+    """The component files package.xml lists, in deploy order (see the module docstring)."""
     found = []
     for path, data in files.items():
         relative = posixpath.relpath(path, root) if root else path
@@ -106,18 +131,19 @@ def _components(files: dict[str, bytes], root: str, members: dict[str, set[str]]
         if metadata_type is None or not file_name.endswith("." + metadata_type.suffix) or "/" in file_name:
             continue
         full_name = file_name[: -len(metadata_type.suffix) - 1]
-        listed = members.get(metadata_type.name, set())
-        if full_name in listed or "*" in listed:
+        listed = members.get(metadata_type.manifest, set())
+        if metadata.manifest_type(metadata_type.manifest, full_name) is metadata_type and (
+                full_name in listed or "*" in listed):
             found.append(_File(metadata_type.name, full_name, relative, data))
     return sorted(found, key=lambda f: (metadata.TYPES[f.type_name].rank, f.path))
 
 
 def _message(type_name: str, full_name: str, file_name: str, *, success: bool, created: bool = False,
-             problem: str = "") -> dict[str, Any]:
+             deleted: bool = False, problem: str = "", problem_type: str = "") -> dict[str, Any]:
     """A DeployMessage (componentSuccesses / componentFailures entry)."""
     return {"changed": success, "componentType": type_name, "created": created, "createdDate": now_text(),
-            "deleted": False, "fileName": file_name, "fullName": full_name, "problem": problem,
-            "problemType": "" if success else "Error", "success": success}
+            "deleted": deleted, "fileName": file_name, "fullName": full_name, "problem": problem,
+            "problemType": problem_type or ("" if success else "Error"), "success": success}
 
 
 def _deploy_file(ctx: OrgContext, file: _File) -> dict[str, Any]:
@@ -141,7 +167,7 @@ def _deploy_file(ctx: OrgContext, file: _File) -> dict[str, Any]:
 
 def _missing(members: dict[str, set[str]], found: list[_File]) -> list[dict[str, Any]]:
     """Salesforce's failure for a package.xml member that has no file in the zip."""
-    present = {(f.type_name, f.full_name) for f in found}
+    present = {(metadata.TYPES[f.type_name].manifest, f.full_name) for f in found}
     out = []
     for type_name, names in members.items():
         for name in sorted(names - {"*"}):
@@ -152,13 +178,50 @@ def _missing(members: dict[str, set[str]], found: list[_File]) -> list[dict[str,
     return out
 
 
+def _delete(ctx: OrgContext, manifest: str, type_name: str, member: str, ignore_warnings: bool) -> dict[str, Any]:
+    """Delete one component a destructive manifest names; its DeployMessage."""
+    metadata_type = metadata.manifest_type(type_name, member)
+    if member == "*":  # [D] wildcards are not supported; [U] the wording
+        return _message(type_name, member, manifest, success=False,
+                        problem=f"Wildcards are not supported in {posixpath.basename(manifest)}")
+    if metadata_type is None or metadata_type.current(ctx.store, member) is None:
+        return _message(type_name, member, manifest, success=ignore_warnings, problem_type="Warning",
+                        problem=f"No {type_name} named: {member} found")
+    outcome = metadata.delete(ctx.store, metadata_type.name, member)
+    if not outcome.success:
+        return _message(type_name, member, manifest, success=False,
+                        problem="; ".join(p.message for p in outcome.problems))
+    return _message(type_name, member, manifest, success=True, deleted=True)
+
+
+def _deletions(ctx: OrgContext, files: dict[str, bytes], root: str, names: tuple[str, ...],
+               ignore_warnings: bool) -> list[dict[str, Any]]:
+    """Apply the destructive manifests ``names`` present in the zip; their DeployMessages."""
+    messages = []
+    for name in names:
+        path = posixpath.join(root, name) if root else name
+        if path not in files:
+            continue
+        wanted = [(type_name, member) for type_name, members in _manifest(files[path]).items() for member in members]
+        rank = {pair: (metadata_type.rank if (metadata_type := metadata.manifest_type(*pair)) else 0)
+                for pair in wanted}
+        for type_name, member in sorted(wanted, key=lambda pair: -rank[pair]):
+            messages.append(_delete(ctx, path, type_name, member, ignore_warnings))
+    return messages
+
+
 def _run(ctx: OrgContext, files: dict[str, bytes], options: dict[str, bool]) -> list[dict[str, Any]]:
     root, members = _package(files)
     found = _components(files, root, members)
     messages: list[dict[str, Any]] = []
     try:
         with ctx.store.transaction():
-            messages = _missing(members, found) + [_deploy_file(ctx, file) for file in found]
+            messages = _deletions(ctx, files, root, ("destructiveChangesPre.xml", "destructiveChanges.xml"),
+                                  options["ignoreWarnings"])
+            messages += _missing(members, found) + [_deploy_file(ctx, file) for file in found]
+            metadata.after_saves(ctx.store, [(m["componentType"], m["fullName"]) for m in messages
+                                             if m["success"] and not m["deleted"]])
+            messages += _deletions(ctx, files, root, ("destructiveChangesPost.xml",), options["ignoreWarnings"])
             failed = any(not m["success"] for m in messages)
             if options["checkOnly"] or (failed and options["rollbackOnError"]):
                 raise _Rollback
@@ -240,11 +303,12 @@ def _picked(ctx: OrgContext, wanted: dict[str, list[str]], manifest: str,
     found: dict[tuple[str, str], Component] = {}
     messages = []
     for type_name, members in wanted.items():
-        known = type_name in metadata.TYPES
-        if "*" in members and known:
-            found |= {(c.type, c.full_name): c for c in ctx.store.components(type_name)}
+        if "*" in members:
+            for metadata_type in metadata.manifest_types(type_name):
+                found |= {(c.type, c.full_name): c for c in metadata_type.all(ctx.store)}
         for member in (m for m in members if m != "*"):
-            component = ctx.store.component(type_name, member) if known else None
+            metadata_type = metadata.manifest_type(type_name, member)
+            component = metadata_type.current(ctx.store, member) if metadata_type else None
             if component is None:
                 messages.append(_not_found(type_name, member, manifest))
             else:
@@ -256,7 +320,7 @@ def _package_xml(components: list[Component], version: str) -> bytes:
     """The package.xml of the zip: the members retrieved, by name, per type."""
     types: dict[str, list[str]] = {}
     for component in components:
-        types.setdefault(component.type, []).append(component.full_name)
+        types.setdefault(metadata.TYPES[component.type].manifest, []).append(component.full_name)
     return metadata_file("Package", {"types": [{"members": names, "name": [type_name]}
                                                for type_name, names in sorted(types.items())],
                                      "version": [version] if version else []})

@@ -3,14 +3,35 @@
 ``ExternalClientApplication`` is the app (with an ``ExternalClientApplication`` sObject row); the
 four others each name their app in ``externalClientApplication``, one of each type per app:
 ``ExtlClntAppOauthSettings`` (scopes), ``ExtlClntAppGlobalOauthSettings`` (callback, certificate,
-consumer key and secret), ``ExtlClntAppOauthConfigurablePolicies`` (permitted users, pre-authorized
-profiles and permission sets) and ``ExtlClntAppConfigurablePolicies`` (enabled, plugins).
+consumer key and secret; its OAuth consumer has an ``888…`` id, which Connect REST names),
+``ExtlClntAppOauthConfigurablePolicies`` (permitted users, pre-authorized profiles and permission
+sets) and ``ExtlClntAppConfigurablePolicies`` (enabled, plugins).
 
-[U] choices, all in the spirit of the ConnectedApp rules: a settings component naming an unknown
-app, a second component of a type for one app, a changed consumer key or secret on update are
-refused; deleting the app deletes its settings and policies components too. A read answers the
-scopes normalised (``Api, Web, OfflineAccess`` reads back as ``Api, Web, RefreshToken``) [D], joined
-with ", " [U].
+What the org enforces, with its sources:
+
+- Every write of these types needs the org's "Opt in to External Client Apps" [D Metadata API
+  ExternalClientApplication, "Special Access Rules"]: the org setting ``external_client_apps``, also
+  ``ExternalClientAppSettings.enableExternalClientApps`` [D API 58.0-; gone from the 260.0 docs]. Off,
+  a write fails with ``FUNCTIONALITY_NOT_ENABLED`` and ``OPT_IN_MESSAGE`` ([U] the code and wording).
+- A second component of a type for one app is refused: "duplicate value found:
+  ExternalClientApplicationId duplicates value on <its fullName>" ([O] a live deploy of a second OAuth
+  policies component, 2026-07-14; [U] for the other three types).
+- Global OAuth settings need the app's OAuth settings first: "The external client app configured in
+  your global OAuth Settings doesn't have a valid OAuth settings configuration." [O].
+- Saving an app's OAuth settings when it has no OAuth policies makes the org generate one
+  (``ensure_oauth_policies``, called once per call or deploy by ``metadata``): "The OAuth Policies file
+  is generated when you deploy" [O real-orgs §3]. Its name ``<App>_oauthPlcy`` is [O] (the live
+  duplicate error above; Electivus deploys that name); another script saw ``<App>_defaultPolicy`` [O],
+  so a tool should find it by listMetadata, not guess. Its fields are the defaults an org showed on
+  retrieve [O]: AllSelfAuthorized, Enforce, SpecificLifetime 365 Days, STANDARD session level.
+- A read answers the scopes normalised (``Api, Web, OfflineAccess`` reads back as ``Api, Web,
+  RefreshToken``) [D], joined with ", " [U]; the consumer key, unless the org setting
+  ``eca_consumer_key_in_retrieve`` is off (then neither readMetadata nor retrieve shows it, as in an
+  org that does not expose it); the consumer secret never ([O] a real retrieve may include it).
+
+[U] choices, in the spirit of the ConnectedApp rules: a settings component naming an unknown app, or
+a changed consumer key or secret on update, is refused; deleting the app deletes its settings and
+policies components too.
 """
 
 from __future__ import annotations
@@ -44,9 +65,39 @@ SATELLITES = (OAUTH_SETTINGS, GLOBAL_OAUTH, OAUTH_POLICIES, POLICIES)
 ADMIN_APPROVED = "AdminApprovedPreAuthorized"
 _PERMITTED = ("AllSelfAuthorized", ADMIN_APPROVED)
 
+# Org settings (store keys) this module reads.
+OPT_IN_SETTING = "external_client_apps"
+KEY_IN_RETRIEVE_SETTING = "eca_consumer_key_in_retrieve"
+# [U] Salesforce's refusal without the opt-in is not published; this code and text are the local org's,
+# distinct from every other refusal, so a tool can tell it apart ("Opt in to External Client Apps").
+OPT_IN_CODE = "FUNCTIONALITY_NOT_ENABLED"
+OPT_IN_MESSAGE = ("Opt in to External Client Apps is not enabled for this org. Turn it on in Setup, External "
+                  "Client App Settings, and try again.")
+GENERATED_POLICIES_SUFFIX = "_oauthPlcy"
+# [O] the fields an org answered for the OAuth policies it generated
+_GENERATED_POLICIES: Node = {
+    "ipRelaxationPolicyType": ["Enforce"], "isClientCredentialsFlowEnabled": ["false"],
+    "isGuestCodeCredFlowEnabled": ["false"], "isTokenExchangeFlowEnabled": ["false"],
+    "permittedUsersPolicyType": ["AllSelfAuthorized"], "refreshTokenPolicyType": ["SpecificLifetime"],
+    "refreshTokenValidityPeriod": ["365"], "refreshTokenValidityUnit": ["Days"],
+    "requiredSessionLevel": ["STANDARD"]}
+
 
 def comma_list(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def _require_opt_in(store: Store) -> None:
+    if not store.get_setting(OPT_IN_SETTING, True):
+        raise SaveError(OPT_IN_CODE, OPT_IN_MESSAGE)
+
+
+def _opted_in(save: Callable[..., None]) -> Callable[..., None]:
+    """``save`` (a create, update or delete), refused while the org has not opted in."""
+    def guarded(store: Store, *args: object) -> None:
+        _require_opt_in(store)
+        save(store, *args)
+    return guarded
 
 
 # --- the app --------------------------------------------------------------------------------------
@@ -85,13 +136,9 @@ def delete_app(store: Store, current: Component) -> None:
 
 
 def read_component(store: Store, current: Component) -> Node:
-    """The component as readMetadata and retrieve return it: the consumer key shown, the secret never.
-
-    [O] a real retrieve may include the secret (real-orgs-2026 §3); the local org never returns it,
-    like a ConnectedApp's ([D] wire facts §1.4). OAuth scopes read back normalised [D].
-    """
+    """The component as readMetadata and retrieve return it (see the module docstring for what shows)."""
     definition: Node = {"fullName": [current.full_name], **current.definition}
-    if current.consumer_key:
+    if current.consumer_key and store.get_setting(KEY_IN_RETRIEVE_SETTING, True):
         definition["consumerKey"] = [current.consumer_key]
     scopes = text(definition, "commaSeparatedOauthScopes")
     if current.type == OAUTH_SETTINGS and scopes is not None:
@@ -101,7 +148,7 @@ def read_component(store: Store, current: Component) -> Node:
 
 # --- settings and policies ------------------------------------------------------------------------
 
-def _owner(store: Store, type_name: str, full_name: str, definition: Node) -> str:
+def _owner(store: Store, type_name: str, full_name: str, definition: Node) -> Component:
     """The app this component belongs to; refuses unknown apps and a second component of a type."""
     problems = missing(definition, ("externalClientApplication",))
     if problems:
@@ -113,16 +160,23 @@ def _owner(store: Store, type_name: str, full_name: str, definition: Node) -> st
     others = [c for c in store.components(type_name, parent=app.full_name)
               if c.full_name.lower() != full_name.lower()]
     if others:
-        raise SaveError("DUPLICATE_VALUE", f"The External Client App {app.full_name} already has a "
-                        f"{type_name}: {others[0].full_name}", ["externalClientApplication"])
-    return app.full_name
+        raise SaveError("DUPLICATE_VALUE", "duplicate value found: ExternalClientApplicationId duplicates value "
+                        f"on {others[0].full_name}", ["externalClientApplication"])
+    return app
 
 
-def _check_oauth_settings(store: Store, definition: Node) -> None:
+def _check_oauth_settings(store: Store, app: Component, definition: Node) -> None:
     check_scopes(comma_list(text(definition, "commaSeparatedOauthScopes")), "commaSeparatedOauthScopes")
 
 
-def _check_oauth_policies(store: Store, definition: Node) -> None:
+def _check_global_oauth(store: Store, app: Component, definition: Node) -> None:
+    if not store.components(OAUTH_SETTINGS, parent=app.full_name):
+        raise SaveError("FIELD_INTEGRITY_EXCEPTION", "The external client app configured in your global OAuth "
+                        "Settings doesn't have a valid OAuth settings configuration.", ["externalClientApplication"])
+    check_certificate(text(definition, "certificate"), "certificate")
+
+
+def _check_oauth_policies(store: Store, app: Component, definition: Node) -> None:
     permitted = text(definition, "permittedUsersPolicyType")
     if permitted is not None and permitted not in _PERMITTED:
         raise SaveError("INVALID_VALUE", f"permittedUsersPolicyType must be one of {', '.join(_PERMITTED)}",
@@ -142,7 +196,7 @@ def _permission_set(store: Store, id_or_name: str) -> dict | None:
     return found or next(iter(store.find("PermissionSet", Name=id_or_name)), None)
 
 
-def _check_policies(store: Store, definition: Node) -> None:
+def _check_policies(store: Store, app: Component, definition: Node) -> None:
     problems = missing(definition, ("isEnabled",))
     if problems:
         raise SaveError.of(problems)
@@ -170,32 +224,45 @@ def _global_keys(store: Store, definition: Node, current: Component | None) -> t
     return key, secret
 
 
-def _satellite(type_name: str, check: Callable[[Store, Node], None]) -> MetadataType:
+def _satellite(type_name: str, check: Callable[[Store, Component, Node], None], rank: int) -> MetadataType:
     def save(store: Store, full_name: str, definition: Node, current: Component | None) -> None:
-        parent = _owner(store, type_name, full_name, definition)
-        check(store, definition)
-        key = secret = None
+        app = _owner(store, type_name, full_name, definition)
+        check(store, app, definition)
+        key = secret = consumer_id = None
         if type_name == GLOBAL_OAUTH:
-            check_certificate(text(definition, "certificate"), "certificate")
             key, secret = _global_keys(store, definition, current)
+            consumer_id = (current.sobject_id if current else None) or store.new_id("OauthConsumer")
         kept = {name: values for name, values in _stored(definition).items()
                 if name not in ("consumerKey", "consumerSecret")}
         for flag in ("shouldRotateConsumerKey", "shouldRotateConsumerSecret"):
             if flag in kept:  # a rotation happens once, not on every later save of what was read back
                 kept[flag] = ["false"]
         name, created = (current.full_name, current.created_date) if current else (full_name, "")
-        store.save_component(Component(type_name, name, kept, key, secret, None, parent, created))
+        store.save_component(Component(type_name, name, kept, key, secret, consumer_id, app.full_name, created))
 
     return MetadataType(
         type_name, _FILES[type_name][0], _FILES[type_name][1],
-        create=lambda store, full_name, definition: save(store, full_name, definition, None),
-        update=lambda store, current, definition: save(store, current.full_name, definition, current),
-        delete=lambda store, current: store.delete_component(type_name, current.full_name),
-        read=read_component, rank=1)
+        create=_opted_in(lambda store, full_name, definition: save(store, full_name, definition, None)),
+        update=_opted_in(lambda store, current, definition: save(store, current.full_name, definition, current)),
+        delete=_opted_in(lambda store, current: store.delete_component(type_name, current.full_name)),
+        read=read_component, rank=rank)
 
 
-def _no_check(store: Store, definition: Node) -> None:
-    """ExtlClntAppGlobalOauthSettings has no checks beyond the certificate and keys done in save."""
+def ensure_oauth_policies(store: Store, app_name: str) -> str | None:
+    """Generate the OAuth policies an app with OAuth settings and no policies gets; the new fullName, or None.
+
+    [U] Nothing is generated when ``<App>_oauthPlcy`` is taken (by another app's policies).
+    """
+    app = store.component(APP, app_name)
+    if (app is None or not store.components(OAUTH_SETTINGS, parent=app.full_name)
+            or store.components(OAUTH_POLICIES, parent=app.full_name)):
+        return None
+    full_name = app.full_name + GENERATED_POLICIES_SUFFIX
+    if store.component(OAUTH_POLICIES, full_name) is not None:
+        return None
+    definition = {"externalClientApplication": [app.full_name], "label": [full_name], **_GENERATED_POLICIES}
+    store.save_component(Component(OAUTH_POLICIES, full_name, definition, parent=app.full_name))
+    return full_name
 
 
 _FILES = {
@@ -206,31 +273,49 @@ _FILES = {
     POLICIES: ("extlClntAppPolicies", "ecaPlcy"),
 }
 
+# Deploy order within one deploy: the app, its OAuth settings, the global settings that need them, policies.
 TYPES = (
-    MetadataType(APP, *_FILES[APP], create_app, update_app, delete_app, read_component),
-    _satellite(OAUTH_SETTINGS, _check_oauth_settings),
-    _satellite(GLOBAL_OAUTH, _no_check),
-    _satellite(OAUTH_POLICIES, _check_oauth_policies),
-    _satellite(POLICIES, _check_policies),
+    MetadataType(APP, *_FILES[APP], _opted_in(create_app), _opted_in(update_app), _opted_in(delete_app),
+                 read_component, rank=1),
+    _satellite(OAUTH_SETTINGS, _check_oauth_settings, rank=2),
+    _satellite(GLOBAL_OAUTH, _check_global_oauth, rank=3),
+    _satellite(OAUTH_POLICIES, _check_oauth_policies, rank=4),
+    _satellite(POLICIES, _check_policies, rank=4),
 )
 
 
+def _app_satellite(store: Store, type_name: str, app_name: str) -> Node:
+    found = next(iter(store.components(type_name, parent=app_name)), None)
+    return found.definition if found else {}
+
+
 def oauth_app(store: Store, component: Component) -> OAuthApp | None:
-    """The app behind a global OAuth settings component (found by consumer key), with its policies."""
+    """The app behind a global OAuth settings component (found by consumer key), with its policies.
+
+    [D] ExtlClntAppConfigurablePolicies: ``isEnabled`` "The default value is true"; without that
+    component, or without ``isOauthPluginEnabled``, the app and its OAuth plugin count as enabled.
+    """
     app = store.component(APP, component.parent or "")
     if app is None:
         return None
-    settings = next(iter(store.components(OAUTH_SETTINGS, parent=app.full_name)), None)
-    policies = next(iter(store.components(OAUTH_POLICIES, parent=app.full_name)), None)
-    policy = policies.definition if policies else {}
-    scopes = text(settings.definition if settings else {}, "commaSeparatedOauthScopes")
+    policy = _app_satellite(store, OAUTH_POLICIES, app.full_name)
+    plugins = _app_satellite(store, POLICIES, app.full_name)
+    scopes = text(_app_satellite(store, OAUTH_SETTINGS, app.full_name), "commaSeparatedOauthScopes")
     return OAuthApp(
         kind=APP, full_name=app.full_name, entity_id=app.sobject_id or "",
         certificate=text(component.definition, "certificate"),
         scopes=wire_scopes(comma_list(scopes)),
         admin_approved=text(policy, "permittedUsersPolicyType") == ADMIN_APPROVED,
         profiles=tuple(comma_list(text(policy, "commaSeparatedProfile"))),
-        permission_sets=tuple(comma_list(text(policy, "commaSeparatedPermissionSet"))))
+        permission_sets=tuple(comma_list(text(policy, "commaSeparatedPermissionSet"))),
+        enabled=as_bool(text(plugins, "isEnabled"), default=True),
+        oauth_plugin_enabled=as_bool(text(plugins, "isOauthPluginEnabled"), default=True))
+
+
+def consumer(store: Store, app_id: str) -> Component | None:
+    """The global OAuth settings (the OAuth consumer) of the app whose ExternalClientApplication Id is given."""
+    row = store.get(APP, app_id)
+    return next(iter(store.components(GLOBAL_OAUTH, parent=row["DeveloperName"])), None) if row else None
 
 
 def permission_set_ids(store: Store, values: tuple[str, ...]) -> set[str]:

@@ -21,6 +21,9 @@ KEY_PREFIXES: dict[str, str] = {
     "ConnectedApplication": "0H4",
     # 0xI: seen in a real org's Setup URL (…/ManageExternalClientApplication/0xIfj…), not documented.
     "ExternalClientApplication": "0xI",
+    # 888: an External Client App's OAuth consumer, as Setup Audit Trail ("with a consumer ID of 888…") and
+    # a retrieved ``oauthLink`` ("<orgId>:888…") show it [O]; no sObject, only Connect REST names it.
+    "OauthConsumer": "888",
     "ScratchOrgInfo": "2SR",
     "SandboxProcess": "0GR",
     "DeployRequest": "0Af",

@@ -3,7 +3,9 @@ FileProperties that listMetadata and retrieve answer.
 
 Each component is saved in its own savepoint, so one refused component leaves no trace while the
 others in the same call go through (createMetadata's default), and a deploy can wrap everything in
-one transaction for rollbackOnError.
+one transaction for rollbackOnError. What the org adds by itself after a call or deploy (an External
+Client App's generated OAuth policies) is made by ``after_saves``, once per call or deploy, so a
+component sent in the same call is never duplicated by a generated one.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbook.localorg import connected_apps, external_client_apps
+from runbook.localorg import connected_apps, external_client_apps, org_settings
 from runbook.localorg.components import (
     MetadataType,
     OAuthApp,
@@ -23,9 +25,26 @@ from runbook.localorg.components import (
 )
 from runbook.localorg.store import Component, Node, Store
 
-TYPES: dict[str, MetadataType] = {
-    t.name: t for t in (connected_apps.CONNECTED_APP, *external_client_apps.TYPES)}
+TYPES: dict[str, MetadataType] = {t.name: t for t in (
+    connected_apps.CONNECTED_APP, *external_client_apps.TYPES, org_settings.EXTERNAL_CLIENT_APP_SETTINGS)}
 TYPE_BY_FOLDER = {t.folder: t for t in TYPES.values()}
+SETTINGS = "Settings"  # package.xml's type for every settings component: members name them ("ExternalClientApp")
+
+
+def manifest_type(type_name: str, member: str = "") -> MetadataType | None:
+    """The type a package.xml ``<types>`` entry means: settings by member ("Settings" + "ExternalClientApp")."""
+    if type_name == SETTINGS:
+        return TYPES.get(member + SETTINGS) if member and member != "*" else None
+    found = TYPES.get(type_name)
+    return found if found is not None and not found.manifest_name else None
+
+
+def manifest_types(type_name: str) -> list[MetadataType]:
+    """Every emulated type a package.xml ``<types>`` name covers (all the settings types for "Settings")."""
+    if type_name == SETTINGS:
+        return [t for t in TYPES.values() if t.manifest_name == SETTINGS]
+    found = manifest_type(type_name)
+    return [found] if found else []
 
 
 @dataclass
@@ -59,7 +78,12 @@ def _save(store: Store, type_name: str, full_name: str, definition: Node, mode: 
         raise _unknown_type(type_name)
     if not full_name:
         raise SaveError("REQUIRED_FIELD_MISSING", "Required field is missing: fullName", ["fullName"])
-    current = store.component(type_name, full_name)
+    current = metadata_type.current(store, full_name)
+    if metadata_type.lookup is not None:  # settings: the component exists, under its one name
+        if current is None:
+            raise not_found(type_name, full_name)
+        metadata_type.update(store, current, definition)
+        return False
     if current is None and mode == "update":
         raise not_found(type_name, full_name)
     if current is not None and mode == "create":
@@ -80,7 +104,7 @@ def delete(store: Store, type_name: str, full_name: str) -> SaveOutcome:
             metadata_type = TYPES.get(type_name)
             if metadata_type is None:
                 raise _unknown_type(type_name)
-            current = store.component(type_name, full_name)
+            current = metadata_type.current(store, full_name)
             if current is None:
                 raise not_found(type_name, full_name)
             metadata_type.delete(store, current)
@@ -97,8 +121,24 @@ def read(store: Store, type_name: str, full_name: str) -> Node | None:
     [O]; an empty ``<result/>`` would make simple-salesforce's ``read`` fail with a TypeError [V].
     """
     metadata_type = TYPES.get(type_name)
-    current = store.component(type_name, full_name) if metadata_type else None
+    current = metadata_type.current(store, full_name) if metadata_type else None
     return metadata_type.read(store, current) if metadata_type and current else None
+
+
+def after_saves(store: Store, saved: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """What the org makes by itself once a call or deploy saved ``saved`` ((type, fullName) pairs).
+
+    An External Client App whose OAuth settings were saved and that has no OAuth policies gets them
+    generated [O] (see ``external_client_apps``). Returns the (type, fullName) of what was made.
+    """
+    made = []
+    for type_name, full_name in saved:
+        component = store.component(type_name, full_name) if type_name == external_client_apps.OAUTH_SETTINGS \
+            else None
+        generated = external_client_apps.ensure_oauth_policies(store, component.parent or "") if component else None
+        if generated:
+            made.append((external_client_apps.OAUTH_POLICIES, generated))
+    return made
 
 
 def file_properties(component: Component, admin: dict[str, Any], folder: str = "") -> dict[str, str]:
@@ -115,7 +155,7 @@ def list_components(store: Store, type_name: str, admin: dict[str, Any]) -> list
     """FileProperties for every component of ``type_name`` (listMetadata)."""
     if type_name not in TYPES:
         return []
-    return [file_properties(c, admin) for c in store.components(type_name)]
+    return [file_properties(c, admin) for c in TYPES[type_name].all(store)]
 
 
 def oauth_app_for_key(store: Store, consumer_key: str) -> OAuthApp | None:

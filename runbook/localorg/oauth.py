@@ -1,8 +1,10 @@
 """The OAuth 2.0 endpoints: JWT bearer and web server (authorization code + PKCE) flows, identity, userinfo.
 
 The token endpoint checks an assertion the way Salesforce does, in this order: well-formed RS256 JWT,
-``iss`` is a consumer key, the signature verifies against the certificate uploaded to that app,
-``aud``, ``exp``, ``sub``, then the app's permitted-users policy. Errors are Salesforce's
+``iss`` is a consumer key, the signature verifies against the certificate uploaded to that app
+(none uploaded, or cleared by a deploy without ``<certificate>``: "invalid assertion" [V systemprompt]),
+the app is enabled (an External Client App and its OAuth plugin: ``APP_DISABLED``,
+``OAUTH_PLUGIN_DISABLED``), ``aud``, ``exp``, ``sub``, then the app's permitted-users policy. Errors are Salesforce's
 ``{"error", "error_description"}`` pairs with HTTP 400.
 
 Clients differ in what they send and all of it is accepted: ``exp`` as an int or a numeric string
@@ -69,6 +71,11 @@ SESSION_COOKIE = "sid"
 LOGIN_REFUSED = ("Please check your username and password. If you still can't log in, contact your "
                  "Salesforce administrator.")
 _STORE_DATE = "%Y-%m-%dT%H:%M:%S.%f%z"  # store.now_text()
+# [V Electivus] disabling an External Client App (ExtlClntAppConfigurablePolicies.isEnabled=false) or its
+# OAuth plugin (isOauthPluginEnabled=false) blocks new logins. [U] Salesforce's error is not published:
+# these are the local org's, one per cause, so a tool can name the fix.
+APP_DISABLED = "external client app is disabled"
+OAUTH_PLUGIN_DISABLED = "OAuth is disabled for this external client app"
 
 
 class OAuthError(Exception):
@@ -92,6 +99,7 @@ def token(ctx: OrgContext, form: Mapping[str, str]) -> dict[str, Any]:
     if grant != JWT_BEARER:
         raise OAuthError("unsupported_grant_type", "grant type not supported")
     claims, app = _verified_assertion(ctx, form.get("assertion") or "")
+    _check_enabled(app)
     _check_audience(ctx, claims.get("aud"))
     _check_expiry(claims.get("exp"))
     user = _check_user(ctx, claims.get("sub"))
@@ -133,6 +141,14 @@ def _verified_assertion(ctx: OrgContext, assertion: str) -> tuple[dict[str, Any]
     except jwt.PyJWTError:
         raise _invalid() from None
     return claims, app
+
+
+def _check_enabled(app: OAuthApp) -> None:
+    """Refuse an External Client App that is disabled, or whose OAuth plugin is (every flow checks this)."""
+    if not app.enabled:
+        raise OAuthError("invalid_client", APP_DISABLED)
+    if not app.oauth_plugin_enabled:
+        raise OAuthError("invalid_client", OAUTH_PLUGIN_DISABLED)
 
 
 def _check_audience(ctx: OrgContext, audience: Any) -> None:
@@ -263,6 +279,7 @@ def _authorize_request(ctx: OrgContext, args: Mapping[str, str]) -> AuthorizeReq
     app = _known_app(ctx, client_id)
     if app is None:
         raise OAuthError("invalid_client_id", "client identifier invalid")
+    _check_enabled(app)
     settings = _web_settings(ctx, client_id)
     if redirect_uri not in settings.callbacks:
         raise OAuthError("redirect_uri_mismatch", "redirect_uri must match configuration")
@@ -317,6 +334,7 @@ def _redeemed_code(ctx: OrgContext, form: Mapping[str, str]) -> tuple[OAuthApp, 
     app = _known_app(ctx, client_id)
     if app is None:
         raise OAuthError("invalid_client_id", "client identifier invalid")
+    _check_enabled(app)
     if client_id != issued["client_id"]:
         raise _invalid("invalid authorization code")
     if (form.get("redirect_uri") or "") != issued["redirect_uri"]:

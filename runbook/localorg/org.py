@@ -19,15 +19,19 @@ from pathlib import Path
 from typing import Any
 
 from runbook.files import PRIVATE, PUBLIC, make_private_dir, write_atomic
-from runbook.localorg import connected_apps, credentials, seed
+from runbook.localorg import connected_apps, credentials, org_settings, seed
 from runbook.localorg.context import OrgContext
+from runbook.localorg.external_client_apps import KEY_IN_RETRIEVE_SETTING, OPT_IN_SETTING
 from runbook.localorg.faults import Fault, FaultPlan, Injection
 from runbook.localorg.server import TlsServer, make_app
 from runbook.localorg.store import ApiCall, Store
 from runbook.localorg.tls import ensure_tls, server_context
 
 # Settings callers may change while the org runs, with their types.
-SETTINGS: dict[str, type] = {"allow_connected_apps": bool, "permission_set_read_as": str}
+SETTINGS: dict[str, type] = {
+    "allow_connected_apps": bool, "permission_set_read_as": str,
+    OPT_IN_SETTING: bool, KEY_IN_RETRIEVE_SETTING: bool,
+    org_settings.SECRET_IN_REST_API: bool}
 # Settings that take one of a few values.
 SETTING_CHOICES: dict[str, tuple[str, ...]] = {"permission_set_read_as": connected_apps.PERMISSION_SET_READ_AS}
 
@@ -44,6 +48,14 @@ class LocalOrg:
     pre-authorized permission sets: which one Salesforce answers is not known, so a caller can be
     tested under both. Applied at every start, like ``allow_connected_apps``.
 
+    ``external_client_apps=False`` makes the org refuse External Client App writes (deploy and CRUD),
+    as an org without the "Opt in to External Client Apps" does; ``eca_consumer_key_in_retrieve=False``
+    makes readMetadata and retrieve leave out an External Client App's consumer key, as in an org that
+    does not show it there (Connect REST is then the way to read it). Both are applied at every start.
+    ``eca_client_secret_in_rest_api`` (ExternalClientAppSettings.enableClientSecretInRestApiAccess, off on
+    a fresh org) lets Connect REST hand out consumer keys and secrets; it is org state, changed by a
+    Settings deploy or ``set_setting``, not at start.
+
     ``propagation_s`` emulates a real org's delay before a new or changed app works: until that many
     seconds after the app's last save, its OAuth flows answer ``invalid_client_id`` (0, the default:
     at once). The save times are in the state, so any process serving it sees the same delay.
@@ -56,13 +68,16 @@ class LocalOrg:
     def __init__(self, state_dir: Path, port: int = 0, *, allow_connected_apps: bool = True,
                  session_seconds: int = 7200, latency_ms: float = 0,
                  faults: FaultPlan | list[Fault] | None = None, propagation_s: float = 0,
-                 permission_set_read_as: str = "name") -> None:
+                 permission_set_read_as: str = "name", external_client_apps: bool = True,
+                 eca_consumer_key_in_retrieve: bool = True) -> None:
         self._check_value("permission_set_read_as", permission_set_read_as)
         self.state_dir = Path(state_dir).expanduser().resolve()
         self.port = port  # the bound port once started (port 0 asks for any free one)
         self._requested_port = port
         self.allow_connected_apps = allow_connected_apps
         self.permission_set_read_as = permission_set_read_as
+        self.external_client_apps = external_client_apps
+        self.eca_consumer_key_in_retrieve = eca_consumer_key_in_retrieve
         self.session_seconds = session_seconds
         self.propagation_s = propagation_s
         self.admin_username = seed.ADMIN_USERNAME
@@ -127,6 +142,10 @@ class LocalOrg:
             self.org_id = self._seeded(store)
             store.set_setting("allow_connected_apps", self.allow_connected_apps)
             store.set_setting("permission_set_read_as", self.permission_set_read_as)
+            store.set_setting(OPT_IN_SETTING, self.external_client_apps)
+            store.set_setting(KEY_IN_RETRIEVE_SETTING, self.eca_consumer_key_in_retrieve)
+            if store.get_setting(org_settings.SECRET_IN_REST_API) is None:  # a fresh org: off [D]
+                store.set_setting(org_settings.SECRET_IN_REST_API, False)
             tls = ensure_tls(self.state_dir)
             server = TlsServer(self._requested_port, server_context(tls))
         except BaseException:
@@ -235,13 +254,14 @@ def _process_alive(pid: int) -> bool:
 
 
 def serve_forever(state_dir: Path, port: int, *, allow_connected_apps: bool = True, latency_ms: float = 0,
-                  faults: list[Fault] | None = None, propagation_s: float = 0) -> None:
+                  faults: list[Fault] | None = None, propagation_s: float = 0,
+                  external_client_apps: bool = True) -> None:
     """Serve the org in the foreground until Ctrl-C (or SIGTERM), printing how to reach it."""
     stop = threading.Event()
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if in_main else None
     org = LocalOrg(state_dir, port, allow_connected_apps=allow_connected_apps, latency_ms=latency_ms,
-                   faults=faults, propagation_s=propagation_s).start()
+                   faults=faults, propagation_s=propagation_s, external_client_apps=external_client_apps).start()
     try:
         print(f"Local org:  {org.url}", flush=True)
         print(f"CA bundle:  {org.ca_bundle}   (export REQUESTS_CA_BUNDLE={org.ca_bundle})", flush=True)
@@ -250,6 +270,8 @@ def serve_forever(state_dir: Path, port: int, *, allow_connected_apps: bool = Tr
         if latency_ms or faults:
             print(f"Injected:   {latency_ms:g} ms per call; faults: "
                   f"{', '.join(f.kind for f in faults or []) or 'none'}", flush=True)
+        if not external_client_apps:
+            print("External Client Apps: not opted in (deploys and creates of them are refused)", flush=True)
         if propagation_s:
             print(f"Propagation: a new or changed app answers invalid_client_id for {propagation_s:g} s",
                   flush=True)

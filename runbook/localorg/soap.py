@@ -163,10 +163,15 @@ def _result(outcome: SaveOutcome, *, upsert: bool = False) -> str:
 
 def _save(mode: str):
     def handle(ctx: OrgContext, operation: Element) -> str:
-        results = []
+        results, saved = [], []
         for element in children(operation, "metadata"):
-            outcome = metadata.save(ctx.store, xsi_type(element), to_node(element), mode)
+            type_name = xsi_type(element)
+            outcome = metadata.save(ctx.store, type_name, to_node(element), mode)
             results.append(_result(outcome, upsert=mode == "upsert"))
+            if outcome.success:
+                saved.append((type_name, outcome.full_name))
+        with ctx.store.transaction():
+            metadata.after_saves(ctx.store, saved)
         return "".join(results)
     return handle
 

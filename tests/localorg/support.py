@@ -70,7 +70,11 @@ def create_connected_app(sf: Any, keys: KeyPair, *, name: str | None = None, adm
 
 
 def create_external_client_app(sf: Any, keys: KeyPair, name: str, profiles: str) -> None:
-    """The five components sfdx-hardis deploys for a JWT External Client App, via createMetadata."""
+    """A JWT External Client App with its five components, via CRUD calls.
+
+    The OAuth settings make the org generate ``<name>_oauthPlcy``, so the pre-authorizing policy is an
+    upsert of that one.
+    """
     md = sf.mdapi
     md.ExternalClientApplication.create([md.ExternalClientApplication(
         fullName=name, contactEmail="a@b.co", label=name, distributionState="Local", isProtected=False)])
@@ -81,8 +85,8 @@ def create_external_client_app(sf: Any, keys: KeyPair, name: str, profiles: str)
         fullName=f"{name}GlblOAuth", externalClientApplication=name, label=f"{name} Global",
         callbackUrl="http://localhost:1717/OauthRedirect", certificate=keys.certificate_pem,
         isConsumerSecretOptional=True)])
-    md.ExtlClntAppOauthConfigurablePolicies.create([md.ExtlClntAppOauthConfigurablePolicies(
-        fullName=f"{name}OAuthSettings_defaultPolicy", externalClientApplication=name, label="policy",
+    md.ExtlClntAppOauthConfigurablePolicies.upsert([md.ExtlClntAppOauthConfigurablePolicies(
+        fullName=f"{name}_oauthPlcy", externalClientApplication=name, label="policy",
         commaSeparatedProfile=profiles, permittedUsersPolicyType="AdminApprovedPreAuthorized",
         ipRelaxationPolicyType="Enforce")])
     md.ExtlClntAppConfigurablePolicies.create([md.ExtlClntAppConfigurablePolicies(
@@ -111,6 +115,17 @@ def token_request(org: Any, signed: str, *, grant_type: str = JWT_BEARER) -> req
 def first_id(sf: Any, soql: str) -> str:
     """The Id of the first record ``soql`` finds."""
     return sf.query(soql)["records"][0]["Id"]
+
+
+def tooling_query(sf: Any, soql: str) -> dict[str, Any]:
+    """The Tooling API's answer to ``soql`` (``GET …/tooling/query?q=``), through simple-salesforce."""
+    return sf.restful("tooling/query", params={"q": soql})
+
+
+def eca_id(sf: Any, name: str) -> str:
+    """The ExternalClientApplication Id of the app ``name``, from the Tooling API (the data API refuses it)."""
+    return tooling_query(sf, f"SELECT Id FROM ExternalClientApplication WHERE DeveloperName = '{name}'")[
+        "records"][0]["Id"]
 
 
 def app_id(sf: Any, name: str) -> str:

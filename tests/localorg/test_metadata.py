@@ -20,8 +20,9 @@ from .support import (
     consumer_key,
     create_connected_app,
     create_external_client_app,
-    first_id,
+    eca_id,
     token_request,
+    tooling_query,
     unique,
 )
 
@@ -141,7 +142,7 @@ def test_restricted_org_refuses_connected_apps_but_not_external_client_apps(fres
                                         r"Spring '26.*contact Salesforce Support"):
         create_connected_app(sf, keys)
     create_external_client_app(sf, keys, "Eca_App", "System Administrator")
-    apps = sf.query("SELECT DeveloperName FROM ExternalClientApplication")["records"]
+    apps = tooling_query(sf, "SELECT DeveloperName FROM ExternalClientApplication")["records"]
     assert [a["DeveloperName"] for a in apps] == ["Eca_App"]
     fresh_org.set_setting("allow_connected_apps", True)
     create_connected_app(sf, keys)
@@ -158,15 +159,16 @@ def test_external_client_app_jwt_by_profile_policy_and_setup_entity_access(org, 
     refused = token_request(org, assertion(keys, iss=key, sub="dev@local.devhub"))
     assert refused.json()["error"] == "invalid_app_access"
 
-    eca_id = first_id(sf, f"SELECT Id FROM ExternalClientApplication WHERE DeveloperName = '{name}'")
+    app = eca_id(sf, name)
     standard = sf.query("SELECT Id FROM PermissionSet WHERE IsOwnedByProfile = true AND Profile.Name = "
                         "'Standard User'")["records"][0]["Id"]
-    sf.SetupEntityAccess.create({"ParentId": standard, "SetupEntityId": eca_id})
-    rows = sf.query(f"SELECT SetupEntityType FROM SetupEntityAccess WHERE SetupEntityId = '{eca_id}'")
+    sf.SetupEntityAccess.create({"ParentId": standard, "SetupEntityId": app})
+    rows = sf.query(f"SELECT SetupEntityType FROM SetupEntityAccess WHERE SetupEntityId = '{app}'")
     assert rows["records"][0]["SetupEntityType"] == "ExternalClientApplication"
     assert token_request(org, assertion(keys, iss=key, sub="dev@local.devhub")).status_code == 200
 
-    with pytest.raises(Exception, match="already has a ExtlClntAppGlobalOauthSettings"):
+    with pytest.raises(Exception, match="duplicate value found: ExternalClientApplicationId duplicates value on "
+                                        f"{name}GlblOAuth"):
         sf.mdapi.ExtlClntAppGlobalOauthSettings.create([sf.mdapi.ExtlClntAppGlobalOauthSettings(
             fullName=f"{name}Second", externalClientApplication=name)])
     with pytest.raises(Exception, match="no ExternalClientApplication named Missing found"):

@@ -106,7 +106,7 @@ def test_wildcard_retrieves_every_component_of_the_external_client_app_types(org
     files = _files(result)
     assert {f"unpackaged/externalClientApps/{name}.eca", f"unpackaged/extlClntAppOauthSettings/{name}OAuthSettings"
             ".ecaOauth", f"unpackaged/extlClntAppGlobalOauthSets/{name}GlblOAuth.ecaGlblOauth",
-            f"unpackaged/extlClntAppOauthPolicies/{name}OAuthSettings_defaultPolicy.ecaOauthPlcy",
+            f"unpackaged/extlClntAppOauthPolicies/{name}_oauthPlcy.ecaOauthPlcy",
             f"unpackaged/extlClntAppPolicies/{name}_defaultPolicy.ecaPlcy"} <= set(files) == _file_names(result)
     glbl = ElementTree.fromstring(files[f"unpackaged/extlClntAppGlobalOauthSets/{name}GlblOAuth.ecaGlblOauth"])
     assert glbl.findtext(f"{MD}consumerKey").startswith("3MVG9") and glbl.find(f"{MD}consumerSecret") is None
