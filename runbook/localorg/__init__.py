@@ -2,13 +2,14 @@
 
 It speaks the wire formats the runbook, simple-salesforce and the Salesforce CLI use: the OAuth JWT
 bearer token endpoint (signatures verified against the app's certificate), identity and userinfo,
-partner SOAP ``login``, the Metadata API (CRUD and list for ConnectedApp and the External Client App
-types, file deploy), and the REST data API (SOQL query, sObject describe/create/read/delete, Composite).
+partner SOAP ``login``, the Metadata API (CRUD, list, file deploy and retrieve for ConnectedApp, the
+External Client App types and ExternalClientAppSettings), the REST data API (SOQL query, sObject
+describe/create/read/delete, Composite), the Tooling API's query, and Connect REST's OAuth credentials.
 
 Modules, each with one job: ``org`` (LocalOrg: state folder, lifecycle), ``server`` (routing, call
-log, TLS server), ``oauth``, ``soap`` (+ ``soapxml``, ``deploy``), ``rest`` (+ ``records``, ``soql``, ``composite``),
-``metadata`` (+ ``components``, ``connected_apps``, ``external_client_apps``), ``store`` (the only
-SQL), ``schema`` (sObjects), ``seed``, ``ids``, ``credentials``, ``tls``.
+log, TLS server), ``oauth``, ``soap`` (+ ``soapxml``, ``deploy``), ``rest`` (+ ``records``, ``soql``, ``composite``,
+``tooling``, ``connect_rest``), ``metadata`` (+ ``components``, ``connected_apps``, ``external_client_apps``,
+``org_settings``), ``store`` (the only SQL), ``schema`` (sObjects), ``seed``, ``ids``, ``credentials``, ``tls``.
 
 Choices where Salesforce's behaviour is not known are marked "unverified" in the docstrings.
 """

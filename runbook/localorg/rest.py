@@ -1,5 +1,6 @@
-"""The REST data API under /services/data: versions, SOQL query, sObject describe, create, get, delete,
-and the Composite resource (``composite``), whose subrequests come back through ``handle``.
+"""The REST data API under /services/data: versions, SOQL query (data API and Tooling API, see ``tooling``),
+sObject describe, create, get, delete, the Composite resource (``composite``), whose subrequests come
+back through ``handle``, and Connect REST's OAuth resources under ``apps/`` (``connect_rest``).
 
 Every call but the version list needs a live session with the ``api`` (or ``full``) scope; writes
 need a System Administrator. Errors are JSON arrays ``[{"message", "errorCode", "fields"?}]``,
@@ -13,7 +14,7 @@ from typing import Any
 
 from werkzeug import Request, Response
 
-from runbook.localorg import composite, ids, records, soql
+from runbook.localorg import composite, connect_rest, ids, records, soql, tooling
 from runbook.localorg.context import Call, OrgContext, Session, bearer_token
 from runbook.localorg.records import RecordError
 from runbook.localorg.schema import SOBJECTS, SObject, sobject
@@ -88,7 +89,11 @@ def handle(ctx: OrgContext, request: Request, call: Call, version: str, rest: st
         if parts in (["query"], ["queryAll"], ["tooling", "query"]):
             call.operation = "rest." + ".".join(parts)
             _session(ctx, request)
-            return _query(ctx, request, version)
+            return _query(ctx, request, version, tooling_api=parts[0] == "tooling")
+        if parts[0] == "apps":
+            call.operation = "connect.unknown"
+            session = _session(ctx, request)
+            return json_response(*connect_rest.answer(ctx, request, call, version, parts[1:], session))
         if parts[0] == "sobjects":
             return _sobjects(ctx, request, call, version, parts[1:])
         if parts == ["composite"]:
@@ -109,15 +114,18 @@ def _resources(ctx: OrgContext, session: Session, version: str) -> Response:
                           "identity": f"{ctx.url}/id/{ctx.org_id}/{session.user['Id']}"})
 
 
-def _query(ctx: OrgContext, request: Request, version: str) -> Response:
+def _query(ctx: OrgContext, request: Request, version: str, *, tooling_api: bool = False) -> Response:
     text = request.args.get("q")
     if not text:
         return _error(400, "MALFORMED_QUERY", "A query string has to be specified")
     try:
         plan = soql.compile_query(text)
+        if not tooling_api:
+            tooling.check_data_api(text, plan)
         if request.args.get("columns", "").lower() == "true":
             return json_response(plan.columns())
-        return json_response(plan.run(ctx.store.records, version=version))
+        result = plan.run(ctx.store.records, version=version)
+        return json_response(tooling.tooling_body(result, plan) if tooling_api else result)
     except soql.SoqlError as error:
         return _error(400, error.code, error.message)
 
@@ -130,7 +138,7 @@ def _urls(schema: SObject, version: str) -> dict[str, str]:
 def _summary(schema: SObject, version: str) -> dict[str, Any]:
     return {"name": schema.name, "label": schema.label, "keyPrefix": schema.key_prefix, "custom": False,
             "createable": schema.createable, "deletable": schema.deletable, "updateable": False,
-            "queryable": True, "retrieveable": True, "urls": _urls(schema, version)}
+            "queryable": schema.data_queryable, "retrieveable": True, "urls": _urls(schema, version)}
 
 
 def _describe(schema: SObject, version: str) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """External Client Apps as Salesforce takes them: deploy by zip (and delete by destructive deploy), the opt-in, the
-generated OAuth policies, the consumer key by retrieve, and disabled apps refusing JWT.
+generated OAuth policies, the consumer key by retrieve or Connect REST, disabled apps refusing JWT, and the object
+only the Tooling API queries.
 
 Everything goes through real clients over HTTPS: simple-salesforce's file deploy and retrieve, zeep's CRUD
 calls, and requests for REST.
@@ -26,6 +27,7 @@ from .conftest import soap_login
 from .support import (
     KeyPair,
     assertion,
+    bearer,
     create_connected_app,
     eca_id,
     token_request,
@@ -311,6 +313,55 @@ def test_retrieve_shows_the_consumer_key_unless_the_org_setting_hides_it(org, sf
     assert _retrieved_key(sf, name) == key
 
 
+def _connect(org: LocalOrg, token: str, path: str, version: str = "64.0", **params: str) -> requests.Response:
+    return requests.get(f"{org.url}/services/data/v{version}/apps/oauth/{path}", params=params, timeout=10,
+                        headers=bearer(token), verify=org.ca_bundle)
+
+
+def test_connect_rest_is_refused_until_the_org_setting_is_on_then_gives_the_key(org, sf, keys, tmp_path,
+                                                                                admin_token):
+    name, key = _deployed_app(sf, tmp_path, keys)
+    app = eca_id(sf, name)
+    for path in ("usage", f"credentials/{app}"):
+        refused = _connect(org, admin_token, path)
+        assert refused.status_code == 403
+        assert refused.json()[0]["errorCode"] == "FUNCTIONALITY_NOT_ENABLED"
+        assert "not currently enabled" in refused.json()[0]["message"]
+
+    # [D] ExternalClientAppSettings.enableClientSecretInRestApiAccess, through zeep's updateMetadata
+    sf.mdapi.ExternalClientAppSettings.update([sf.mdapi.ExternalClientAppSettings(
+        fullName="ExternalClientApp", enableClientSecretInRestApiAccess=True)])
+    try:
+        apps = _connect(org, admin_token, "usage").json()["apps"]
+        assert {"developerName": name, "identifier": app, "label": name} in apps
+        consumers = _connect(org, admin_token, f"credentials/{app}").json()["consumers"]
+        assert len(consumers) == 1 and consumers[0]["key"] == key and "secret" not in consumers[0]
+        consumer = consumers[0]["id"]
+        assert consumer.startswith("888") and consumers[0]["url"].endswith(f"/credentials/{app}/{consumer}")
+        by_key = _connect(org, admin_token, f"credentials/{app}/{consumer}", part="key").json()
+        assert by_key["key"] == key and "secret" not in by_key
+        both = _connect(org, admin_token, f"credentials/{app}/{consumer}", part="keyandsecret").json()
+        assert both["key"] == key and len(both["secret"]) == 64
+        assert "key" not in _connect(org, admin_token, f"credentials/{app}/{consumer}", part="secret").json()
+        assert _connect(org, admin_token, f"credentials/{app}", version="59.0").status_code == 404
+
+        dev_token = _jwt(org, keys, _grant_standard_users(sf, tmp_path, keys), "dev@local.devhub").json()
+        user_refused = _connect(org, dev_token["access_token"], f"credentials/{app}")
+        assert user_refused.status_code == 403 and "not enabled for this user" in user_refused.json()[0]["message"]
+    finally:
+        sf.mdapi.ExternalClientAppSettings.update([sf.mdapi.ExternalClientAppSettings(
+            fullName="ExternalClientApp", enableClientSecretInRestApiAccess=False)])
+    assert org.get_setting("eca_client_secret_in_rest_api") is False
+
+
+def _grant_standard_users(sf: Salesforce, tmp_path: Path, keys: KeyPair) -> str:
+    """The key of a new app whose policies pre-authorize the Standard User profile."""
+    name = unique("Eca")
+    for files in (_app(name), _oauth(name, keys), _policies(name, profile="Standard User")):
+        assert _deploy(sf, tmp_path, files)["state"] == "Succeeded"
+    return _retrieved_key(sf, name) or ""
+
+
 def test_settings_read_back_and_retrieve_like_other_metadata(sf):
     settings = sf.mdapi.ExternalClientAppSettings.read(["ExternalClientApp"])
     assert settings.fullName == "ExternalClientApp" and settings.enableClientSecretInRestApiAccess is False
@@ -330,3 +381,34 @@ def test_a_disabled_app_or_oauth_plugin_refuses_jwt_until_enabled_again(org, sf,
     plugins = {path: text for path, text in _oauth(name, keys).items() if path.startswith("extlClntAppPolicies/")}
     assert _deploy(sf, tmp_path, plugins)["state"] == "Succeeded"
     assert _jwt(org, keys, key).status_code == 200
+
+
+# --- ExternalClientApplication: describe and Tooling, not data-API SOQL ---------------------------
+
+def test_external_client_application_answers_describe_and_tooling_but_not_data_api_soql(org, sf, keys, tmp_path,
+                                                                                          admin_token):
+    name, _key = _deployed_app(sf, tmp_path, keys)
+    describe = sf.restful("sobjects/ExternalClientApplication/describe")
+    assert describe["name"] == "ExternalClientApplication" and describe["queryable"] is False
+    assert {"Id", "DeveloperName", "MasterLabel"} <= {f["name"] for f in describe["fields"]}
+
+    soql = f"SELECT Id, DeveloperName, MasterLabel FROM ExternalClientApplication WHERE DeveloperName = '{name}'"
+    found = tooling_query(sf, soql)
+    assert {k: found[k] for k in ("size", "totalSize", "done", "queryLocator", "entityTypeName")} == {
+        "size": 1, "totalSize": 1, "done": True, "queryLocator": None, "entityTypeName": "ExternalClientApplication"}
+    record = found["records"][0]
+    assert (record["DeveloperName"], record["MasterLabel"]) == (name, name) and record["Id"].startswith("0xI")
+    assert record["attributes"]["url"] == \
+        f"/services/data/v59.0/tooling/sobjects/ExternalClientApplication/{record['Id']}"
+
+    rows = sf.query(f"SELECT SetupEntityType FROM SetupEntityAccess WHERE SetupEntityId = '{record['Id']}'")
+    assert rows["totalSize"] == 0  # pre-authorized by profile in the policies, not by SetupEntityAccess rows
+
+    for query in (soql, "SELECT Id FROM SetupEntityAccess WHERE SetupEntityId IN "
+                        "(SELECT Id FROM ExternalClientApplication)"):
+        refused = requests.get(f"{org.url}/services/data/v62.0/query", params={"q": query}, timeout=10,
+                               headers=bearer(admin_token), verify=org.ca_bundle)
+        assert refused.status_code == 400
+        error = refused.json()[0]
+        assert error["errorCode"] == "INVALID_TYPE"
+        assert "sObject type 'ExternalClientApplication' is not supported." in error["message"]
