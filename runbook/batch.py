@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runbook.errors import InputError, PhaseError
+from runbook.files import PRIVATE, create_with_mode, make_private_dir
 from runbook.org import LOCAL_STATE_ENV, _find_served_local_org, sf_cli_env, start_local_org
 from runbook.widgets import BATCH_ENV
 from runbook.workdir import open_workdir
@@ -160,11 +161,19 @@ def run_runbook(*, org: str = "local", workdir: str | Path = "work", params: dic
     params = dict(params or {})
     check_no_secret_params(params)
     workdir = Path(workdir).expanduser().resolve()
+    with open_workdir(workdir).lock():  # a second run on this work folder waits a little, then is refused
+        return _run_locked(org, workdir, params, runs_dir, fresh_org, phases, progress, resume, run_dir,
+                           local_org, kernel_template)
+
+
+def _run_locked(org: str, workdir: Path, params: dict[str, Any], runs_dir: str | Path, fresh_org: bool,
+                phases: list[str] | None, progress, resume: bool, run_dir: str | Path | None,
+                local_org: dict[str, Any] | None, kernel_template: KernelTemplate | None) -> RunSummary:
     if run_dir is None:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         run_dir = Path(runs_dir).expanduser().resolve() / stamp
     run_dir = Path(run_dir).expanduser().resolve()
-    run_dir.mkdir(parents=True)
+    make_private_dir(run_dir, exist_ok=False)
     env = _local_env(workdir) if org == "local" else sf_cli_env()
     summary = RunSummary(run_dir, workdir, org)
     common = {"org": org, "workdir": str(workdir), **params}
@@ -218,6 +227,7 @@ def _run_phase(km, phase: str, notebook: Path, output: Path, common: dict[str, A
     wanted = parameters_of(notebook)
     started = time.perf_counter()
     progress(f"[{phase}] running {notebook.name}")
+    create_with_mode(output, PRIVATE)  # papermill's open(output, "w") keeps the mode, whatever the umask
     try:
         papermill.execute_notebook(str(notebook), str(output), kernel_name="python3", progress_bar=False,
                                    parameters={k: v for k, v in common.items() if k in wanted}, km=km,

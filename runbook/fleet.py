@@ -38,6 +38,7 @@ import yaml
 
 from runbook.batch import PHASES, RunSummary, check_no_secret_params, import_papermill, run_runbook
 from runbook.errors import InputError, RunbookError
+from runbook.files import make_private_dir
 from runbook.kernelpool import KernelTemplate, forking_supported, template_for
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -159,7 +160,7 @@ def run_fleet(orgs: list[FleetOrg], *, runs_dir: str | Path = "runs", jobs: int 
     """
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     run_dir = Path(runs_dir).expanduser().resolve() / stamp
-    run_dir.mkdir(parents=True)
+    make_private_dir(run_dir, exist_ok=False)
     lock = threading.Lock()
 
     def say(message: str) -> None:

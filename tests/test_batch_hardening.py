@@ -1,9 +1,5 @@
-"""`runbook run` hardening that needs runbook/batch.py to call the work-folder helpers (issue 17, rows 5 and 8).
-
-Both are strict xfails until batch.py makes the run folder with ``files.make_private_dir``, pre-creates each
-executed notebook with ``files.create_with_mode`` and holds ``Workdir.lock()`` for the run: then they pass,
-and strict makes that a failure until the marks are removed.
-"""
+"""`runbook run` hardening (issue 17, rows 5 and 8): private run folders and notebooks whatever the umask, and
+one run at a time on a work folder."""
 
 from __future__ import annotations
 
@@ -20,8 +16,6 @@ from conftest import free_callback_port
 from runbook.batch import run_runbook
 from runbook.workdir import WorkdirBusy
 
-_PENDING = "runbook/batch.py does not call the runbook.files / runbook.workdir helpers yet (issue 17)"
-
 
 def _mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
@@ -32,7 +26,6 @@ def _phase_1(tmp_path: Path):
                        params={"callback_port": free_callback_port()}, progress=lambda _m: None)
 
 
-@pytest.mark.xfail(reason=_PENDING, strict=True)
 def test_run_folders_and_executed_notebooks_are_private_under_umask_000(tmp_path):
     previous = os.umask(0)
     try:
@@ -55,7 +48,6 @@ with open_workdir(sys.argv[1]).lock():
 """
 
 
-@pytest.mark.xfail(reason=_PENDING, strict=True)
 def test_a_second_run_on_a_held_work_folder_refuses_naming_the_first(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path / "work")], stdout=subprocess.PIPE,
                               text=True)
