@@ -72,9 +72,12 @@ LOGIN_REFUSED = ("Please check your username and password. If you still can't lo
                  "Salesforce administrator.")
 _STORE_DATE = "%Y-%m-%dT%H:%M:%S.%f%z"  # store.now_text()
 # [V Electivus] disabling an External Client App (ExtlClntAppConfigurablePolicies.isEnabled=false) or its
-# OAuth plugin (isOauthPluginEnabled=false) blocks new logins. [U] Salesforce's error is not published:
-# these are the local org's, one per cause, so a tool can name the fix.
-APP_DISABLED = "external client app is disabled"
+# OAuth plugin (isOauthPluginEnabled=false) blocks new logins. [O n8n#21589] a connected app blocked by its
+# admin answers OAUTH_APP_BLOCKED "this app is blocked by admin"; [U] that a disabled ECA answers the same,
+# and the text for a disabled OAuth plugin (one text per cause, so a tool can name the fix). Never
+# invalid_client, which clients read as a wrong consumer secret.
+APP_BLOCKED = "OAUTH_APP_BLOCKED"
+APP_DISABLED = "this app is blocked by admin"
 OAUTH_PLUGIN_DISABLED = "OAuth is disabled for this external client app"
 
 
@@ -146,9 +149,9 @@ def _verified_assertion(ctx: OrgContext, assertion: str) -> tuple[dict[str, Any]
 def _check_enabled(app: OAuthApp) -> None:
     """Refuse an External Client App that is disabled, or whose OAuth plugin is (every flow checks this)."""
     if not app.enabled:
-        raise OAuthError("invalid_client", APP_DISABLED)
+        raise OAuthError(APP_BLOCKED, APP_DISABLED)
     if not app.oauth_plugin_enabled:
-        raise OAuthError("invalid_client", OAUTH_PLUGIN_DISABLED)
+        raise OAuthError(APP_BLOCKED, OAUTH_PLUGIN_DISABLED)
 
 
 def _check_audience(ctx: OrgContext, audience: Any) -> None:

@@ -373,11 +373,14 @@ def test_settings_read_back_and_retrieve_like_other_metadata(sf):
 # --- disabled apps --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("flags", "description"), [
-    ({"enabled": False}, "external client app is disabled"),
+    ({"enabled": False}, "this app is blocked by admin"),
     ({"oauth_plugin": False}, "OAuth is disabled for this external client app")])
 def test_a_disabled_app_or_oauth_plugin_refuses_jwt_until_enabled_again(org, sf, keys, tmp_path, flags, description):
     name, key = _deployed_app(sf, tmp_path, keys, **flags)
-    assert _jwt(org, keys, key).json() == {"error": "invalid_client", "error_description": description}
+    assert _jwt(org, keys, key).json() == {"error": "OAUTH_APP_BLOCKED", "error_description": description}
+    authorize = requests.get(f"{org.url}/services/oauth2/authorize", verify=org.ca_bundle, timeout=10, params={
+        "response_type": "code", "client_id": key, "redirect_uri": "http://localhost:1717/OauthRedirect"})
+    assert authorize.status_code == 400 and description in authorize.text  # the web flow, on the org's own page
     plugins = {path: text for path, text in _oauth(name, keys).items() if path.startswith("extlClntAppPolicies/")}
     assert _deploy(sf, tmp_path, plugins)["state"] == "Succeeded"
     assert _jwt(org, keys, key).status_code == 200
