@@ -51,6 +51,7 @@ class SalesforceError(RunbookError):
         self.operation = operation
         self.code = code
         self.sf_message = message
+        self.fix = fix
         tail = f" Fix: {fix}" if fix else ""
         super().__init__(f"{operation} failed: {code}: {message}.{tail}")
 

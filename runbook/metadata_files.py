@@ -127,11 +127,18 @@ def _deploy(session: OrgSession, what: str, archive: bytes, check_only: bool, wa
                               f"after {wait_seconds:.0f} s", "check Setup > Deployment Status, then rerun")
     errors = (status.get("deployment_detail") or {}).get("errors") or []
     if status.get("state") != "Succeeded" or errors:
-        problems = "; ".join(f"{e.get('type') or ''} {e.get('file') or ''}: {e.get('message')}".strip()
-                             for e in errors) or str(status.get("state_detail") or status.get("state"))
-        code = next((str(e.get("status") or "") for e in errors if e.get("status")), "") or "DEPLOY_FAILED"
-        raise SalesforceError(what, code, problems)
+        raise SalesforceError(what, "DEPLOY_FAILED", _problems(errors) or str(status.get("state_detail") or
+                                                                           status.get("state")))
     return status
+
+
+def _problems(errors: list[dict]) -> str:
+    """Each distinct problem once, with the files it was reported for (a deploy repeats it per component)."""
+    files: dict[str, list[str]] = {}
+    for error in errors:
+        files.setdefault(str(error.get("message") or "").strip(), []).append(str(error.get("file") or ""))
+    return "; ".join(f"{message} ({', '.join(f for f in names if f)})" if any(names) else message
+                     for message, names in files.items())
 
 
 def _element_value(element: ET.Element) -> Any:

@@ -142,3 +142,73 @@ def test_runbook_through_papermill_ends_in_a_jwt_login_as_the_admin(tmp_path, ap
     secret = Path(app["consumer_secret_file"]).read_text().strip()
     for notebook in summary.run_dir.glob("*.ipynb"):
         assert secret not in notebook.read_text()
+
+
+@pytest.fixture
+def fresh_org(tmp_path):
+    """A local org of the test's own, with options, trusted while it runs."""
+    import os
+
+    from runbook.localorg import LocalOrg
+    from runbook.org import connect_local
+
+    started = []
+
+    def start(**options):
+        org = LocalOrg(tmp_path / f"org{len(started)}", **options).start()
+        started.append((org, os.environ.get("REQUESTS_CA_BUNDLE")))
+        os.environ["REQUESTS_CA_BUNDLE"] = str(org.ca_bundle)
+        return org, connect_local(org.state_dir)
+
+    yield start
+    for org, previous in reversed(started):
+        org.stop()
+        os.environ.pop("REQUESTS_CA_BUNDLE", None) if previous is None else os.environ.update(
+            REQUESTS_CA_BUNDLE=previous)
+
+
+@pytest.mark.parametrize("apply", [False, True], ids=["dry-run", "apply"])
+def test_eca_without_the_org_opt_in_is_refused_with_the_fix_and_nothing_is_written(fresh_org, cert, tmp_path,
+                                                                                  apply):
+    from runbook.errors import SalesforceError
+
+    org, session = fresh_org(external_client_apps=False)
+    with pytest.raises(SalesforceError) as caught:
+        ensure_connected_app(session, _spec(cert, "Eca_No_Opt_In"), workdir=tmp_path, apply=apply)
+
+    message = str(caught.value)
+    assert "Opt in to External Client Apps is not enabled for this org" in message
+    assert "Fix: turn on the org's \"External Client Apps\" opt-in" in message
+    # a dry run asks by a check-only deploy; an apply's deploy is refused whole: either way the org holds nothing
+    assert [c.operation for c in org.call_log() if c.is_write] == (["mdapi.deploy"] if apply else [])
+    assert metadata.list_names(session, ["ExternalClientApplication"])["ExternalClientApplication"] == []
+    assert not (tmp_path / "phases" / "connected_app.json").exists()
+
+
+def test_eca_consumer_key_comes_by_connect_rest_when_the_retrieve_leaves_it_out(fresh_org, cert, tmp_path):
+    org, session = fresh_org(eca_consumer_key_in_retrieve=False)
+    org.set_setting("eca_client_secret_in_rest_api", True)
+
+    _plan, app = ensure_connected_app(session, _spec(cert, "Eca_Key_By_Rest"), workdir=tmp_path)
+
+    assert app.consumer_key.startswith("3MVG")
+    ops = [c.operation for c in org.call_log()]
+    assert any("apps/oauth" in op or "connect" in op for op in ops), ops
+    ensure_access(session, build_access_spec(app_name="Eca_Key_By_Rest", workdir=tmp_path), workdir=tmp_path)
+    login, _token = jwt_login(consumer_key=app.consumer_key, username=ADMIN_USERNAME, key_path=cert.key_path,
+                              login_url=org.url)
+    assert login.username == ADMIN_USERNAME
+
+
+def test_eca_consumer_key_neither_by_retrieve_nor_by_rest_stops_with_the_setting_and_permissions(fresh_org, cert,
+                                                                                               tmp_path):
+    from runbook.errors import SalesforceError
+
+    _org, session = fresh_org(eca_consumer_key_in_retrieve=False)
+    with pytest.raises(SalesforceError) as caught:
+        ensure_connected_app(session, _spec(cert, "Eca_No_Key"), workdir=tmp_path)
+
+    message = str(caught.value)
+    assert "gave no consumer key, and Connect REST refused it too" in message and "not currently enabled" in message
+    assert "enableClientSecretInRestApiAccess" in message and "View Client Secret" in message
+    assert "then turn both off again" in message
