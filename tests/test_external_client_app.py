@@ -143,6 +143,23 @@ def test_runbook_through_papermill_ends_in_a_jwt_login_as_the_admin(tmp_path, ap
     for notebook in summary.run_dir.glob("*.ipynb"):
         assert secret not in notebook.read_text()
 
+    # the overview shows four done cards, --resume right after skips them all, and a rerun writes nothing
+    from runbook.org import connect_local, start_local_org
+    from runbook.overview import phase_overview
+
+    org = start_local_org(summary.workdir / "localorg")
+    overview = phase_overview(summary.workdir, connect_local(org.state_dir))
+    assert [p.state for p in overview.phases] == ["done"] * 4, str(overview)
+    params = {"app_kind": app_kind, "flows": ["jwt", "web"], "callback_port": PORT, "sfdx_project": str(project)}
+    resumed = run_runbook(workdir=tmp_path / "work", runs_dir=tmp_path / "runs", progress=lambda _m: None,
+                          params=params, resume=True)
+    assert [p.status for p in resumed.phases] == ["skipped"] * 4, resumed.lines()
+    mark = len(org.call_log())
+    rerun = run_runbook(workdir=tmp_path / "work", runs_dir=tmp_path / "runs", progress=lambda _m: None,
+                        params=params)
+    assert rerun.ok, rerun.lines()
+    assert [c.operation for c in org.call_log()[mark:] if c.is_write] == []
+
 
 @pytest.fixture
 def fresh_org(tmp_path):
