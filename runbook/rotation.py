@@ -2,7 +2,8 @@
 
 An app (a connected app or an External Client App) trusts one certificate, so phase 1's rotation
 (``rotate=True``: the old pair is backed up, a new one made) reaches the org in phase 2, which uploads
-the new certificate and then, at once, proves it with a JWT login signed by the new key. If that login
+the new certificate and then, at once, proves it with a JWT login signed by the new key, as the user
+phase 4 verified (only an app phase 4 verified with the old pair has a working setup to protect). If that login
 fails, the old certificate goes back on the app and the old key back in place, so CI keeps working with
 what it has; the error says why. If it succeeds, the backup stays (0600) until the user removes it, and
 the hand-off says that CI needs the new key (``runbook export-ci``).
@@ -30,27 +31,34 @@ class RotationRolledBack(RunbookError):
 
 
 def pending_rotation(workdir: str | Path, spec: AppSpec, current: AppState | None) -> Path | None:
-    """The backup folder of the pair phase 1 just replaced, when this save puts its successor on the app."""
-    record = open_workdir(workdir).load("certificate") or {}
+    """The backup folder of the pair phase 1 just replaced, when this save puts its successor on an app that
+    phase 4 verified with the old pair (a setup CI may rely on); None otherwise: nothing to protect."""
+    wd = open_workdir(workdir)
+    record, verified = wd.load("certificate") or {}, wd.load("verify") or {}
     backup = Path(record["backup"]) if record.get("action") == "rotated" and record.get("backup") else None
     if backup is None or current is None or not current.certificate or not spec.certificate:
         return None
     old = backup / Path(record["cert_path"]).name
-    return backup if old.is_file() and certificate_pem(old) != spec.certificate else None
+    if not old.is_file() or certificate_pem(old) == spec.certificate:
+        return None
+    worked = verified.get("consumer_key") == current.consumer_key and \
+        verified.get("certificate_fingerprint") == fingerprint(load_certificate(old))
+    return backup if worked and verified.get("logins") else None
 
 
 def cut_over(session: OrgSession, spec: AppSpec, after: AppState, *, workdir: str | Path, backup: Path,
              login_url: str = "", propagation_timeout: float = PROPAGATION_TIMEOUT) -> str:
-    """Prove the new certificate with a JWT login as the connected user; put the old pair back if it fails.
+    """Prove the new certificate with a JWT login as the user phase 4 verified; put the old pair back if it fails.
 
     Returns the note for the hand-off; raises RotationRolledBack (naming the login's error) after undoing.
     """
     wd = open_workdir(workdir)
-    record = wd.load("certificate") or {}
+    record, verified = wd.load("certificate") or {}, wd.load("verify") or {}
     key_path, cert_path = Path(record["key_path"]), Path(record["cert_path"])
     try:
-        jwt_login(consumer_key=after.consumer_key, username=session.username, key_path=key_path,
-                  login_url=login_url or session.login_url, propagation_timeout=propagation_timeout)
+        jwt_login(consumer_key=after.consumer_key, username=verified["logins"][0]["username"], key_path=key_path,
+                  login_url=login_url or verified.get("login_url") or session.login_url,
+                  propagation_timeout=propagation_timeout)
     except LoginError as refusal:
         _restore(session, spec, after, backup, key_path, cert_path, record, wd)
         raise RotationRolledBack(

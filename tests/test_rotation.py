@@ -14,7 +14,7 @@ from runbook.certificate import ensure_certificate, pem_fingerprint
 from runbook.connected_app import build_spec, ensure_connected_app
 from runbook.localorg import ADMIN_USERNAME, Fault
 from runbook.rotation import RotationRolledBack
-from runbook.verify import jwt_login
+from runbook.verify import jwt_login, verify_setup
 from runbook.workdir import open_workdir
 
 
@@ -28,6 +28,7 @@ def _setup(session, workdir: Path, name: str, kind: str):
 
     _plan, app = ensure_connected_app(session, spec(), workdir=workdir)
     ensure_access(session, build_access_spec(app_name=name, workdir=workdir), workdir=workdir)
+    verify_setup(session, workdir=workdir, propagation_timeout=0)  # a verified setup: what CI relies on
     return cert, app, spec
 
 
@@ -49,6 +50,22 @@ def test_a_rotation_is_proven_at_once_and_the_backup_is_kept(org, session, tmp_p
     assert any("CI must get the new key" in w and new.backup in w for w in rotated.warnings)
     assert (Path(new.backup) / "server.key").stat().st_mode & 0o777 == 0o600
     assert new.sha256_fingerprint != old.sha256_fingerprint
+
+
+def test_a_rotation_before_any_verified_login_is_not_proven_or_undone(org, session, tmp_path):
+    """Nothing worked with the old pair yet (phase 4 never ran), so there is nothing to keep working."""
+    ensure_certificate(workdir=tmp_path)
+    port = free_callback_port()
+    spec = build_spec(app_name="Rotate_Early", contact_email="admin@example.com", callback_port=port,
+                      workdir=tmp_path)
+    ensure_connected_app(session, spec, workdir=tmp_path)
+    new = ensure_certificate(workdir=tmp_path, rotate=True)
+    spec = build_spec(app_name="Rotate_Early", contact_email="admin@example.com", callback_port=port,
+                      workdir=tmp_path)
+
+    _plan, rotated = ensure_connected_app(session, spec, workdir=tmp_path)
+
+    assert rotated.certificate_fingerprint == new.sha256_fingerprint and rotated.warnings == []
 
 
 @pytest.mark.parametrize("kind", ["connected_app", "external_client_app"])

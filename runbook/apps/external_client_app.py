@@ -117,6 +117,13 @@ class ExternalClientAppKind:
         }
 
     def read(self, session: OrgSession, app_name: str) -> AppState | None:
+        """The app, or None; one listMetadata first, so an absent app costs one call, not a retrieve."""
+        listed = metadata.list_names(session, [APP]).get(APP, [])
+        if app_name.lower() not in {n.lower() for n in listed}:
+            return None
+        return self._read(session, app_name)
+
+    def _read(self, session: OrgSession, app_name: str) -> AppState | None:
         components = self._retrieve(session, app_name, COMPONENTS)
         if APP not in components:
             return None
@@ -220,7 +227,7 @@ class ExternalClientAppKind:
             except SalesforceError as exc:
                 raise SalesforceError(exc.operation, exc.code, exc.sf_message, exc.fix or self._deploy_fix(exc)) \
                     from None
-        after = self.read(session, spec.full_name)
+        after = self._read(session, spec.full_name)
         missing = [t for t in PHASE2 if after is None or t not in after.raw]
         if after is None or missing:
             raise SalesforceError(f"retrieve {spec.full_name}", "NOT_FOUND",
