@@ -27,10 +27,10 @@ from defusedxml.ElementTree import fromstring
 from runbook.errors import NO_ANSWER, SalesforceError
 from runbook.metadata import metadata_client
 from runbook.org import OrgSession
+from runbook.retry import HTTP_TIMEOUT
 
 NS = "http://soap.sforce.com/2006/04/metadata"
 Layout = dict[str, tuple[str, str]]  # type -> (folder, suffix) of its files in a metadata-format zip
-_UNFINISHED = ("Queued", "Pending", "InProgress", "Canceling")
 
 
 @dataclass(frozen=True)
@@ -95,41 +95,82 @@ def destructive_zip(doomed: list[tuple[str, str]], api_version: str) -> bytes:
 
 
 def deploy(session: OrgSession, components: list[Component], *, check_only: bool = False,
-           wait_seconds: float = 300) -> dict:
+           wait_seconds: float = 300, layout: Layout | None = None) -> dict[tuple[str, str], dict[str, Any]]:
     """Deploy ``components`` in one all-or-none deploy (``check_only``: validate, save nothing).
 
-    Returns the final status; raises SalesforceError naming each refused component's problem, or
-    NO_ANSWER when the deploy did not finish within ``wait_seconds``.
+    With ``layout``, the deploy also retrieves what it saved (``performRetrieve`` [D DeployOptions]), so the
+    components come back as the org keeps them without a retrieve of their own; returns them as
+    ``retrieve`` does ({} without ``layout``). Raises SalesforceError naming each refused component's
+    problem, or NO_ANSWER when the deploy did not finish within ``wait_seconds``.
     """
     what = f"deploy {', '.join(f'{c.type} {c.full_name}' for c in components)}"
-    return _deploy(session, what, deploy_zip(components, session.api_version), check_only, wait_seconds)
+    result = _deploy(session, what, deploy_zip(components, session.api_version), check_only, wait_seconds,
+                     perform_retrieve=layout is not None and not check_only)
+    retrieved = result.find(f"{{{NS}}}details/{{{NS}}}retrieveResult")
+    return _unzipped(retrieved, layout) if retrieved is not None and layout is not None else {}
 
 
-def destroy(session: OrgSession, doomed: list[tuple[str, str]], *, wait_seconds: float = 300) -> dict:
+def destroy(session: OrgSession, doomed: list[tuple[str, str]], *, wait_seconds: float = 300) -> None:
     """Delete ``doomed`` (type, fullName) in one all-or-none destructive deploy."""
     what = f"delete {', '.join(f'{t} {n}' for t, n in doomed)}"
-    return _deploy(session, what, destructive_zip(doomed, session.api_version), False, wait_seconds)
+    _deploy(session, what, destructive_zip(doomed, session.api_version), False, wait_seconds)
 
 
-def _deploy(session: OrgSession, what: str, archive: bytes, check_only: bool, wait_seconds: float) -> dict:
+def _deploy(session: OrgSession, what: str, archive: bytes, check_only: bool, wait_seconds: float, *,
+            perform_retrieve: bool = False) -> ET.Element:
+    """Start the deploy and poll it to the end; the final DeployResult (with details) as XML."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "deploy.zip"
         path.write_bytes(archive)
-        started = session.sf.deploy(str(path), sandbox=False, checkOnly=check_only, rollbackOnError=True)
+        started = session.sf.deploy(str(path), sandbox=False, checkOnly=check_only, rollbackOnError=True,
+                                    performRetrieve=perform_retrieve)
+    async_id = started["asyncId"] or ""
     deadline, pause = time.monotonic() + wait_seconds, 0.2
-    status = session.sf.checkDeployStatus(started["asyncId"])
-    while status.get("state") in _UNFINISHED and time.monotonic() < deadline:
+    result = check_deploy_status(session, async_id)
+    while result.findtext(f"{{{NS}}}done") != "true" and time.monotonic() < deadline:
         time.sleep(pause)
         pause = min(pause * 2, 5.0)
-        status = session.sf.checkDeployStatus(started["asyncId"])
-    if status.get("state") in _UNFINISHED:
-        raise SalesforceError(what, NO_ANSWER, f"the deploy {started['asyncId']} is still {status.get('state')} "
-                              f"after {wait_seconds:.0f} s", "check Setup > Deployment Status, then rerun")
-    errors = (status.get("deployment_detail") or {}).get("errors") or []
-    if status.get("state") != "Succeeded" or errors:
-        raise SalesforceError(what, "DEPLOY_FAILED", _problems(errors) or str(status.get("state_detail") or
-                                                                           status.get("state")))
-    return status
+        result = check_deploy_status(session, async_id)
+    state = result.findtext(f"{{{NS}}}status") or ""
+    if result.findtext(f"{{{NS}}}done") != "true":
+        raise SalesforceError(what, NO_ANSWER, f"the deploy {async_id} is still {state} after {wait_seconds:.0f} s",
+                              "check Setup > Deployment Status, then rerun")
+    failures = result.findall(f"{{{NS}}}details/{{{NS}}}componentFailures")
+    if state != "Succeeded" or failures:
+        problems = [{"message": f.findtext(f"{{{NS}}}problem") or "", "file": f.findtext(f"{{{NS}}}fileName") or ""}
+                    for f in failures]
+        raise SalesforceError(what, "DEPLOY_FAILED", _problems(problems) or result.findtext(
+            f"{{{NS}}}errorMessage") or state)
+    return result
+
+
+_CHECK = ('<?xml version="1.0" encoding="utf-8"?><soapenv:Envelope xmlns:soapenv='
+          '"http://schemas.xmlsoap.org/soap/envelope/" xmlns:met="{ns}"><soapenv:Header><met:SessionHeader>'
+          "<met:sessionId>{sid}</met:sessionId></met:SessionHeader></soapenv:Header><soapenv:Body>"
+          "<met:checkDeployStatus><met:asyncProcessId>{id}</met:asyncProcessId>"
+          "<met:includeDetails>true</met:includeDetails></met:checkDeployStatus></soapenv:Body></soapenv:Envelope>")
+
+
+def check_deploy_status(session: OrgSession, async_id: str) -> ET.Element:
+    """``checkDeployStatus`` with details, as the DeployResult element (the retrieveResult of a deploy made
+    with performRetrieve included); an expired session is renewed once (a status read is safe to repeat)."""
+    for attempt in (1, 2):
+        body = _CHECK.format(ns=NS, sid=escape(session.access_token), id=escape(async_id))
+        response = session.sf.session.post(f"{session.instance_url}/services/Soap/m/{session.api_version}",
+                                           data=body.encode(), timeout=HTTP_TIMEOUT,
+                                           headers={"Content-Type": "text/xml", "SOAPAction": "checkDeployStatus"})
+        if "INVALID_SESSION_ID" in response.text and attempt == 1:
+            session.reauthenticate()
+            continue
+        try:
+            result = fromstring(response.content).find(f".//{{{NS}}}result")
+        except Exception:  # not XML: an outage page, a proxy
+            result = None
+        if response.status_code != 200 or result is None:
+            raise SalesforceError(f"checkDeployStatus {async_id}", NO_ANSWER,
+                                  f"the org answered HTTP {response.status_code} without a DeployResult")
+        return result
+    raise AssertionError("unreachable")
 
 
 def _problems(errors: list[dict]) -> str:
@@ -190,6 +231,11 @@ def retrieve(session: OrgSession, members: dict[str, list[str]], layout: Layout,
     if status != "Succeeded":
         message = result.findtext(f"{{{NS}}}errorMessage") or status
         raise SalesforceError(what, result.findtext(f"{{{NS}}}errorStatusCode") or "RETRIEVE_FAILED", message)
+    return _unzipped(result, layout)
+
+
+def _unzipped(result: ET.Element, layout: Layout) -> dict[tuple[str, str], dict[str, Any]]:
+    """The components in a RetrieveResult's zip, as (type, fullName) -> fields; a consumer secret is dropped."""
     archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(result.findtext(f"{{{NS}}}zipFile") or "")))
     by_layout = {(folder, suffix): type_name for type_name, (folder, suffix) in layout.items()}
     found: dict[tuple[str, str], dict[str, Any]] = {}

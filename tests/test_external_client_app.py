@@ -60,7 +60,7 @@ def test_eca_is_created_by_one_deploy_and_logs_in_once_phase_3_preauthorizes(org
     generated = _oauth_policies(session, "Eca_Create")
     assert len(generated) == 1 and generated[0]["permittedUsersPolicyType"] == "AllSelfAuthorized"
     record = _record(tmp_path, "connected_app")
-    assert record["app_kind"] == "external_client_app" and record["access_hint"] == generated[0]["fullName"]
+    assert record["app_kind"] == "external_client_app"
     assert record["consumer_key"] == metadata.read(session, GLOBAL_OAUTH, names[GLOBAL_OAUTH])["consumerKey"]
 
     ensure_access(session, build_access_spec(app_name="Eca_Create", workdir=tmp_path), workdir=tmp_path)

@@ -124,7 +124,10 @@ class ExternalClientAppKind:
         return self._read(session, app_name)
 
     def _read(self, session: OrgSession, app_name: str) -> AppState | None:
-        components = self._retrieve(session, app_name, COMPONENTS)
+        return self._state(session, app_name, self._retrieve(session, app_name, COMPONENTS))
+
+    def _state(self, session: OrgSession, app_name: str, components: dict[str, dict]) -> AppState | None:
+        """The app from its components (the consumer key by Connect REST where they lack it), or None."""
         if APP not in components:
             return None
         key = (components.get(GLOBAL_OAUTH) or {}).get("consumerKey") or ""
@@ -221,13 +224,13 @@ class ExternalClientAppKind:
     def save(self, session: OrgSession, spec: AppSpec, current: AppState | None, secret: str | None) -> AppState:
         self.check_spec(spec)
         components = self._components(spec, current, secret)
-        if components:
-            try:
-                metadata_files.deploy(session, components)
-            except SalesforceError as exc:
-                raise SalesforceError(exc.operation, exc.code, exc.sf_message, exc.fix or self._deploy_fix(exc)) \
-                    from None
-        after = self._read(session, spec.full_name)
+        try:  # the deploy retrieves what it saved (performRetrieve): no retrieve of its own
+            saved = metadata_files.deploy(session, components, layout=LAYOUT) if components else {}
+        except SalesforceError as exc:
+            raise SalesforceError(exc.operation, exc.code, exc.sf_message, exc.fix or self._deploy_fix(exc)) \
+                from None
+        kept = {**(current.raw if current else {}), **{t: fields for (t, _n), fields in saved.items()}}
+        after = self._state(session, spec.full_name, kept)
         missing = [t for t in PHASE2 if after is None or t not in after.raw]
         if after is None or missing:
             raise SalesforceError(f"retrieve {spec.full_name}", "NOT_FOUND",

@@ -88,7 +88,8 @@ def _options(operation: Element) -> dict[str, bool]:
     options = child(operation, "DeployOptions")
     return {"checkOnly": as_bool(child_text(options, "checkOnly")),
             "rollbackOnError": as_bool(child_text(options, "rollbackOnError"), default=True),
-            "ignoreWarnings": as_bool(child_text(options, "ignoreWarnings"))}
+            "ignoreWarnings": as_bool(child_text(options, "ignoreWarnings")),
+            "performRetrieve": as_bool(child_text(options, "performRetrieve"))}
 
 
 def _unzip(encoded: str) -> dict[str, bytes]:
@@ -244,7 +245,9 @@ def start(ctx: OrgContext, operation: Element, session: Session) -> Started:
     ctx.store.save_deploy(deploy_id, {
         "checkOnly": options["checkOnly"], "completedDate": now_text(), "createdBy": session.user["Id"],
         "createdByName": session.user["Name"], "createdDate": started,
-        "details": {"componentFailures": failures, "componentSuccesses": successes}, "done": True,
+        "details": {"componentFailures": failures, "componentSuccesses": successes,
+                    **({"retrieveResult": _retrieved(ctx, successes)} if options["performRetrieve"]
+                       and not rolled_back else {})}, "done": True,
         "id": deploy_id, "ignoreWarnings": options["ignoreWarnings"], "lastModifiedDate": now_text(),
         "numberComponentErrors": len(failures),
         "numberComponentsDeployed": 0 if status == "Failed" or options["checkOnly"] else len(successes),
@@ -253,6 +256,29 @@ def start(ctx: OrgContext, operation: Element, session: Session) -> Started:
         "startDate": started, "status": status, "success": status != "Failed"})
     body = f"{leaf('done', False)}{leaf('id', deploy_id)}{leaf('state', 'Queued')}"
     return Started(f"<deployResponse><result>{body}</result></deployResponse>", options["checkOnly"])
+
+
+def _retrieved(ctx: OrgContext, successes: list[dict[str, Any]]) -> dict[str, Any]:
+    """``performRetrieve``: "a retrieve() call is performed immediately after the deploy() process completes",
+    of what was deployed, and its RetrieveResult travels in the DeployResult's details [D DeployOptions,
+    DeployDetails.retrieveResult]. Deleted components are not retrieved."""
+    wanted: dict[str, list[str]] = {}
+    for message in successes:
+        if message["componentType"] and not message["deleted"]:
+            wanted.setdefault(message["componentType"], []).append(message["fullName"])
+    components, messages = _picked(ctx, wanted, "package.xml")
+    admin = ctx.admin()
+    return {"done": True, "fileProperties": [metadata.file_properties(c, admin, "") for c in components]
+            + [_package_properties(admin, "")], "messages": messages, "status": "Succeeded", "success": True,
+            "zipFile": _zip(_files(ctx, components, "", ""))}
+
+
+def _retrieve_result_xml(result: dict[str, Any]) -> str:
+    fields = [leaf("done", result["done"])]
+    fields += [f"<fileProperties>{_leaves(p)}</fileProperties>" for p in result["fileProperties"]]
+    fields += [f"<messages>{_leaves(m)}</messages>" for m in result["messages"]]
+    fields += [leaf("status", result["status"]), leaf("success", result["success"]), leaf("zipFile", result["zipFile"])]
+    return f"<retrieveResult>{''.join(fields)}</retrieveResult>"
 
 
 def _deploy_message(message: dict[str, Any]) -> str:
@@ -272,6 +298,7 @@ def check_status(ctx: OrgContext, operation: Element) -> str:
                         for m in details["componentFailures"])
         inner += "".join(f"<componentSuccesses>{_deploy_message(m)}</componentSuccesses>"
                          for m in details["componentSuccesses"])
+        inner += _retrieve_result_xml(details["retrieveResult"]) if details.get("retrieveResult") else ""
     fields = "".join(f"<details>{inner}</details>" if name == "details" else leaf(name, value)
                      for name, value in result.items())
     return f"<result>{fields}</result>"

@@ -148,3 +148,23 @@ def test_retrieve_at_an_unserved_api_version_is_unsupported(org, admin_token, ve
                      version)
     assert response.status_code == 500
     assert "UNSUPPORTED_API_VERSION: Invalid Api version specified on URL" in response.text
+
+
+def test_a_deploy_with_perform_retrieve_hands_back_what_it_saved_in_its_deploy_result(org, admin_token):
+    """[D] DeployOptions.performRetrieve: a retrieve of what was deployed, in DeployDetails.retrieveResult; the
+    consumer key the org made is in it, a consumer secret is not."""
+    from runbook import metadata_files
+    from runbook.org import OrgSession
+
+    session = OrgSession(instance_url=org.url, access_token=admin_token, api_version="62.0", method="test",
+                         login_url=org.url)
+    name = unique("Perform_Retrieve")
+    app = metadata_files.Component("ConnectedApp", name, {
+        "contactEmail": "a@example.com", "label": name,
+        "oauthConfig": {"callbackUrl": "http://localhost:1717/OauthRedirect", "scopes": ["Api"],
+                        "consumerSecret": "S" * 64}}, "connectedApps", "connectedApp")
+
+    saved = metadata_files.deploy(session, [app], layout={"ConnectedApp": ("connectedApps", "connectedApp")})
+
+    oauth = saved[("ConnectedApp", name)]["oauthConfig"]
+    assert oauth["consumerKey"].startswith("3MVG") and "consumerSecret" not in oauth
