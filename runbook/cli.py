@@ -193,6 +193,11 @@ def serve(state_dir: str, port: int, no_connected_apps: bool, no_external_client
 def scan(paths: tuple[Path, ...], secret_files: tuple[Path, ...]) -> None:
     """Fail if executed notebooks, logs or reports under PATH... hold a private key, password or token.
 
+    \b
+    Found: PEM private keys, their base64 body or the whole key file in base64 (SF_JWT_KEY_BASE64), Salesforce
+    tokens, JWTs, Authorization headers, secret-named fields and NAME=value lines (SF_PASSWORD=…), and URLs with
+    credentials (https://user:password@host). Consumer keys, certificates, paths and placeholders are not.
+
     Prints one line per finding (file, place, kind, a redacted excerpt: never the secret) and exits 1,
     or prints "no secrets found in N files" and exits 0.
     """
@@ -265,21 +270,54 @@ def teardown(app_name: str, org: str, workdir: str, yes: bool) -> None:
 @main.command("export-ci")
 @click.option("--workdir", default="work", show_default=True, type=click.Path(file_okay=False),
               help="The work folder phase 4 verified.")
+@click.option("--push", type=click.Choice(["github", "gitlab"]), default=None,
+              help="Set the variables in CI instead of writing a file: `gh secret set` / `glab variable set`, "
+                   "each value on stdin (the tool must be logged in).")
+@click.option("--repo", default="", metavar="OWNER/NAME",
+              help="With --push: the repository (GitLab: GROUP/NAMESPACE/NAME too); default: the current folder's, "
+                   "as gh/glab pick it.")
+@click.option("--env", "environment", default="", metavar="ENV",
+              help="With --push: a GitHub deployment environment (--env) or GitLab environment scope (--scope).")
 @click.option("--format", "fmt", type=click.Choice(["github", "gitlab", "env"]), default="env", show_default=True,
               help="github: dotenv for `gh secret set --env-file`; gitlab: JSON CI/CD variables; env: shell.")
 @click.option("--output", "-o", default="", type=click.Path(dir_okay=False),
               help="File to write (mode 0600); default WORKDIR/ci/sf-jwt.<format>.")
 @click.option("--username", default="", help="One of the users phase 4 verified (default: the first).")
 @click.option("--instance-url", default="", help="Default: the login URL phase 4 verified against.")
-def export_ci_command(workdir: str, fmt: str, output: str, username: str, instance_url: str) -> None:
-    """Write the variables CI needs for `sf org login jwt` to a mode-0600 file; their values are never printed."""
-    from runbook.export_ci import export_ci
+@click.pass_context
+def export_ci_command(ctx: click.Context, workdir: str, push: str | None, repo: str, environment: str, fmt: str,
+                      output: str, username: str, instance_url: str) -> None:
+    """Hand CI the variables for `sf org login jwt`: set them with gh/glab (--push) or write a mode-0600 file.
 
+    \b
+    SF_CONSUMER_KEY, SF_USERNAME, SF_INSTANCE_URL and SF_JWT_KEY_BASE64 (the private key, base64); only their
+    names are printed. Examples:
+      runbook export-ci --push github --repo me/app --env ci
+      runbook export-ci --push gitlab --repo group/app      (protected; the key masked)
+      runbook export-ci --format env -o ci.env              (a file: import it, then delete it)
+    """
+    from runbook.export_ci import export_ci, push_ci
+
+    _check_export_options(ctx, push=push, repo=repo, environment=environment, output=output)
     try:
-        done = export_ci(workdir, fmt=fmt, output=output, username=username, instance_url=instance_url)
+        if push:
+            done = push_ci(workdir, target=push, repo=repo, env=environment, username=username,
+                           instance_url=instance_url)
+        else:
+            done = export_ci(workdir, fmt=fmt, output=output, username=username, instance_url=instance_url)
     except RunbookError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(str(done))
+
+
+def _check_export_options(ctx: click.Context, *, push: str | None, repo: str, environment: str, output: str) -> None:
+    """--repo/--env only mean something to a push, and a push writes no file (that is its point)."""
+    if not push and (repo or environment):
+        raise click.UsageError("--repo and --env say where --push sets the variables: add --push github|gitlab")
+    format_given = ctx.get_parameter_source("fmt") is not click.core.ParameterSource.DEFAULT
+    if push and (output or format_given):
+        raise click.UsageError("--push sets the variables in CI and writes no file: leave out --output/--format, "
+                               "or leave out --push to write one")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The variables CI needs to run `sf org login jwt`, written to a mode-0600 file, never printed.
+"""The variables CI needs to run `sf org login jwt`: set in CI by its own CLI, or written to a mode-0600 file.
 
 Variables (names as the Salesforce CLI's CI guides use them)::
 
@@ -11,6 +11,10 @@ Formats: ``env`` (shell-quoted ``NAME=value`` lines, for ``set -a; . file``), ``
 ``gh secret set --env-file FILE``), ``gitlab`` (a JSON list of CI/CD variables for the project variables
 API, masked and protected). In CI: ``echo "$SF_JWT_KEY_BASE64" | base64 -d > server.key``.
 
+Pushed (``push_ci``), no file is written: ``gh secret set NAME`` or ``glab variable set NAME`` runs once per
+variable with the value on its stdin, never on a command line (where ``ps`` and shell history would show it).
+The tool must be on PATH and logged in (``gh auth status``) before a value is sent. Only names are printed.
+
 The key exported is the file the work folder's records name, so before a byte of it goes out it is
 checked to be what phase 1 made: an unencrypted private key whose public key is the certificate's on
 record, and that certificate the one the app trusts. A record pointing anywhere else (``/etc/hostname``,
@@ -22,6 +26,9 @@ from __future__ import annotations
 import base64
 import json
 import shlex
+import shutil
+import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +36,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from runbook.certificate import fingerprint, load_certificate, load_private_key
-from runbook.errors import InputError
+from runbook.errors import InputError, RunbookError
 from runbook.files import PRIVATE, write_atomic
+from runbook.urls import without_userinfo
 from runbook.workdir import Workdir, open_workdir
 
 FORMATS = ("github", "gitlab", "env")
@@ -38,6 +46,7 @@ NAMES = ("SF_CONSUMER_KEY", "SF_USERNAME", "SF_INSTANCE_URL", "SF_JWT_KEY_BASE64
 _SECRET = {"SF_JWT_KEY_BASE64"}
 MAX_KEY_BYTES = 64 * 1024  # an RSA 4096 key is 3.3 KB as PEM: a bigger file is not one
 _RERUN = "rerun phase 1 (01_certificate) so the work folder's record names the key it made, then phase 4"
+PUSH_TIMEOUT = 60  # seconds for one gh/glab call: it is one HTTPS request
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,7 @@ def ci_variables(workdir: str | Path, *, username: str = "", instance_url: str =
                          "user first (usernames parameter of 04_verify)")
     key = _checked_key(wd, Path(verify.get("key_path") or cert["key_path"]), Path(cert["cert_path"]))
     return {"SF_CONSUMER_KEY": verify["consumer_key"], "SF_USERNAME": user,
-            "SF_INSTANCE_URL": (instance_url or verify["login_url"]).rstrip("/"),
+            "SF_INSTANCE_URL": without_userinfo(instance_url or verify["login_url"]).rstrip("/"),
             "SF_JWT_KEY_BASE64": base64.b64encode(key).decode()}
 
 
@@ -134,3 +143,131 @@ def export_ci(workdir: str | Path, *, fmt: str = "env", output: str | Path = "",
     path = Path(output) if output else open_workdir(workdir).root / "ci" / f"sf-jwt.{suffix}"
     write_atomic(path, render(variables, fmt), PRIVATE)
     return Export(path=path.resolve(), format=fmt, names=tuple(variables))
+
+
+class PushError(RunbookError):
+    """Setting the CI variables with gh or glab failed or could not start; names the command and the fix."""
+
+    def __init__(self, command: str, problem: str, fix: str):
+        self.command = command
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"Could not set the CI variables with {command}: {problem}. Fix: {fix}")
+
+
+def _option(flag: str, value: str) -> list[str]:
+    return [flag, value] if value else []
+
+
+def _gh_args(verb: str, name: str, *, repo: str, env: str, secret: bool) -> list[str]:
+    """``gh secret set`` creates or replaces; GitHub masks every secret in logs, so ``secret`` changes nothing."""
+    return ["secret", verb, name, *_option("--repo", repo), *_option("--env", env)]
+
+
+def _glab_args(verb: str, name: str, *, repo: str, env: str, secret: bool) -> list[str]:
+    """``glab variable set`` creates (``update`` replaces): protected, raw (no ``$`` expansion), the key masked."""
+    return ["variable", verb, name, *_option("--repo", repo), *_option("--scope", env), "--protected", "--raw",
+            *(["--masked"] if secret else [])]
+
+
+@dataclass(frozen=True)
+class CITool:
+    """A CI's command-line tool: how to set one variable from stdin, and what to tell a user without it."""
+
+    command: str
+    title: str
+    install: str
+    stored_as: str
+    args: Callable[..., list[str]]
+    exists_marker: str = ""  # in its error when a create meets an existing variable: then update it instead
+
+
+CI_TOOLS = {
+    "github": CITool("gh", "GitHub CLI", "https://cli.github.com", "GitHub Actions secrets", _gh_args),
+    "gitlab": CITool("glab", "GitLab CLI", "https://gitlab.com/gitlab-org/cli",
+                     f"GitLab CI/CD variables (protected; {', '.join(sorted(_SECRET))} masked)", _glab_args,
+                     exists_marker="has already been taken"),
+}
+
+
+@dataclass(frozen=True)
+class Pushed:
+    """Which variables were set in CI, and where; holds their names only, never their values."""
+
+    command: str
+    stored_as: str
+    names: tuple[str, ...]
+    repo: str = ""
+    env: str = ""
+
+    def __str__(self) -> str:
+        where = f"repo {self.repo}" if self.repo else "the current repository"
+        scope = f", environment {self.env}" if self.env else ""
+        return (f"set {', '.join(self.names)} as {self.stored_as} with {self.command} ({where}{scope}); "
+                "values went on stdin, none printed or written to a file")
+
+
+def push_ci(workdir: str | Path, *, target: str, repo: str = "", env: str = "", username: str = "",
+            instance_url: str = "") -> Pushed:
+    """Set the CI variables in GitHub or GitLab with ``gh``/``glab``, each value on stdin.
+
+    The tool is checked (on PATH, logged in) before any value is sent; a failure names what was set so far.
+    """
+    tool = CI_TOOLS.get(target)
+    if tool is None:
+        raise InputError("push", target, f"use one of {', '.join(CI_TOOLS)}")
+    variables = ci_variables(workdir, username=username, instance_url=instance_url)
+    executable = _logged_in(tool)
+    sent: list[str] = []
+    for name, value in variables.items():
+        _set_variable(executable, tool, name, value, repo=repo, env=env, sent=sent, hidden=list(variables.values()))
+        sent.append(name)
+    return Pushed(command=tool.command, stored_as=tool.stored_as, names=tuple(variables), repo=repo, env=env)
+
+
+def _logged_in(tool: CITool) -> str:
+    """The tool's path, once ``TOOL auth status`` says it is logged in."""
+    executable = shutil.which(tool.command)
+    if executable is None:
+        raise PushError(tool.command, f"the `{tool.command}` command is not on PATH",
+                        f"install the {tool.title} ({tool.install}), run `{tool.command} auth login`, then rerun")
+    status = _run(executable, tool, ["auth", "status"], stdin="")
+    if status.returncode != 0:
+        raise PushError(tool.command, f"`{tool.command} auth status` says it is not logged in "
+                                      f"(exit {status.returncode})",
+                        f"run `{tool.command} auth login`, then rerun")
+    return executable
+
+
+def _set_variable(executable: str, tool: CITool, name: str, value: str, *, repo: str, env: str, sent: list[str],
+                  hidden: list[str]) -> None:
+    """One variable, its value on stdin; an existing GitLab variable is updated rather than created."""
+    secret = name in _SECRET
+    args = tool.args("set", name, repo=repo, env=env, secret=secret)
+    answer = _run(executable, tool, args, stdin=value)
+    if answer.returncode != 0 and tool.exists_marker and tool.exists_marker in answer.stderr:
+        args = tool.args("update", name, repo=repo, env=env, secret=secret)
+        answer = _run(executable, tool, args, stdin=value)
+    if answer.returncode != 0:
+        said = _last_line(answer.stderr or answer.stdout, hidden)
+        raise PushError(tool.command, f"`{tool.command} {' '.join(args)}` failed (exit {answer.returncode}): {said}",
+                        f"check the repository, environment and your access to them, then rerun (values are "
+                        f"replaced); set so far: {', '.join(sent) or 'none'}")
+
+
+def _run(executable: str, tool: CITool, args: list[str], *, stdin: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run([executable, *args], input=stdin, capture_output=True, text=True,
+                              timeout=PUSH_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise PushError(tool.command, f"`{tool.command} {' '.join(args)}` did not finish ({type(exc).__name__})",
+                        "check the network and that the command runs by hand, then rerun") from None
+
+
+def _last_line(output: str, hidden: list[str]) -> str:
+    """The tool's last line of output, with any value it echoed withheld: it goes into an error message."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    line = lines[-1] if lines else "no message"
+    for value in sorted(hidden, key=len, reverse=True):
+        line = line.replace(value, "<hidden>") if value else line
+    return line[:300]

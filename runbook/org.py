@@ -35,6 +35,7 @@ import requests
 from runbook.errors import InputError, OrgConnectionError
 from runbook.files import PUBLIC, write_atomic
 from runbook.retry import RetryingSession
+from runbook.urls import without_userinfo
 
 if TYPE_CHECKING:
     from simple_salesforce import Salesforce
@@ -253,7 +254,7 @@ def _soap_login(login_url: str, username: str, password: str, token: str, api_ve
         raise OrgConnectionError(method, f"SOAP login as {username} was refused: {exc.code}: {exc.auth_message}",
                                  "see Troubleshooting in the README for this code") from None
     except requests.RequestException as exc:
-        raise OrgConnectionError(method, f"{login_url} did not answer ({type(exc).__name__})",
+        raise OrgConnectionError(method, f"{without_userinfo(login_url)} did not answer ({type(exc).__name__})",
                                  "check the URL and the network") from None
     return OrgSession(instance_url=f"https://{instance}", access_token=session_id, api_version=api_version,
                       method=method, login_url=login_url.rstrip("/"), username=username)
@@ -261,7 +262,7 @@ def _soap_login(login_url: str, username: str, password: str, token: str, api_ve
 
 def _connect_env(api_version: str, login_url: str, token_var: str = ENV_TOKEN,
                  url_var: str = ENV_INSTANCE_URL) -> OrgSession:
-    token, url = os.environ.get(token_var), os.environ.get(url_var)
+    token, url = os.environ.get(token_var), without_userinfo(os.environ.get(url_var) or "")
     method = f"an access token from ${token_var} and ${url_var}"
     if not token or not url:
         missing = " and ".join(f"${v}" for v, value in ((token_var, token), (url_var, url)) if not value)

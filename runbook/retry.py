@@ -25,6 +25,8 @@ from typing import Any
 import requests
 from requests.adapters import DEFAULT_CA_BUNDLE_PATH, HTTPAdapter
 
+from runbook.urls import without_userinfo
+
 log = logging.getLogger(__name__)
 
 HTTP_TIMEOUT = 30  # seconds, connect and read
@@ -145,5 +147,5 @@ class RetryingSession(requests.Session):
 
 
 def _path(url: str) -> str:
-    """The URL without its query: a SOQL string may name users, never print more than needed."""
-    return str(url).split("?", 1)[0]
+    """The URL without its query and userinfo: a SOQL string may name users, never print more than needed."""
+    return without_userinfo(str(url).split("?", 1)[0])

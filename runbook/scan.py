@@ -10,16 +10,20 @@ A finding never holds the secret itself: its excerpt shows at most the first fou
 Detectors, each chosen so that what the runbook shows on purpose is not one of them:
 
 =====================  ===============================================================================
-private-key            a PEM ``-----BEGIN ... PRIVATE KEY-----`` block, or the base64 DER of an RSA/EC
-                       private key printed without its PEM header
+private-key            a PEM ``-----BEGIN ... PRIVATE KEY-----`` block, the base64 DER of an RSA/EC
+                       private key printed without its PEM header, or a whole PEM key file in base64
+                       (``SF_JWT_KEY_BASE64=LS0t…``, ``base64 server.key``: one line or wrapped)
 access-token           a Salesforce access/session token: ``00D`` + 12 characters + ``!`` + 40 or more
 refresh-token          a Salesforce refresh token: ``5Aep861`` + 40 or more characters
 jwt                    a signed JWT (a bearer assertion or an id token): ``eyJ….eyJ….signature``
 authorization-header   ``Authorization: Bearer <value>`` (or ``OAuth <value>``), in any quoting
 session-id             ``<sessionId>value</sessionId>``: a SOAP login's access token
+url-credentials        a URL carrying a password: ``https://user:pw@host``
 secret-field           a secret-named field with a literal value: ``"password": "…"``,
                        ``client_secret='…'``, ``<consumerSecret>…</consumerSecret>``, ``?access_token=…``,
-                       ``SF_PASSWORD=…`` in a .env file, a secret-named key in JSON/YAML
+                       ``SF_PASSWORD=…`` or ``GITHUB_TOKEN=…`` printed anywhere (and in a .env file),
+                       an env-style ``…_KEY=…`` (``SF_JWT_KEY``, ``STRIPE_KEY``), a secret-named key in
+                       JSON/YAML
 secret-parameter       a notebook parameter whose name looks like a secret (even if empty)
 password-widget        a saved ``Password`` widget holding a value
 known-secret           any exact value the caller knows is secret (e.g. the local org's admin password)
@@ -28,9 +32,11 @@ known-secret           any exact value the caller knows is secret (e.g. the loca
 Besides outputs, a folder walk reads the temp files an interrupted atomic write leaves beside its target
 (``.server.key.<pid>.<random>.tmp``: a copy of the key that was being written).
 
-Not secrets, and not reported: consumer keys (``3MVG9…``), certificates and their base64, SHA-256
-fingerprints, org ids, variable names (``passphrase_env``), paths (``key_path``) and placeholders
-(``<hidden>``, ``***``, ``${VAR}``).
+Not secrets, and not reported: consumer keys (``3MVG9…``, ``SF_CONSUMER_KEY=…``), certificates and their
+base64, SHA-256 fingerprints, org ids, variable names (``passphrase_env``), paths (``key_path=/x/server.key``),
+empty values and placeholders (``<hidden>``, ``***``, ``[REDACTED]``, ``${VAR}``), numbers
+(``MAX_TOKENS=4096``), and code: a ``NAME=value`` in a code cell or a traceback, or whose value reads as a
+variable (``access_token=session_id``), is an expression, not a literal.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import base64
 import html
 import json
 import re
+import string
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,11 +72,17 @@ MIN_VALUE_LENGTH = 6  # a secret-named field with a shorter literal is a flag or
 
 _SECRET_WORD = r"(?:password|passwd|passphrase|secret|token|credential|private_?key|secret_?key|api_?key|" \
                r"access_?key|session_?id|(?:^|_)sid)s?"
+# words saying how a value is encoded: the only words that may follow the secret word in a name
+_ENCODINGS = ("value", "plain", "plaintext", "text", "raw", "str", "string", "pem", "der", "bytes", "b64", "base64",
+              "hex")
 # The secret word must be what the name IS (its last word): ``passphrase_env``, ``key_path``, ``token_file``
 # and ``refresh_token_policy`` name a variable, a path, a file or a setting about a secret, not the secret.
 # Only a word saying how the value is encoded may follow (``private_key_pem``).
-_SECRET_NAME = re.compile(_SECRET_WORD + r"(?:_(?:value|plain|plaintext|text|raw|str|string|pem|der|bytes|b64|"
-                          r"base64|hex))?$")
+_SECRET_NAME = re.compile(_SECRET_WORD + rf"(?:_(?:{'|'.join(_ENCODINGS)}))?$")
+# An environment variable named ``…_KEY`` holds a key (``SF_JWT_KEY``, ``STRIPE_KEY``), unless the key is public:
+# Salesforce shows the consumer key in App Manager. Lower-case ``sort_key``/``cache_key`` in logs are not keys.
+_ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+_PUBLIC_KEY_WORDS = {"consumer", "public", "publishable"}
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # the whole block, so that its body lines are one finding, not one more per line
@@ -90,6 +103,19 @@ _QUOTED_FIELD = re.compile(r"(?P<q1>\\?[\"']?)(?<![\w.-])(?P<name>[A-Za-z_][\w.-
                            r"\\?(?P<q>[\"'])(?P<value>[^\"'\\\n]*)(?=\\?(?P=q))")
 _QUERY_FIELD = re.compile(r"[?&#;](?P<name>[A-Za-z_][\w.-]*)=(?P<value>[^&#\s\"'<>]+)")
 _ENV_LINE = re.compile(r"^\s*(?:export\s+)?(?P<name>[A-Za-z_]\w*)\s*=\s*(?P<value>.*?)\s*$", re.M)
+# NAME=value as a shell, an env dump or a log line prints it: no space around "=", the value up to a delimiter
+_ASSIGNMENT = re.compile(r"(?<![\w.$-])(?P<name>[A-Za-z_][\w.-]*)=[\"']?(?P<value>[^\s\"'<>,;&|)\]}]+)")
+# a value that reads as code, not as a literal: a lower-case (dotted) name, a call or a subscript
+# (``session_id``, ``self.token``, ``bool(secret``, ``creds[``), as a traceback's source lines show them
+_CODE_VALUE = re.compile(r"[a-z_][a-z_.]*|[A-Za-z_][\w.]*[(\[].*")
+_URL_CREDENTIALS = re.compile(r"(?<![\w+.-])(?P<scheme>[A-Za-z][\w+.-]*)://(?P<user>[^\s/?#@:\"'<>]*):"
+                              r"(?P<password>[^\s/?#@\"'<>]+)@(?P<host>[\w.-]+|\[[0-9A-Fa-f:.]+\])")
+# "-----" is "LS0t" in base64 at whatever offset it stands; decoded from there, a PEM header reads "BEGIN …"
+_PEM_IN_BASE64 = "LS0t"
+_BASE64_CHARS = frozenset(string.ascii_letters + string.digits + "+/")
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/]+(?:[ \t]*\r?\n[ \t]*[A-Za-z0-9+/]+)*")
+_DECODED_PEM_HEADER = re.compile(rb"BEGIN (?:RSA |EC |DSA |OPENSSH |ENCRYPTED )?PRIVATE KEY-----")
+_HEADER_CHARS = 64  # base64 characters enough to hold "--BEGIN ENCRYPTED PRIVATE KEY-----"
 
 _PLACEHOLDER_WORDS = {"none", "null", "true", "false", "nil", "undefined", "redacted", "hidden", "secret",
                       "password", "changeme", "example", "placeholder", "token", "xxxxxx"}
@@ -121,15 +147,32 @@ def looks_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(snake))
 
 
+def _assigned_secret_name(name: str) -> bool:
+    """True if ``NAME=value`` assigns a secret: a secret-looking name, or an env-style ``…_KEY`` but a public one."""
+    if looks_secret_name(name):
+        return True
+    if not _ENV_NAME.fullmatch(name):
+        return False
+    words = [word for word in name.lower().split("_") if word]
+    while len(words) > 1 and words[-1] in _ENCODINGS:
+        words.pop()
+    return words[-1:] == ["key"] and not _PUBLIC_KEY_WORDS & set(words[-2:-1])
+
+
 def redact(value: str) -> str:
     """At most the first four characters (fewer for a short value) and an ellipsis: enough to tell which."""
     return value[: min(4, len(value) // 4)] + "…"
 
 
 def _is_placeholder(value: str) -> bool:
-    """A value that stands for a secret without being one: empty, masked, a template, a variable or a path."""
+    """A value that stands for a secret without being one: short, empty, masked, a template, a variable or a path."""
+    return len(value.strip()) < MIN_VALUE_LENGTH or _is_mask(value)
+
+
+def _is_mask(value: str) -> bool:
+    """A value of any length that hides or names a secret instead of holding it (``***``, ``${TOKEN}``, a path)."""
     value = value.strip()
-    if len(value) < MIN_VALUE_LENGTH or value.lower() in _PLACEHOLDER_WORDS or _PLACEHOLDER.match(value):
+    if not value or value.lower() in _PLACEHOLDER_WORDS or _PLACEHOLDER.match(value):
         return True
     lowered = value.lower()
     if any(marker in lowered for marker in ("redacted", "<hidden>", "***", "…", "...")):
@@ -148,36 +191,105 @@ def _prepare(text: str) -> str:
     return html.unescape(_ANSI.sub("", text))
 
 
-def _raw_matches(text: str, *, dotenv: bool) -> Iterator[tuple[int, int, str, str]]:
-    """(start, end, kind, excerpt) for every detector hit, most specific detectors first."""
+Hit = tuple[int, int, str, str]  # (start, end, kind, excerpt)
+
+
+def _raw_matches(text: str, *, dotenv: bool, code: bool) -> Iterator[Hit]:
+    """Every detector hit, most specific detectors first; ``code``: the text is source code (a code cell, a
+    traceback), where ``NAME=value`` is an expression."""
+    yield from _private_keys(text)
+    yield from _tokens(text)
+    yield from _url_credentials(text)
+    yield from _secret_fields(text, dotenv=dotenv, code=code)
+
+
+def _private_keys(text: str) -> Iterator[Hit]:
     for match in _PEM_PRIVATE.finditer(text):
         yield match.start(), match.end(), "private-key", match["header"] + "…"
+    yield from _base64_pem_keys(text)
     for match in _DER_PRIVATE.finditer(text):
         yield match.start(), match.end(), "private-key", redact(match.group(0))
+
+
+def _base64_pem_keys(text: str) -> Iterator[Hit]:
+    """A PEM private key file in base64 (what CI variables hold), on one line or wrapped at any width.
+
+    Each ``LS0t`` is tried as the start of a quantum: decoded from the right one, the file's ``-----BEGIN …
+    PRIVATE KEY-----`` reads back whatever precedes it (a variable name, ``Bag Attributes`` lines). A PEM
+    certificate in base64 decodes to ``BEGIN CERTIFICATE`` and is not reported.
+    """
+    end = 0
+    for marker in re.finditer(_PEM_IN_BASE64, text):
+        if marker.start() < end:
+            continue  # the header's closing dashes or the END line of a key already reported
+        blob = _BASE64_RUN.match(text, marker.start())
+        head = re.sub(r"\s+", "", blob.group(0))[:_HEADER_CHARS]
+        if _DECODED_PEM_HEADER.search(base64.b64decode(head[: len(head) // 4 * 4])):
+            start = _run_start(text, marker.start())
+            end = blob.end()
+            yield start, end, "private-key", f"{redact(text[start:end])} (base64 of a PEM private key)"
+
+
+def _run_start(text: str, offset: int) -> int:
+    """Where the base64 characters around ``offset`` begin on its line."""
+    while offset and text[offset - 1] in _BASE64_CHARS:
+        offset -= 1
+    return offset
+
+
+def _tokens(text: str) -> Iterator[Hit]:
     for pattern, kind in ((_ACCESS_TOKEN, "access-token"), (_REFRESH_TOKEN, "refresh-token"), (_JWT, "jwt")):
         for match in pattern.finditer(text):
             yield match.start(), match.end(), kind, redact(match.group(0))
     for match in _AUTH_HEADER.finditer(text):
         if not _is_placeholder(match["value"]):
             yield match.start("value"), match.end("value"), "authorization-header", redact(match["value"])
+
+
+def _url_credentials(text: str) -> Iterator[Hit]:
+    """``scheme://user:password@host``: any password but a mask, however short (``https://ci:pw@…`` leaks too)."""
+    for match in _URL_CREDENTIALS.finditer(text):
+        if not _is_mask(match["password"]):
+            excerpt = f"{match['scheme']}://{redact(match['user'])}:{redact(match['password'])}@{match['host']}"
+            yield match.start("user"), match.end("password"), "url-credentials", excerpt
+
+
+def _secret_fields(text: str, *, dotenv: bool, code: bool) -> Iterator[Hit]:
     for match in _XML_FIELD.finditer(text):
         value = match["value"].strip()
         if looks_secret_name(match["name"]) and not _is_placeholder(value):
             kind = "session-id" if match["name"].lower() == "sessionid" else "secret-field"
             yield match.start("value"), match.end("value"), kind, f"{match['name']}={redact(value)}"
-    fields = [_QUOTED_FIELD, _QUERY_FIELD, *([_ENV_LINE] if dotenv else [])]
-    for pattern in fields:
+    for pattern in (_QUOTED_FIELD, _QUERY_FIELD):
         for match in pattern.finditer(text):
             value = match["value"].strip().strip("\"'")
             if looks_secret_name(match["name"]) and not _is_placeholder(value):
                 yield match.start("value"), match.end("value"), "secret-field", f"{match['name']}={redact(value)}"
+    # a .env file holds literals only; a printed NAME=value may be a count or a traceback's code
+    assignments = [*([(_ENV_LINE, _is_placeholder)] if dotenv else []),
+                   *([] if code else [(_ASSIGNMENT, _is_harmless_printed_value)])]
+    for pattern, is_harmless in assignments:
+        for match in pattern.finditer(text):
+            value = match["value"].strip().strip("\"'")
+            if _assigned_secret_name(match["name"]) and not is_harmless(value):
+                yield match.start("value"), match.end("value"), "secret-field", f"{match['name']}={redact(value)}"
 
 
-def scan_text(text: str, known_secrets: Iterable[str] = (), *, dotenv: bool = False) -> list[tuple[int, str, str]]:
+def _is_harmless_printed_value(value: str) -> bool:
+    """A printed ``NAME=value`` holding no secret: a placeholder, a number (``MAX_TOKENS=4096``) or code."""
+    return _is_placeholder(value) or value.isdigit() or bool(_CODE_VALUE.fullmatch(value))
+
+
+def scan_text(text: str, known_secrets: Iterable[str] = (), *, dotenv: bool = False,
+              code: bool = False) -> list[tuple[int, str, str]]:
     """(line, kind, excerpt) for each secret in ``text``; overlapping hits are reported once, by the first
-    (most specific) detector, so a token in a Bearer header is one finding, not three."""
+    (most specific) detector, so a token in a Bearer header is one finding, not three.
+
+    ``dotenv``: the text is a .env file (every line an assignment); ``code``: it is source code (a code cell,
+    a traceback), where an unquoted ``NAME=value`` names a variable rather than holding a literal.
+    """
     text = _prepare(text)
-    hits = list(_raw_matches(text, dotenv=dotenv))
+    hits = list(_raw_matches(text, dotenv=dotenv, code=code))
     for secret in known_secrets:
         start = text.find(secret)
         while start >= 0:
@@ -215,8 +327,8 @@ class _Scanner:
     def add(self, where: str, kind: str, excerpt: str) -> None:
         self.findings.append(Finding(self.path, where, kind, excerpt))
 
-    def text(self, where: str, text: str, *, dotenv: bool = False) -> None:
-        for line, kind, excerpt in scan_text(text, self.known, dotenv=dotenv):
+    def text(self, where: str, text: str, *, dotenv: bool = False, code: bool = False) -> None:
+        for line, kind, excerpt in scan_text(text, self.known, dotenv=dotenv, code=code):
             self.add(f"{where} line {line}" if where else f"line {line}", kind, excerpt)
 
     def value(self, where: str, value: Any, key: str = "") -> None:
@@ -264,7 +376,7 @@ class _Scanner:
         if cell.get("cell_type") == "code" and {"parameters", "injected-parameters"} & set(tags):
             for name in secret_parameter_names(source):
                 self.add(f"cell {index} ({'/'.join(tags)}) source", "secret-parameter", name)
-        self.text(f"cell {index} source", source)
+        self.text(f"cell {index} source", source, code=cell.get("cell_type") == "code")
         self.value(f"cell {index} metadata", cell.get("metadata") or {})
         self.value(f"cell {index} attachments", cell.get("attachments") or {})
         for number, output in enumerate(cell.get("outputs") or []):
@@ -273,7 +385,7 @@ class _Scanner:
                 if key in output:
                     self.value(f"{where} {key}", output[key])
             if isinstance(output.get("traceback"), list):  # one entry per frame, not lines of one text
-                self.text(f"{where} traceback", "\n".join(map(str, output["traceback"])))
+                self.text(f"{where} traceback", "\n".join(map(str, output["traceback"])), code=True)
             for mime, data in (output.get("data") or {}).items():
                 if not BINARY_MIME.match(mime):
                     self.value(f"{where} {mime}", data)

@@ -36,6 +36,7 @@ from runbook.certificate import fingerprint, load_certificate, load_private_key
 from runbook.errors import InputError, LoginError, RunbookError
 from runbook.org import OrgSession
 from runbook.retry import HTTP_TIMEOUT
+from runbook.urls import without_userinfo
 from runbook.workdir import open_workdir
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -344,7 +345,7 @@ def verify_setup(session: OrgSession, *, workdir: str | Path, username: str = ""
         raise InputError("workdir", str(wd.root), "run phases 1 and 2 first (01_certificate, 02_connected_app)")
     key = Path(key_path or cert_record["key_path"])
     users = _usernames(usernames, username, session)
-    url = (login_url or session.login_url).rstrip("/")
+    url = without_userinfo(login_url or session.login_url).rstrip("/")
     results = []
     for user in users:
         try:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import shlex
 import shutil
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,8 @@ from conftest import run_phases
 from runbook.certificate import ensure_certificate
 from runbook.cli import main
 from runbook.localorg import ADMIN_USERNAME
+from runbook.org import connect_local, local_state_dir
+from runbook.verify import verify_setup
 from runbook.workdir import open_workdir
 
 
@@ -115,3 +119,172 @@ def test_export_refuses_a_certificate_the_app_does_not_trust(verified, tmp_path)
     result = _export(work, "env", tmp_path / "ci.env")
     assert result.exit_code == 1
     assert "trusts the certificate AB:AB" in result.output and "rerun phases 2 and 4" in result.output
+
+
+# A stub gh/glab: records each call's argv and stdin (one JSON line each) in calls.jsonl beside it. `auth status`
+# exits $STUB_AUTH_RC; `variable set` of a name in $STUB_EXISTING fails as GitLab answers for an existing variable;
+# setting $STUB_FAIL fails and echoes the value it was sent, as a careless tool might.
+CI_STUB = r"""
+import json, os, sys
+from pathlib import Path
+
+argv, stdin = sys.argv[1:], sys.stdin.read()
+with open(Path(__file__).with_name("calls.jsonl"), "a") as log:
+    log.write(json.dumps({"tool": Path(sys.argv[0]).name, "argv": argv, "stdin": stdin}) + "\n")
+if argv[:2] == ["auth", "status"]:
+    sys.exit(int(os.environ.get("STUB_AUTH_RC", "0")))
+if argv[1] == "set" and argv[2] in os.environ.get("STUB_EXISTING", "").split(","):
+    print(f"POST /api/v4/projects/1/variables: 400 {{message: {{key: [({argv[2]}) has already been taken]}}}}",
+          file=sys.stderr)
+    sys.exit(1)
+if argv[2] == os.environ.get("STUB_FAIL"):
+    print(f"HTTP 403: Resource not accessible by integration (value {stdin})", file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+@pytest.fixture
+def ci_stub(tmp_path, monkeypatch):
+    """Install a stub `gh` or `glab` first on PATH; yields a function reading its calls. The calls file holds the
+    values it was sent (the key among them), so it is removed after the test."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+
+    def install(command: str) -> Path:
+        stub = bin_dir / command
+        stub.write_text(f"#!{sys.executable}\n{CI_STUB}")
+        stub.chmod(stub.stat().st_mode | stat.S_IXUSR)
+        monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+        return bin_dir / "calls.jsonl"
+
+    yield install
+    (bin_dir / "calls.jsonl").unlink(missing_ok=True)
+
+
+def _calls(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def _push(workdir: Path, *args: str):
+    return CliRunner().invoke(main, ["export-ci", "--workdir", str(workdir), *args])
+
+
+def _expected(workdir: Path) -> dict[str, str]:
+    wd = open_workdir(workdir)
+    verify = wd.load("verify")
+    key_pem = Path(wd.load("certificate")["key_path"]).read_bytes()
+    return {"SF_CONSUMER_KEY": verify["consumer_key"], "SF_USERNAME": ADMIN_USERNAME,
+            "SF_INSTANCE_URL": verify["login_url"], "SF_JWT_KEY_BASE64": base64.b64encode(key_pem).decode()}
+
+
+def _assert_values_only_on_stdin(calls: list[dict], output: str, values: dict[str, str]) -> None:
+    for value in values.values():
+        assert all(value not in arg for call in calls for arg in call["argv"])
+        assert value not in output
+
+
+def test_push_github_sets_each_variable_with_its_value_on_stdin_never_in_argv(verified, ci_stub):
+    log = ci_stub("gh")
+    result = _push(verified, "--push", "github", "--repo", "acme/app", "--env", "ci")
+    assert result.exit_code == 0, result.output
+    calls = _calls(log)
+    values = _expected(verified)
+    assert [c["argv"] for c in calls] == [["auth", "status"], *(
+        ["secret", "set", name, "--repo", "acme/app", "--env", "ci"] for name in values)]
+    assert {c["argv"][2]: c["stdin"] for c in calls[1:]} == values
+    _assert_values_only_on_stdin(calls, result.output, values)
+    assert result.output == ("set SF_CONSUMER_KEY, SF_USERNAME, SF_INSTANCE_URL, SF_JWT_KEY_BASE64 as GitHub Actions "
+                             "secrets with gh (repo acme/app, environment ci); values went on stdin, none printed or "
+                             "written to a file\n")
+    assert not (verified / "ci").exists()
+
+
+def test_push_gitlab_protects_every_variable_and_masks_the_key(verified, ci_stub):
+    log = ci_stub("glab")
+    result = _push(verified, "--push", "gitlab", "--repo", "group/sub/app", "--env", "production")
+    assert result.exit_code == 0, result.output
+    calls = _calls(log)
+    values = _expected(verified)
+    assert [c["argv"] for c in calls] == [["auth", "status"], *(
+        ["variable", "set", name, "--repo", "group/sub/app", "--scope", "production", "--protected", "--raw",
+         *(["--masked"] if name == "SF_JWT_KEY_BASE64" else [])] for name in values)]
+    assert {c["argv"][2]: c["stdin"] for c in calls[1:]} == values
+    _assert_values_only_on_stdin(calls, result.output, values)
+    assert "GitLab CI/CD variables (protected; SF_JWT_KEY_BASE64 masked) with glab (repo group/sub/app" in result.output
+
+
+def test_push_gitlab_updates_a_variable_that_already_exists(verified, ci_stub, monkeypatch):
+    log = ci_stub("glab")
+    monkeypatch.setenv("STUB_EXISTING", "SF_JWT_KEY_BASE64")
+    result = _push(verified, "--push", "gitlab")
+    assert result.exit_code == 0, result.output
+    calls = _calls(log)
+    assert [c["argv"][:3] for c in calls[-2:]] == [["variable", "set", "SF_JWT_KEY_BASE64"],
+                                                   ["variable", "update", "SF_JWT_KEY_BASE64"]]
+    assert calls[-1]["argv"][3:] == ["--protected", "--raw", "--masked"]
+    assert calls[-1]["stdin"] == _expected(verified)["SF_JWT_KEY_BASE64"]
+
+
+@pytest.mark.parametrize(("target", "command", "install"), [("github", "gh", "https://cli.github.com"),
+                                                             ("gitlab", "glab", "https://gitlab.com/gitlab-org/cli")])
+def test_push_without_the_cli_on_path_names_the_tool_and_the_fix(verified, tmp_path, monkeypatch, target, command,
+                                                                 install):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no gh, no glab
+    result = _push(verified, "--push", target)
+    assert result.exit_code == 1
+    assert (f"Could not set the CI variables with {command}: the `{command}` command is not on PATH. Fix: install "
+            f"the {'GitHub' if command == 'gh' else 'GitLab'} CLI ({install}), run `{command} auth login`, then "
+            "rerun") in result.output
+
+
+@pytest.mark.parametrize(("target", "command"), [("github", "gh"), ("gitlab", "glab")])
+def test_push_with_a_logged_out_cli_sends_nothing_and_says_how_to_log_in(verified, ci_stub, monkeypatch, target,
+                                                                         command):
+    log = ci_stub(command)
+    monkeypatch.setenv("STUB_AUTH_RC", "1")
+    result = _push(verified, "--push", target)
+    assert result.exit_code == 1
+    assert (f"`{command} auth status` says it is not logged in (exit 1). Fix: run `{command} auth login`, then "
+            "rerun") in result.output
+    assert [c["argv"] for c in _calls(log)] == [["auth", "status"]]
+
+
+def test_push_failure_names_what_was_set_and_never_echoes_a_value(verified, ci_stub, monkeypatch):
+    log = ci_stub("gh")
+    monkeypatch.setenv("STUB_FAIL", "SF_JWT_KEY_BASE64")
+    result = _push(verified, "--push", "github", "--repo", "acme/app")
+    assert result.exit_code == 1
+    assert ("`gh secret set SF_JWT_KEY_BASE64 --repo acme/app` failed (exit 1): HTTP 403: Resource not accessible by "
+            "integration (value <hidden>)") in result.output
+    assert "set so far: SF_CONSUMER_KEY, SF_USERNAME, SF_INSTANCE_URL" in result.output
+    _assert_values_only_on_stdin(_calls(log), result.output, _expected(verified))
+
+
+def test_push_strips_credentials_from_the_instance_url(verified, ci_stub):
+    log = ci_stub("gh")
+    result = _push(verified, "--push", "github", "--instance-url", "https://ci:Pw-4242x@acme.my.salesforce.com/")
+    assert result.exit_code == 0, result.output
+    assert {c["argv"][2]: c["stdin"] for c in _calls(log)[1:]}["SF_INSTANCE_URL"] == "https://acme.my.salesforce.com"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--repo", "acme/app"], "--repo and --env say where --push sets the variables"),
+    (["--env", "ci"], "--repo and --env say where --push sets the variables"),
+    (["--push", "github", "-o", "ci.env"], "--push sets the variables in CI and writes no file"),
+    (["--push", "gitlab", "--format", "gitlab"], "--push sets the variables in CI and writes no file"),
+])
+def test_push_options_that_contradict_each_other_are_refused(verified, ci_stub, args, message):
+    log = ci_stub("gh")
+    result = _push(verified, *args)
+    assert result.exit_code == 2 and message in result.output
+    assert _calls(log) == []
+
+
+def test_phase_4_shows_and_records_the_login_url_without_its_userinfo(verified):
+    session = connect_local(local_state_dir(verified))
+    password = "Pw-" + secrets.token_urlsafe(9)
+    typed = session.login_url.replace("https://", f"https://ci:{password}@")
+    handoff = verify_setup(session, workdir=verified, login_url=typed, propagation_timeout=0)
+    shown = str(handoff) + handoff._repr_html_() + json.dumps(open_workdir(verified).load("verify"))
+    assert password not in shown and "ci:" not in shown
+    assert f"--instance-url {session.login_url} " in handoff.sf_command

@@ -20,6 +20,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from runbook.certificate import ensure_certificate
 from runbook.cli import main
+from runbook.errors import OrgConnectionError
+from runbook.org import login
 from runbook.scan import (
     known_secrets_from_file,
     looks_secret_name,
@@ -27,6 +29,7 @@ from runbook.scan import (
     scan_test_outputs,
     secret_parameter_names,
 )
+from runbook.urls import without_userinfo
 
 REPO = Path(__file__).parent.parent
 ORG_ID = "00D5g000004XyZaEAK"[:15]
@@ -356,3 +359,148 @@ def test_walking_a_folder_reads_the_temp_key_an_interrupted_write_left(crafted, 
     leftover = keys / ".server.key.4242.k3y7mp0q.tmp"
     leftover.write_text(Path(key_pair.key_path).read_text())
     assert [(f.path, f.kind) for f in scan_paths([crafted])] == [(leftover, "private-key")]
+
+
+def _key_base64(key_pair) -> str:
+    """The private key file in base64, as ``export-ci`` exports it (SF_JWT_KEY_BASE64)."""
+    return base64.b64encode(Path(key_pair.key_path).read_bytes()).decode()
+
+
+def _wrapped(text: str, width: int) -> str:
+    return "\n".join(text[i:i + width] for i in range(0, len(text), width))
+
+
+@pytest.mark.parametrize(("name", "layout"), [
+    ("ci.env", "SF_JWT_KEY_BASE64={b64}\n"),  # export-ci --format env
+    ("sf-jwt.github.env", '# gh secret set --env-file THIS_FILE\nSF_JWT_KEY_BASE64="{b64}"\n'),
+    ("key.txt", "{b64}\n"),  # base64 -w0 server.key
+    ("key.txt", "{wrapped76}\n"),  # base64 server.key
+    ("run.log", "the key, in case CI needs it:\n{wrapped64}\ndone\n"),  # openssl base64, inside a log
+    ("sf-jwt.gitlab.json", '[{{"key": "SF_JWT_KEY_BASE64", "value": "{b64}", "masked": true}}]'),
+])
+def test_base64_encoded_pem_key_is_found_on_one_line_or_wrapped(crafted, key_pair, name, layout):
+    b64 = _key_base64(key_pair)
+    _write(crafted, name, layout.format(b64=b64, wrapped76=_wrapped(b64, 76), wrapped64=_wrapped(b64, 64)))
+    findings = scan_paths([crafted])
+    assert [(f.kind, f.excerpt) for f in findings] == [("private-key", "LS0t… (base64 of a PEM private key)")]
+
+
+def test_base64_encoded_pem_key_printed_by_a_cell_is_found(crafted, key_pair):
+    path = _write(crafted, "04.ipynb", _notebook(_printed(f"export SF_JWT_KEY_BASE64={_key_base64(key_pair)}\n")))
+    assert [(f.location, f.kind) for f in scan_paths([path])] == [("cell 2 output 0 text line 1", "private-key")]
+
+
+def test_base64_encoded_certificate_and_public_key_are_not_keys(crafted, key_pair):
+    cert = base64.b64encode(Path(key_pair.cert_path).read_bytes()).decode()
+    _write(crafted, "ci.env", f"SF_CERT_BASE64={cert}\n")
+    _write(crafted, "cert.txt", _wrapped(cert, 76) + "\n")
+    assert scan_paths([crafted]) == []
+
+
+@pytest.mark.parametrize("line", [
+    "SF_PASSWORD={p}",
+    "export SF_PASSWORD='{p}'",
+    "env: SF_USERNAME=admin@local.devhub SF_PASSWORD={p} SF_LOGIN_URL=https://login.salesforce.com",
+    "GITHUB_TOKEN={p}",
+    "SF_SECURITY_TOKEN={p}",
+    "client_secret={p}",
+    "login failed: user=admin@local.devhub password={p}",
+    "SF_JWT_KEY={p}",
+    "STRIPE_SECRET_KEY={p}",
+])
+def test_secret_assignment_printed_by_a_cell_or_logged_is_found(crafted, line):
+    text = line.format(p=PASSWORD) + "\n"
+    _write(crafted, "02.ipynb", _notebook(_printed(text)))
+    _write(crafted, "run.log", text)
+    findings = scan_paths([crafted])
+    assert [(f.path.name, f.location, f.kind) for f in findings] == [
+        ("02.ipynb", "cell 2 output 0 text line 1", "secret-field"), ("run.log", "line 1", "secret-field")]
+    assert PASSWORD not in str(findings)
+
+
+@pytest.mark.parametrize("line", [
+    f"SF_CONSUMER_KEY={CONSUMER_KEY}",  # public: App Manager shows it
+    "SF_CONSUMER_KEY=3MVG…",
+    "SF_PUBLIC_KEY=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA",
+    "key_path=/x/server.key",
+    "SF_PASSWORD=",
+    "SF_PASSWORD=<hidden>",
+    "SF_TOKEN=***",
+    "API_KEY=[REDACTED]",
+    "GITHUB_TOKEN=${{GITHUB_TOKEN}}",
+    "SF_PASSWORD=$SF_PASSWORD",
+    "MAX_TOKENS=100000",
+    "sort_key=name_asc cache_key=abc123def",
+    "refresh_token_policy=infinite token_type=Bearer passphrase_env=RUNBOOK_KEY_PASSPHRASE",
+    "SF_USERNAME=admin@local.devhub SF_INSTANCE_URL=https://127.0.0.1:8443",
+])
+def test_harmless_assignments_stay_clean(crafted, line):
+    _write(crafted, "02.ipynb", _notebook(_printed(line.format() + "\n")))
+    _write(crafted, "run.log", line.format() + "\n")
+    assert scan_paths([crafted]) == []
+
+
+def test_assignments_in_code_and_tracebacks_are_expressions_not_secrets(crafted):
+    source = ('login(password=creds["password"], security_token=token)\n'
+              "return OrgSession(access_token=session_id, secret=self.consumer_secret, sent=bool(secret))\n")
+    error = new_output("error", ename="OrgConnectionError", evalue="refused", traceback=source.splitlines())
+    _write(crafted, "02.ipynb", _notebook(new_code_cell(source, outputs=[error])))
+    _write(crafted, "kernel.log", "Traceback (most recent call last):\n" + source)
+    assert scan_paths([crafted]) == []
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("04.ipynb", "Login URL: https://admin:{p}@login.salesforce.com\n"),  # printed by a cell
+    ("run.log", "git clone https://ci-bot:{p}@git.example.com/acme/app.git\n"),
+    ("report.md", "| login_url | https://admin:{p}@acme.my.salesforce.com/ |\n"),
+    ("org.json", '{{"url": "https://admin:{p}@127.0.0.1:8443"}}'),
+    ("report.html", '<a href="https://ci:{p}@acme.my.salesforce.com/">Setup</a>'),
+])
+def test_credentials_inside_a_url_are_found(crafted, name, content):
+    content = content.format(p=PASSWORD)
+    _write(crafted, name, _notebook(_printed(content)) if name.endswith(".ipynb") else content)
+    findings = scan_paths([crafted])
+    assert _kinds(findings) == {"url-credentials"}, findings
+    assert PASSWORD not in str(findings) and "@" in findings[0].excerpt
+
+
+def test_a_short_url_password_is_found_too(crafted):
+    _write(crafted, "run.log", "GET https://user:pw@host/path\n")
+    assert [(f.kind, f.excerpt) for f in scan_paths([crafted])] == [("url-credentials", "https://u…:…@host")]
+
+
+def test_urls_without_a_password_stay_clean(crafted):
+    _write(crafted, "run.log", "\n".join([
+        "https://login.salesforce.com/services/oauth2/token", "https://127.0.0.1:8443/services/data/v62.0/",
+        "ssh://git@github.com/acme/app.git", "git@github.com:acme/app.git", "http://[::1]:8080/callback",
+        "https://x-access-token:${GITHUB_TOKEN}@github.com/acme/app", "https://admin:***@host/", "https://u:<hidden>@h/",
+        "postgres://user:password@localhost/db"]) + "\n")
+    assert scan_paths([crafted]) == []
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("https://me:pw@login.salesforce.com", "https://login.salesforce.com"),
+    ("https://me@acme.my.salesforce.com/services?x=1", "https://acme.my.salesforce.com/services?x=1"),
+    ("https://a:b@c@127.0.0.1:8443/path@x", "https://127.0.0.1:8443/path@x"),
+    ("https://login.salesforce.com/path@x", "https://login.salesforce.com/path@x"),
+    ("", ""),
+])
+def test_without_userinfo_keeps_everything_but_the_credentials(url, shown):
+    assert without_userinfo(url) == shown
+
+
+def test_env_login_never_keeps_the_userinfo_of_sf_instance_url(monkeypatch, tmp_path):
+    monkeypatch.setenv("SF_ACCESS_TOKEN", ACCESS_TOKEN)
+    monkeypatch.setenv("SF_INSTANCE_URL", f"https://ci:{PASSWORD}@acme.my.salesforce.com/")
+    session = login("env", workdir=tmp_path, api_version="62.0")
+    assert (session.instance_url, session.login_url) == ("https://acme.my.salesforce.com",) * 2
+
+
+def test_an_unreachable_login_url_is_named_and_logged_without_its_userinfo(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv("SF_USERNAME", "admin@local.devhub")
+    monkeypatch.setenv("SF_PASSWORD", PASSWORD)
+    with pytest.raises(OrgConnectionError) as refused, pytest.warns(FutureWarning):
+        login("password", workdir=tmp_path, api_version="62.0", login_url=f"https://ci:{PASSWORD}@127.0.0.1:9")
+    assert "https://127.0.0.1:9 did not answer" in str(refused.value)
+    assert "retrying" in caplog.text and "https://127.0.0.1:9/services/Soap" in caplog.text
+    assert PASSWORD not in str(refused.value) + caplog.text
