@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runbook import metadata
+from runbook import metadata, rest
 from runbook.access import build_access_spec, ensure_access
 from runbook.batch import run_runbook
 from runbook.errors import InputError, LoginError
@@ -129,6 +129,9 @@ def test_exclusive_revokes_exactly_the_extras_and_nothing_is_removed_unasked(jou
     ({"permitted_users": "everyone"}, "permitted_users='everyone' is not valid"),
 ])
 def test_bad_input_is_refused_with_a_clear_error_and_nothing_changes(journey, params, message):
+    session = connect_local(journey.org.state_dir)  # the set the near-miss names: whichever tests ran before
+    if not query(session, "SELECT Id FROM PermissionSet WHERE Name = 'Runbook_JWT_Users'"):
+        rest.create(session, "PermissionSet", {"Name": "Runbook_JWT_Users", "Label": "Runbook JWT Users"})
     run, calls = journey.access(**params)
     assert run.status == "failed"
     assert message in run.error
