@@ -44,25 +44,14 @@ from typing import TYPE_CHECKING, Any
 from runbook.errors import InputError, PhaseError
 from runbook.files import PRIVATE, create_with_mode, make_private_dir
 from runbook.org import LOCAL_STATE_ENV, _find_served_local_org, sf_cli_env, start_local_org
+from runbook.phases import PHASES, notebooks_dir
 from runbook.widgets import BATCH_ENV
 from runbook.workdir import open_workdir
 
 if TYPE_CHECKING:
     from runbook.kernelpool import KernelTemplate
 
-PHASES: tuple[tuple[str, str], ...] = (
-    ("certificate", "01_certificate.ipynb"),
-    ("connected_app", "02_connected_app.ipynb"),
-    ("access", "03_policies_and_access.ipynb"),
-    ("verify", "04_verify.ipynb"),
-)
 SECRET_NAME = re.compile(r"(password|passwd|secret|token|private_?key|passphrase|credential)s?$", re.I)
-
-
-def notebooks_dir() -> Path:
-    """The phase notebooks: shipped inside the package, or the checkout's notebooks/ folder."""
-    packaged = Path(__file__).parent / "notebooks"
-    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "notebooks"
 
 
 def check_no_secret_params(params: dict[str, Any]) -> None:
@@ -177,7 +166,7 @@ def _run_locked(org: str, workdir: Path, params: dict[str, Any], runs_dir: str |
     env = _local_env(workdir) if org == "local" else sf_cli_env()
     summary = RunSummary(run_dir, workdir, org)
     common = {"org": org, "workdir": str(workdir), **params}
-    selected = [(phase, name) for phase, name in PHASES if not phases or phase in phases]
+    selected = [(p.name, p.notebook) for p in PHASES if not phases or p.name in phases]
     if resume:
         if org == "local":
             _start_local(workdir, fresh_org, local_org or {})

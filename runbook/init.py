@@ -10,7 +10,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runbook.batch import notebooks_dir
+from runbook.phases import notebooks_dir
 
 SAMPLE_CONFIG = Path(__file__).parent / "runbook.yaml"
 

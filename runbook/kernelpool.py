@@ -263,11 +263,11 @@ def _notebook_imports() -> list[str]:
     """The modules the phase notebooks' code cells import (their top-level ``import`` statements)."""
     import ast
 
-    from runbook.batch import PHASES, notebooks_dir
+    from runbook.phases import PHASES
 
     names: list[str] = []
-    for _phase, notebook in PHASES:
-        for cell in json.loads((notebooks_dir() / notebook).read_text())["cells"]:
+    for phase in PHASES:
+        for cell in json.loads(phase.path.read_text())["cells"]:
             if cell["cell_type"] != "code":
                 continue
             try:

@@ -15,14 +15,9 @@ from html import escape
 from pathlib import Path
 
 from runbook.errors import RunbookError
+from runbook.phases import PHASES
 from runbook.workdir import open_workdir
 
-PHASE_NOTEBOOKS = (
-    ("certificate", "1. Certificate", "01_certificate.ipynb"),
-    ("connected_app", "2. Connected app", "02_connected_app.ipynb"),
-    ("access", "3. Policies and access", "03_policies_and_access.ipynb"),
-    ("verify", "4. Verify and hand over", "04_verify.ipynb"),
-)
 STATES = ("done", "pending", "failed")
 _BADGE = {"done": ("✓ done", "#1a7f37", "#dafbe1"), "pending": ("○ pending", "#57606a", "#f6f8fa"),
           "failed": ("✗ failed", "#cf222e", "#ffebe9")}
@@ -90,8 +85,7 @@ def phase_overview(workdir: str | Path, session=None) -> Overview:
         "access": _access_state(wd, session),
         "verify": _verify_state(wd),
     }
-    return Overview(wd.root, checked, [PhaseState(phase, title, notebook, *states[phase])
-                                       for phase, title, notebook in PHASE_NOTEBOOKS])
+    return Overview(wd.root, checked, [PhaseState(p.name, p.title, p.notebook, *states[p.name]) for p in PHASES])
 
 
 def show_overview(org: str = "local", *, workdir: str | Path = "work", api_version: str = "62.0") -> Overview:

@@ -17,9 +17,8 @@ from runbook.consumer_secret import secret_file
 from runbook.errors import InputError, SalesforceError
 from runbook.names import check_api_name
 from runbook.org import OrgSession
+from runbook.phases import after
 from runbook.workdir import open_workdir
-
-LATER_PHASES = ("connected_app", "access", "verify")
 
 
 @dataclass
@@ -56,7 +55,7 @@ def plan_teardown(session: OrgSession, app_name: str, *, workdir: str | Path | N
         wd = open_workdir(workdir)
         record = wd.load("connected_app") or {}
         if record.get("full_name") == app_name:
-            plan.files = [wd.record_path(p) for p in LATER_PHASES if wd.record_path(p).is_file()]
+            plan.files = [wd.record_path(p.name) for p in after("certificate") if wd.record_path(p.name).is_file()]
         secret = secret_file(workdir, app_name)
         plan.files += [secret] if secret.is_file() else []
     return plan

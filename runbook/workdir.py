@@ -23,7 +23,6 @@ from typing import Any
 from runbook.errors import RunbookError
 from runbook.files import PUBLIC, make_private_dir, write_atomic
 
-PHASES = ("certificate", "connected_app", "access", "verify")
 LOCK_NAME = ".lock"
 LOCK_WAIT = 5.0  # seconds a run waits for another run to finish with the work folder before refusing
 _LOCK_POLL = 0.1

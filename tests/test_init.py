@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from runbook.batch import notebooks_dir
 from runbook.cli import main
+from runbook.phases import notebooks_dir
 
 SHIPPED = ["00_start_here.ipynb", "01_certificate.ipynb", "02_connected_app.ipynb",
            "03_policies_and_access.ipynb", "04_verify.ipynb", "runbook.yaml"]

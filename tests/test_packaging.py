@@ -74,7 +74,7 @@ def test_wheel_ships_the_package_the_local_org_and_the_notebooks(wheel):
 
 def test_installed_runbook_comes_from_the_new_environment(fresh_env, tmp_path):
     prefix, env = fresh_env
-    found = _sh([prefix / "bin" / "python", "-c", "import runbook, runbook.batch as b; "
+    found = _sh([prefix / "bin" / "python", "-c", "import runbook, runbook.phases as b; "
                  "print(runbook.__file__); print(b.notebooks_dir())"], tmp_path, env).stdout.split()
     assert all(Path(p).resolve().is_relative_to(prefix.resolve()) for p in found), found
     assert not any(str(ROOT) in p for p in found)
