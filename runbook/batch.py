@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from runbook.errors import InputError, PhaseError
 from runbook.files import PRIVATE, create_with_mode, make_private_dir
 from runbook.org import LOCAL_STATE_ENV, _find_served_local_org, sf_cli_env, start_local_org
+from runbook.parameters import check_run
 from runbook.phases import PHASES, notebooks_dir
 from runbook.widgets import BATCH_ENV
 from runbook.workdir import open_workdir
@@ -150,6 +151,9 @@ def run_runbook(*, org: str = "local", workdir: str | Path = "work", params: dic
     params = dict(params or {})
     check_no_secret_params(params)
     workdir = Path(workdir).expanduser().resolve()
+    # every phase's parameters, checked (and coerced) before anything is written; all problems at once
+    params = {k: v for k, v in check_run({**params, "org": org, "workdir": str(workdir)}, phases=phases).items()
+              if k not in ("org", "workdir")}
     with open_workdir(workdir).lock():  # a second run on this work folder waits a little, then is refused
         return _run_locked(org, workdir, params, runs_dir, fresh_org, phases, progress, resume, run_dir,
                            local_org, kernel_template)

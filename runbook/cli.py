@@ -76,9 +76,11 @@ def main() -> None:
               help="For a fleet file (--config with orgs:): how many orgs run at once (default: 2 per core + 1, "
                    "max 8).")
 @click.option("--resume", is_flag=True, help="Skip the phases already done, as the work folder and the org say.")
+@click.option("--check", "check_only", is_flag=True,
+              help="Only check every phase's parameters (names, types, values) and exit 0 or 1; nothing is written.")
 @click.pass_context
 def run(ctx: click.Context, org: str, workdir: str, runs_dir: str, params: tuple[str, ...],
-        config_file: Path | None, fresh_org: bool, jobs: int | None, resume: bool) -> None:
+        config_file: Path | None, fresh_org: bool, jobs: int | None, resume: bool, check_only: bool) -> None:
     """Run the four phase notebooks in order with papermill; stop at the first failure.
 
     Prints one line per phase, then the app, its consumer key and the `sf org login jwt` command; exits 1 if a
@@ -96,6 +98,9 @@ def run(ctx: click.Context, org: str, workdir: str, runs_dir: str, params: tuple
             merged[name] = value
     org, workdir = str(merged.pop("org")), str(merged.pop("workdir"))
     merged.update(_parse_params(params))
+    if check_only:
+        _check_only(org, workdir, merged)
+        return
     try:
         summary = run_runbook(org=org, workdir=workdir, params=merged, runs_dir=runs_dir,
                               fresh_org=fresh_org, resume=resume, progress=lambda m: click.echo(m, err=True))
@@ -106,6 +111,20 @@ def run(ctx: click.Context, org: str, workdir: str, runs_dir: str, params: tuple
     click.echo("\n".join(summary.lines()))
     if not summary.ok:
         sys.exit(1)
+
+
+def _check_only(org: str, workdir: str, params: dict) -> None:
+    """`runbook run --check`: every problem of every phase's parameters at once; exit 1 if there is one."""
+    from runbook.batch import check_no_secret_params
+    from runbook.parameters import check_run
+
+    try:
+        check_no_secret_params(params)
+        check_run({**params, "org": org, "workdir": str(Path(workdir).expanduser().resolve())})
+    except RunbookError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    click.echo("The parameters of all four phases are valid (nothing was written).")
 
 
 def _is_fleet_file(path: Path) -> bool:

@@ -207,7 +207,8 @@ def _run_one(org: FleetOrg, run_dir: Path, resume: bool, say: Callable[[str], No
         result = OrgResult(org, None, time.perf_counter() - started, error)
     else:
         result = OrgResult(org, summary, time.perf_counter() - started)
-    say(f"[{org.name}] {'done' if result.ok else 'FAILED'} in {result.seconds:.1f} s")
+    say(f"[{org.name}] {'done' if result.ok else 'FAILED'} in {result.seconds:.1f} s"
+        + (f": {result.error}" if result.error else ""))
     return result
 
 

@@ -103,7 +103,7 @@ def _http_session() -> requests.Session:
 def connect(org: str = "local", *, workdir: str | Path = "work", api_version: str = DEFAULT_API_VERSION,
             login_url: str = "") -> OrgSession:
     """A session with ``org``, logging in once per process; raises OrgConnectionError naming the method."""
-    _check_api_version(api_version)
+    check_api_version(api_version)
     if not org or not isinstance(org, str):
         raise InputError("org", org, 'use "local", a Salesforce CLI alias or username, "env" or "password"')
     key = (org, str(local_state_dir(workdir)) if org == "local" else "", api_version)
@@ -145,10 +145,11 @@ def _parse_org(org: str) -> tuple[str, list[str]]:
     return method, names
 
 
-def _check_api_version(api_version: str) -> None:
+def check_api_version(api_version: str) -> None:
+    """Refuse anything but a version like "62.0" (from 50.0), naming the parameter."""
     try:
         ok = float(api_version) >= 50 and api_version.count(".") == 1
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, AttributeError):
         ok = False
     if not ok:
         raise InputError("api_version", api_version, 'use a Salesforce API version like "62.0" (no "v")')

@@ -335,10 +335,7 @@ def verify_setup(session: OrgSession, *, workdir: str | Path, username: str = ""
     run against a real org passes. Records the hand-off (no token) as the ``verify`` phase record; raises
     LoginError at the first refusal.
     """
-    if isinstance(propagation_timeout, bool) or not isinstance(propagation_timeout, int | float) or \
-            not 0 <= propagation_timeout <= 3600:
-        raise InputError("propagation_timeout", propagation_timeout,
-                         "give the seconds to wait for a new app to propagate, 0 to 3600 (default 900)")
+    _check_wait(propagation_timeout)
     wd = open_workdir(workdir)
     cert_record, app_record = wd.load("certificate"), wd.load("connected_app")
     if cert_record is None or app_record is None:
@@ -392,6 +389,30 @@ def _with_fingerprints(exc: LoginError, key_path: Path, session: OrgSession, app
 
 
 WEB_FLOW_MODES = ("auto", "on", "off")
+
+
+def check_inputs(*, login_url: str = "", usernames=(), propagation_timeout: float = PROPAGATION_TIMEOUT,
+                 web_flow: str = "auto", web_flow_timeout: float = 120.0) -> None:
+    """Refuse phase 4's parameters that cannot work, before anything is sent (``runbook run`` checks them
+    for the whole run up front)."""
+    if login_url and not (isinstance(login_url, str) and login_url.startswith("https://")):
+        raise InputError("login_url", login_url, "use an https:// URL, e.g. https://login.salesforce.com, or leave "
+                         "it empty for the org's own")
+    names = [usernames] if isinstance(usernames, str) else list(usernames or [])
+    if not all(isinstance(u, str) for u in names):
+        raise InputError("usernames", usernames, 'give Salesforce usernames, e.g. ["ci@example.com"]')
+    _check_wait(propagation_timeout)
+    if web_flow not in WEB_FLOW_MODES:
+        raise InputError("web_flow", web_flow, f"use one of {', '.join(WEB_FLOW_MODES)}")
+    if isinstance(web_flow_timeout, bool) or not isinstance(web_flow_timeout, int | float) or web_flow_timeout <= 0:
+        raise InputError("web_flow_timeout", web_flow_timeout, "give the seconds to wait for the browser, e.g. 120")
+
+
+def _check_wait(propagation_timeout) -> None:
+    if isinstance(propagation_timeout, bool) or not isinstance(propagation_timeout, int | float) or \
+            not 0 <= propagation_timeout <= 3600:
+        raise InputError("propagation_timeout", propagation_timeout,
+                         "give the seconds to wait for a new app to propagate, 0 to 3600 (default 900)")
 
 
 def verify_web_flow(session: OrgSession, handoff: HandOff, *, workdir: str | Path, web_flow: str = "auto",

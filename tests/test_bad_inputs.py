@@ -10,6 +10,7 @@ import pytest
 from runbook.batch import run_runbook
 from runbook.errors import InputError
 from runbook.org import start_local_org
+from runbook.parameters import ParameterProblems
 
 # (phase, parameters, text the error must contain)
 BAD_INPUTS = [
@@ -70,14 +71,18 @@ def test_bad_input_is_refused_and_changes_nothing(done, phase, params, message):
     org = start_local_org(done.workdir / "localorg")
     files_before, calls_before = _snapshot(done.workdir), len(org.call_log())
 
-    result = run_runbook(workdir=done.workdir, runs_dir=done.run_dir.parent, phases=[phase], params=params,
-                         progress=lambda _m: None)
-
-    failed = result.phases[-1]
-    assert failed.status == "failed"
-    assert failed.error.startswith("InputError: "), failed.error
-    assert message in failed.error
-    assert "Fix: " in failed.error
+    try:  # refused by the run's check before anything runs, or, for names only the org knows, by the phase
+        result = run_runbook(workdir=done.workdir, runs_dir=done.run_dir.parent, phases=[phase], params=params,
+                             progress=lambda _m: None)
+    except ParameterProblems as caught:
+        error = str(caught)
+    else:
+        failed = result.phases[-1]
+        assert failed.status == "failed"
+        assert failed.error.startswith("InputError: "), failed.error
+        error = failed.error
+    assert message in error
+    assert "Fix: " in error
     assert [c.operation for c in org.call_log()[calls_before:] if c.is_write] == []
     assert _snapshot(done.workdir) == files_before
 

@@ -27,7 +27,7 @@ def _fleet_file(root: Path, broken: bool) -> Path:
     orgs = [{"name": name} for name in NAMES]
     orgs[1]["params"] = {"app_name": "Bravo_CI"}
     if broken:
-        orgs[3]["params"] = {"key_size": 1000}  # refused by phase 1
+        orgs[3]["params"] = {"key_size": 1000}  # refused by the run's parameter check, before phase 1
     path = root / "orgs.yaml"
     defaults = {"contact_email": "fleet@example.com", "callback_port": "auto"}  # 1717 may be taken here
     path.write_text(yaml.safe_dump({"defaults": defaults, "workdir": "work",
@@ -75,17 +75,18 @@ def test_one_failing_org_does_not_stop_the_others(fleet):
     assert [r.org.name for r in result.failed] == ["delta"]
     assert not result.ok
     delta = result.failed[0]
-    assert [(p.phase, p.status) for p in delta.summary.phases] == [("certificate", "failed")]
-    assert "key_size" in delta.summary.phases[0].error
+    assert delta.summary is None and "key_size=1000 is not valid" in delta.error  # nothing of it ran
     keys = {_consumer_key(r.org.workdir) for r in result.results if r.ok}
     assert len(keys) == 4  # four orgs, four apps, each in its own work folder and local org
 
 
 def test_each_org_gets_its_own_folders_and_parameters(fleet):
     root, result, _messages = fleet
-    for name in NAMES:
+    ran = [n for n in NAMES if n != "delta"]  # delta's parameters were refused: it wrote nothing at all
+    for name in ran:
         assert (root / "work" / name / "localorg" / "org.sqlite3").is_file()
-    assert sorted(p.name for p in result.run_dir.iterdir()) == NAMES
+    assert sorted(p.name for p in result.run_dir.iterdir()) == ran
+    assert not (root / "work" / "delta").exists()
     assert len(list((result.run_dir / "alpha").glob("*.ipynb"))) == 4
     bravo = json.loads((root / "work" / "bravo" / "phases" / "connected_app.json").read_text())
     assert bravo["full_name"] == "Bravo_CI"
@@ -94,7 +95,7 @@ def test_each_org_gets_its_own_folders_and_parameters(fleet):
 def test_progress_is_shown_per_org_and_phase(fleet):
     _root, _result, messages = fleet
     assert "[alpha] [verify] running 04_verify.ipynb" in messages
-    assert any(m.startswith("[delta] [certificate] FAILED") for m in messages)
+    assert any(m.startswith("[delta] FAILED in ") and "key_size=1000" in m for m in messages)
     assert any(m.startswith("[echo] done in ") for m in messages)
 
 
@@ -146,7 +147,7 @@ def test_report_has_one_row_per_org(fleet):
     assert [row.split(" | ")[0].strip("| ") for row in rows] == NAMES
     alpha = next(r for r in result.results if r.org.name == "alpha")
     assert _consumer_key(alpha.org.workdir) in text
-    assert "✗ failed" in rows[3] and "key_size" in rows[3]
+    assert "not run" in rows[3] and "key_size=1000 is not valid" in rows[3]
     assert "5 orgs, 4 ok, 1 failed" in text
     assert "data-org='delta' data-ok='false'" in html.read_text()
 
