@@ -1,4 +1,10 @@
-"""What every request handler gets: the org (store, URL, ids, session length) and the call being served."""
+"""What every request handler gets: the org (store, URL, ids, session length, clock) and the call being served.
+
+The org keeps its own clock: this machine's time plus the org setting ``clock_offset_s`` (0 on a fresh org),
+so a test moves it forward (``LocalOrg.advance_clock``) instead of sleeping. Sessions, authorization
+codes, the login page's session and refresh tokens are timed on it. A JWT's ``exp`` is not: it is the
+client's clock, which moved as much as the org's in the time the offset stands for.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,8 @@ from typing import Any
 
 from runbook.localorg import credentials, seed
 from runbook.localorg.store import Store
+
+CLOCK_OFFSET_SETTING = "clock_offset_s"  # seconds the org's clock runs ahead of this machine's
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -45,18 +53,23 @@ class OrgContext:
     def org_id15(self) -> str:
         return self.org_id[:15]
 
-    def open_session(self, user_id: str, *, app_id: str | None, scopes: str, kind: str) -> str:
-        """A new access token for ``user_id``; only its digest is stored."""
+    def now(self) -> float:
+        """The org's time, POSIX seconds: this machine's clock plus ``clock_offset_s``."""
+        return self.store.clock(CLOCK_OFFSET_SETTING)
+
+    def open_session(self, user_id: str, *, app_id: str | None, scopes: str, kind: str,
+                     grant_id: str | None = None) -> str:
+        """A new access token for ``user_id`` (tied to a refresh token's ``grant_id``); only its digest is stored."""
         token = credentials.new_access_token(self.org_id)
-        self.store.save_token(credentials.token_digest(token), user_id=user_id, app_id=app_id, scopes=scopes,
-                              kind=kind, seconds=self.session_seconds)
+        self.store.save_token_at(credentials.token_digest(token), user_id=user_id, app_id=app_id, scopes=scopes,
+                                 kind=kind, issued_at=self.now(), seconds=self.session_seconds, grant_id=grant_id)
         return token
 
     def session(self, token: str | None) -> Session | None:
         """The session behind ``token``, or None if it is unknown, expired, or its user was deactivated."""
         if not token:
             return None
-        row = self.store.token(credentials.token_digest(token.strip()))
+        row = self.store.token_at(credentials.token_digest(token.strip()), self.now())
         user = self.store.get("User", row["user_id"]) if row else None
         if row is None or user is None or not user["IsActive"]:
             return None

@@ -24,8 +24,35 @@ The approval is recorded when the code is issued ([U] there is no "Allow Access?
 self-authorize app then also allows that user's JWT logins. The token endpoint's ``authorization_code``
 grant checks the code, ``client_id``, ``redirect_uri``, the PKCE ``code_verifier`` (S256; Salesforce's
 default when no method is sent; required when the app has ``isPkceRequired``) and ``client_secret``
-unless the app has ``isConsumerSecretOptional``. No refresh token is issued ([U] the local org has no
-refresh grant).
+unless the app has ``isConsumerSecretOptional``.
+
+Refresh tokens ([D] help "OAuth 2.0 Refresh Token Flow for Renewed Sessions"): the code exchange returns a
+``refresh_token`` when the app has the RefreshToken scope and the authorize request asked for it
+(``refresh_token`` or ``offline_access`` in ``scope``, or no ``scope`` at all, which asks for every scope the
+app has [D Mobile SDK "Scope Parameter Values"]). ``grant_type=refresh_token`` takes ``refresh_token``,
+``client_id`` and ``client_secret`` unless the app clears ``isSecretRequiredForRefreshToken`` (default
+true [D Metadata API ConnectedAppOauthConfig]; ExtlClntAppGlobalOauthSettings has the same field). It
+answers a new access token and no refresh token, unless ``isRefreshTokenRotationEnabled``: then a new
+refresh token too, and the one sent is spent [D]; a spent one sent again revokes the whole grant, since
+someone else may hold its successor [V sfdx-core AuthInfo.refreshWithTokenRotationLock]. The app's
+refresh token policy is enforced on the org's clock at each use, as the app has it then: ConnectedApp
+``oauthPolicy.refreshTokenPolicy`` (``infinite``, ``zero``, ``specific_lifetime:N:UNIT``,
+``specific_inactivity:N:UNIT`` [D]) or the External Client App's OAuth policies
+(``refreshTokenPolicyType``/``Period``/``Unit`` [D]). ``zero`` refuses the token at its first use while the
+session it came with lasts ([D] "Manage OAuth Access Policies"; [U] that the token is issued at all);
+a lifetime runs from the user's authorization, not from a rotation ([U]); inactivity counts refresh
+grants only ([U]); a month is 30 days ([U]). Refusals are Salesforce's bodies: an unknown, expired,
+revoked or foreign token ``invalid_grant``/"expired access/refresh token" ([D] help "OAuth 2.0 Flow
+Errors"; [O] restforce#81, jsforce#1656), an unknown client ``invalid_client_id``, a missing or wrong
+secret ``invalid_client``/"invalid client credentials" ([O] restforce#338; [U] for a missing one).
+Refresh tokens are kept by digest only, each in a grant that revocation ends with its access tokens.
+
+``/services/oauth2/revoke`` (POST ``token=`` form-encoded, or GET ``?token=`` [D] Mobile SDK "Revoking OAuth
+Tokens", developer blog 2011-11 "blind GET") revokes a refresh token with every access token of its grant,
+or one access token; HTTP 200 with an empty body. Refusals are HTTP 400 form-encoded, as jsforce parses them
+[V jsforce OAuth2.revokeToken]: ``invalid_token`` for a token of a known shape the org does not hold ([D]
+the code; [U] "invalid token"), ``unsupported_token_type``/"this token type is not supported" for
+anything else ([O] forrest#213).
 
 With ``propagation_s`` set, a new or changed app is unknown (``invalid_client_id``) to every flow for
 that long after its last save, as real orgs take 2–10 minutes [O wire facts §1.6].
@@ -57,6 +84,11 @@ from runbook.localorg.external_client_apps import permission_set_ids
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 AUTHORIZATION_CODE = "authorization_code"
+REFRESH_TOKEN = "refresh_token"
+EXPIRED_REFRESH = "expired access/refresh token"  # [D] OAuth 2.0 Flow Errors; [O] restforce#81
+# [O] Salesforce refresh tokens start with 5Aep861 (jsforce and restforce issue transcripts); the rest is
+# what sfdx-core's auth URL pattern takes ([a-zA-Z0-9._-], AuthInfo.parseSfdxAuthUrl [V]).
+REFRESH_TOKEN_PREFIX = "5Aep861"
 CODE_SECONDS = 15 * 60
 CLOCK_SKEW_SECONDS = 180
 _MILLISECONDS_ABOVE = 10**11
@@ -98,7 +130,9 @@ def token(ctx: OrgContext, form: Mapping[str, str]) -> dict[str, Any]:
     """The token response for a form-encoded token request; raises OAuthError."""
     grant = form.get("grant_type")
     if grant == AUTHORIZATION_CODE:
-        return _token_response(ctx, *_redeemed_code(ctx, form), kind="web")
+        return _code_grant(ctx, form)
+    if grant == REFRESH_TOKEN:
+        return _refresh_grant(ctx, form)
     if grant != JWT_BEARER:
         raise OAuthError("unsupported_grant_type", "grant type not supported")
     claims, app = _verified_assertion(ctx, form.get("assertion") or "")
@@ -110,11 +144,13 @@ def token(ctx: OrgContext, form: Mapping[str, str]) -> dict[str, Any]:
     return _token_response(ctx, app, user, kind="jwt")
 
 
-def _token_response(ctx: OrgContext, app: OAuthApp, user: dict[str, Any], *, kind: str) -> dict[str, Any]:
-    scopes = " ".join(app.scopes)
-    access_token = ctx.open_session(user["Id"], app_id=app.entity_id, scopes=scopes, kind=kind)
+def _token_response(ctx: OrgContext, app: OAuthApp, user: dict[str, Any], *, kind: str, scopes: str = "",
+                    grant_id: str | None = None) -> dict[str, Any]:
+    """A new session's answer: with the app's scopes unless ``scopes`` names the granted ones."""
+    scopes = scopes or " ".join(app.scopes)
+    access_token = ctx.open_session(user["Id"], app_id=app.entity_id, scopes=scopes, kind=kind, grant_id=grant_id)
     id_url = f"{ctx.url}/id/{ctx.org_id}/{user['Id']}"
-    issued_at = str(int(time.time() * 1000))
+    issued_at = str(int(ctx.now() * 1000))
     return {"access_token": access_token, "scope": scopes, "instance_url": ctx.url, "id": id_url,
             "token_type": "Bearer", "issued_at": issued_at,
             "signature": credentials.sign(ctx.store.get_setting("org_secret"), id_url, issued_at)}
@@ -317,7 +353,8 @@ def _issue_code(ctx: OrgContext, request: AuthorizeRequest, user: dict[str, Any]
     code = secrets.token_urlsafe(32)
     ctx.store.set_setting(_digest_key("authcode", code), {
         "client_id": request.client_id, "redirect_uri": request.redirect_uri, "user_id": user["Id"],
-        "challenge": request.args.get("code_challenge") or "", "expires": time.time() + CODE_SECONDS})
+        "challenge": request.args.get("code_challenge") or "", "scope": request.args.get("scope"),
+        "expires": ctx.now() + CODE_SECONDS})
     return request.back(code=code)
 
 
@@ -326,11 +363,11 @@ def _digest_key(kind: str, secret: str) -> str:
     return f"{kind}:" + hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _redeemed_code(ctx: OrgContext, form: Mapping[str, str]) -> tuple[OAuthApp, dict[str, Any]]:
-    """The app and user an authorization code was issued for; the code is spent either way."""
+def _redeemed_code(ctx: OrgContext, form: Mapping[str, str]) -> tuple[OAuthApp, dict[str, Any], str | None]:
+    """The app, user and requested scope an authorization code was issued for; the code is spent either way."""
     key = _digest_key("authcode", form.get("code") or "")
     issued = ctx.store.get_setting(key)
-    if not issued or issued.get("spent") or issued["expires"] < time.time():
+    if not issued or issued.get("spent") or issued["expires"] < ctx.now():
         raise _invalid("invalid authorization code")
     ctx.store.set_setting(key, {**issued, "spent": True})
     client_id = form.get("client_id") or ""
@@ -343,10 +380,7 @@ def _redeemed_code(ctx: OrgContext, form: Mapping[str, str]) -> tuple[OAuthApp, 
     if (form.get("redirect_uri") or "") != issued["redirect_uri"]:
         raise OAuthError("redirect_uri_mismatch", "redirect_uri must match configuration")
     settings = _web_settings(ctx, client_id)
-    given = form.get("client_secret") or ""
-    if (given or not settings.secret_optional) and not (
-            settings.secret and hmac.compare_digest(given.encode(), settings.secret.encode())):
-        raise OAuthError("invalid_client", "invalid client credentials")
+    _check_client_secret(form.get("client_secret") or "", settings.secret, required=not settings.secret_optional)
     # A challenge sent is always checked; an app requiring PKCE also refuses a code issued without one
     # (it was changed after the code was issued). [O] the wording: salesforce.stackexchange.com/q/330168
     if (issued["challenge"] or settings.pkce_required) and not hmac.compare_digest(
@@ -355,7 +389,171 @@ def _redeemed_code(ctx: OrgContext, form: Mapping[str, str]) -> tuple[OAuthApp, 
     user = ctx.store.get("User", issued["user_id"])
     if user is None or not user["IsActive"]:
         raise _invalid("inactive user")
-    return app, user
+    return app, user, issued.get("scope")
+
+
+def _check_client_secret(given: str, secret: str | None, *, required: bool) -> None:
+    """A secret sent is always checked; none sent passes only where the app does not require one."""
+    if (given or required) and not (secret and hmac.compare_digest(given.encode(), secret.encode())):
+        raise OAuthError("invalid_client", "invalid client credentials")
+
+
+# --- refresh tokens -------------------------------------------------------------------------------
+
+_UNIT_SECONDS = {"HOURS": 3600, "DAYS": 86400, "MONTHS": 30 * 86400}  # [U] a month as 30 days
+# ExtlClntAppOauthConfigurablePolicies.refreshTokenPolicyType -> ConnectedApp oauthPolicy.refreshTokenPolicy [D]
+_ECA_POLICY = {"Infinite": "infinite", "Zero": "zero", "SpecificLifetime": "specific_lifetime",
+               "SpecificInactivity": "specific_inactivity"}
+
+
+@dataclass(frozen=True)
+class RefreshPolicy:
+    """An app's refresh token policy: ``infinite``, ``zero``, or a lifetime / inactivity limit in seconds."""
+
+    kind: str
+    seconds: float = 0
+
+    @classmethod
+    def parse(cls, value: str | None) -> RefreshPolicy:
+        """``infinite``, ``zero``, ``specific_lifetime:3:HOURS``, ``specific_inactivity:7:DAYS``; else infinite [U]."""
+        kind, _, rest = (value or "infinite").strip().partition(":")
+        count, _, unit = rest.partition(":")
+        if kind in ("specific_lifetime", "specific_inactivity") and count.isdigit() and \
+                unit.upper() in _UNIT_SECONDS:
+            return cls(kind, int(count) * _UNIT_SECONDS[unit.upper()])
+        return cls("zero") if kind == "zero" else cls("infinite")
+
+    def refuses(self, token: dict[str, Any], now: float) -> bool:
+        """Whether the policy refuses ``token`` (a refresh_token row) at ``now`` on the org's clock."""
+        if self.kind == "zero":
+            return True
+        if self.kind == "specific_lifetime":
+            return now >= token["granted_at"] + self.seconds
+        if self.kind == "specific_inactivity":
+            return now >= token["last_used_at"] + self.seconds
+        return False
+
+
+@dataclass(frozen=True)
+class RefreshSettings:
+    """What the refresh grant needs from an app: its secret, whether it is required, rotation, the policy."""
+
+    secret: str | None = field(repr=False)
+    secret_required: bool
+    rotation: bool
+    policy: RefreshPolicy
+
+
+def _refresh_settings(ctx: OrgContext, consumer_key: str) -> RefreshSettings:
+    """ConnectedApp ``oauthConfig`` + ``oauthPolicy``, or the ECA's global OAuth settings + OAuth policies."""
+    component = ctx.store.component_by_consumer_key(consumer_key)
+    definition = component.definition if component else {}
+    oauth = child(definition, "oauthConfig") or definition
+    if component is not None and component.type == external_client_apps.GLOBAL_OAUTH:
+        policies = next(iter(ctx.store.components(external_client_apps.OAUTH_POLICIES, parent=component.parent)),
+                        None)
+        plcy = policies.definition if policies else {}
+        kind = _ECA_POLICY.get(text(plcy, "refreshTokenPolicyType") or "Infinite", "infinite")
+        policy = RefreshPolicy.parse(f"{kind}:{text(plcy, 'refreshTokenValidityPeriod') or ''}:"
+                                     f"{text(plcy, 'refreshTokenValidityUnit') or ''}")
+    else:
+        policy = RefreshPolicy.parse(text(child(definition, "oauthPolicy"), "refreshTokenPolicy"))
+    return RefreshSettings(component.consumer_secret if component else None,
+                           as_bool(text(oauth, "isSecretRequiredForRefreshToken"), default=True),
+                           as_bool(text(oauth, "isRefreshTokenRotationEnabled")), policy)
+
+
+def _granted_scopes(app: OAuthApp, requested: str | None) -> str:
+    """The scopes a code exchange grants: those asked for that the app has; all the app's when none asked.
+
+    [D] a request's scopes are a subset of the app's; [U] one naming none of the app's gets the app's.
+    """
+    if not (requested or "").strip():
+        return " ".join(app.scopes)
+    asked = {REFRESH_TOKEN if scope == "offline_access" else scope for scope in (requested or "").split()}
+    return " ".join([scope for scope in app.scopes if scope in asked] or app.scopes)
+
+
+def _new_refresh_token(ctx: OrgContext, *, grant_id: str, user_id: str, app: OAuthApp, scopes: str,
+                       granted_at: float) -> str:
+    """A new refresh token in ``grant_id``; only its digest is stored."""
+    value = REFRESH_TOKEN_PREFIX + secrets.token_urlsafe(60).replace("-", ".")
+    ctx.store.save_refresh_token(credentials.token_digest(value), grant_id=grant_id, user_id=user_id,
+                                 app_id=app.entity_id, scopes=scopes, granted_at=granted_at, issued_at=ctx.now())
+    return value
+
+
+def _code_grant(ctx: OrgContext, form: Mapping[str, str]) -> dict[str, Any]:
+    """The authorization code exchange: a session, and a refresh token when the app and the request allow one."""
+    app, user, requested = _redeemed_code(ctx, form)
+    scopes = _granted_scopes(app, requested)
+    if REFRESH_TOKEN not in scopes.split():
+        return _token_response(ctx, app, user, kind="web", scopes=scopes)
+    grant_id = secrets.token_hex(16)
+    body = _token_response(ctx, app, user, kind="web", scopes=scopes, grant_id=grant_id)
+    body["refresh_token"] = _new_refresh_token(ctx, grant_id=grant_id, user_id=user["Id"], app=app, scopes=scopes,
+                                               granted_at=ctx.now())
+    return body
+
+
+def _refresh_grant(ctx: OrgContext, form: Mapping[str, str]) -> dict[str, Any]:
+    """``grant_type=refresh_token``: a new session for the token's user (and a new token under rotation)."""
+    client_id = form.get("client_id") or ""
+    app = _known_app(ctx, client_id)
+    if app is None:
+        raise OAuthError("invalid_client_id", "client identifier invalid")
+    _check_enabled(app)
+    settings = _refresh_settings(ctx, client_id)
+    _check_client_secret(form.get("client_secret") or "", settings.secret, required=settings.secret_required)
+    digest = credentials.token_digest(form.get("refresh_token") or "")
+    now = ctx.now()
+    token = _live_refresh_token(ctx, digest, app, settings.policy, now)
+    user = ctx.store.get("User", token["user_id"])
+    if user is None or not user["IsActive"]:  # [U] a deactivated user's tokens answer as expired ones
+        raise _invalid(EXPIRED_REFRESH)
+    if app.admin_approved:  # [U] a user no longer pre-authorized is refused as the JWT flow refuses them
+        _check_access(ctx, app, user)
+    if not ctx.store.use_refresh_token(digest, now, replace=settings.rotation):
+        ctx.store.revoke_grant(token["grant_id"])  # a concurrent rotation spent it first: a reuse
+        raise _invalid(EXPIRED_REFRESH)
+    body = _token_response(ctx, app, user, kind="refresh", scopes=token["scopes"], grant_id=token["grant_id"])
+    if settings.rotation:
+        body["refresh_token"] = _new_refresh_token(ctx, grant_id=token["grant_id"], user_id=user["Id"], app=app,
+                                                   scopes=token["scopes"], granted_at=token["granted_at"])
+    return body
+
+
+def _live_refresh_token(ctx: OrgContext, digest: str, app: OAuthApp, policy: RefreshPolicy,
+                        now: float) -> dict[str, Any]:
+    """The refresh token with ``digest`` if it is the app's, unspent and within its policy; raises otherwise.
+
+    A spent (rotated) token coming back revokes its grant; one the policy refuses is forgotten, since an
+    expired token stays expired, while the session it came with lasts.
+    """
+    token = ctx.store.refresh_token(digest)
+    if token is None or token["app_id"] != app.entity_id:
+        raise _invalid(EXPIRED_REFRESH)
+    if token["replaced"]:
+        ctx.store.revoke_grant(token["grant_id"])
+        raise _invalid(EXPIRED_REFRESH)
+    if policy.refuses(token, now):
+        ctx.store.drop_refresh_tokens(token["grant_id"])
+        raise _invalid(EXPIRED_REFRESH)
+    return token
+
+
+def revoke(ctx: OrgContext, value: str) -> None:
+    """Revoke a refresh token (its whole grant, access tokens too) or one access token; raises OAuthError."""
+    digest = credentials.token_digest(value)
+    token = ctx.store.refresh_token(digest) if value else None
+    if token is not None:
+        ctx.store.revoke_grant(token["grant_id"])
+        return
+    if value.startswith(REFRESH_TOKEN_PREFIX) or (value.startswith("00D") and "!" in value):
+        if value.startswith("00D") and ctx.store.revoke_access_token(digest):
+            return
+        raise OAuthError("invalid_token", "invalid token")
+    raise OAuthError("unsupported_token_type", "this token type is not supported")
 
 
 # --- the login page and its session ---------------------------------------------------------------
@@ -364,14 +562,14 @@ def _open_browser_session(ctx: OrgContext, user_id: str) -> str:
     """A new session cookie value for ``user_id``; only its digest is stored, and it is no API token."""
     value = secrets.token_urlsafe(32)
     ctx.store.set_setting(_digest_key("browser", value),
-                          {"user_id": user_id, "expires": time.time() + ctx.session_seconds})
+                          {"user_id": user_id, "expires": ctx.now() + ctx.session_seconds})
     return value
 
 
 def _browser_user(ctx: OrgContext, cookie: str | None) -> dict[str, Any] | None:
     """The active user a session cookie belongs to, or None (no cookie, unknown, expired, deactivated)."""
     issued = ctx.store.get_setting(_digest_key("browser", cookie)) if cookie else None
-    if not issued or issued["expires"] < time.time():
+    if not issued or issued["expires"] < ctx.now():
         return None
     user = ctx.store.get("User", issued["user_id"])
     return user if user is not None and user["IsActive"] else None
@@ -456,6 +654,25 @@ def token_endpoint(ctx: OrgContext, request: Request, call: Call) -> Response:
         return _json(token(ctx, request.form))
     except OAuthError as error:
         return _json(error.body(), 400)
+
+
+def revoke_endpoint(ctx: OrgContext, request: Request, call: Call) -> Response:
+    """``/services/oauth2/revoke``: POST ``token=`` (form-encoded) or GET ``?token=``; 200 with no body."""
+    call.operation = "oauth.revoke"
+    if request.method not in ("GET", "POST"):
+        return _form_error(OAuthError("invalid_request", "must use HTTP POST or GET"))
+    source = request.form if request.method == "POST" else request.args
+    try:
+        revoke(ctx, (source.get("token") or "").strip())
+    except OAuthError as error:
+        return _form_error(error)
+    return Response("", status=200, headers={"Cache-Control": "no-store"})
+
+
+def _form_error(error: OAuthError) -> Response:
+    """A revoke refusal: HTTP 400, form-encoded ([O] forrest#213; [V] jsforce parses it as a query string)."""
+    return Response(urlencode(error.body()), status=400, content_type="application/x-www-form-urlencoded",
+                    headers={"Cache-Control": "no-store"})
 
 
 def authorize_endpoint(ctx: OrgContext, request: Request, call: Call) -> Response:

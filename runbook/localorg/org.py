@@ -20,7 +20,7 @@ from typing import Any
 
 from runbook.files import PRIVATE, PUBLIC, make_private_dir, write_atomic
 from runbook.localorg import connected_apps, credentials, org_settings, seed
-from runbook.localorg.context import OrgContext
+from runbook.localorg.context import CLOCK_OFFSET_SETTING, OrgContext
 from runbook.localorg.external_client_apps import KEY_IN_RETRIEVE_SETTING, OPT_IN_SETTING
 from runbook.localorg.faults import Fault, FaultPlan, Injection
 from runbook.localorg.server import TlsServer, make_app
@@ -31,7 +31,7 @@ from runbook.localorg.tls import ensure_tls, server_context
 SETTINGS: dict[str, type] = {
     "allow_connected_apps": bool, "permission_set_read_as": str,
     OPT_IN_SETTING: bool, KEY_IN_RETRIEVE_SETTING: bool,
-    org_settings.SECRET_IN_REST_API: bool}
+    org_settings.SECRET_IN_REST_API: bool, CLOCK_OFFSET_SETTING: float}
 # Settings that take one of a few values.
 SETTING_CHOICES: dict[str, tuple[str, ...]] = {"permission_set_read_as": connected_apps.PERMISSION_SET_READ_AS}
 
@@ -63,6 +63,11 @@ class LocalOrg:
     As a test bench: every call waits ``latency_ms`` first, and ``faults`` (a ``FaultPlan``, see
     ``runbook.localorg.faults``) makes chosen calls fail; ``set_latency`` and ``set_faults`` change both
     while the org runs. Several orgs may run at once, one per state folder and port.
+
+    The org has a clock of its own, this machine's moved by the setting ``clock_offset_s`` (kept in the
+    state, so every process serving it agrees): ``advance_clock(3 * 3600)`` makes three hours pass for
+    its sessions, codes and refresh tokens at once, so a test of a token's lifetime moves the clock
+    instead of sleeping.
     """
 
     def __init__(self, state_dir: Path, port: int = 0, *, allow_connected_apps: bool = True,
@@ -205,6 +210,20 @@ class LocalOrg:
         """Every API request served since the state was created, oldest first."""
         with self._state() as store:
             return store.call_log()
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the org's clock forward by ``seconds`` (as if that much time passed); returns the new offset."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise ValueError(f"advance_clock takes the seconds to move forward (0 or more), not {seconds!r}")
+        with self._state() as store, store.transaction():
+            offset = float(store.get_setting(CLOCK_OFFSET_SETTING, 0) or 0) + float(seconds)
+            store.set_setting(CLOCK_OFFSET_SETTING, offset)
+        return offset
+
+    def clock(self) -> float:
+        """The org's time now, POSIX seconds (this machine's plus ``clock_offset_s``)."""
+        with self._state() as store:
+            return store.clock(CLOCK_OFFSET_SETTING)
 
     def set_setting(self, name: str, value: Any) -> None:
         """Change a setting of the running org, e.g. ``set_setting("allow_connected_apps", False)``."""

@@ -39,6 +39,7 @@ Handler = Callable[..., Response]
 _ROUTES: list[tuple[re.Pattern[str], Handler]] = [
     (re.compile(r"/services/oauth2/token"), oauth.token_endpoint),
     (re.compile(r"/services/oauth2/authorize"), oauth.authorize_endpoint),
+    (re.compile(r"/services/oauth2/revoke"), oauth.revoke_endpoint),
     (re.compile(r"/services/oauth2/userinfo"), oauth.userinfo_endpoint),
     (re.compile(r"/id/(?P<org_id>\w+)/(?P<user_id>\w+)"), oauth.identity_endpoint),
     (re.compile(rf"/services/Soap/u/{_VERSION}(?:/.*)?"), soap.partner),

@@ -83,6 +83,15 @@ _TABLES = (
         PRIMARY KEY (app_id, user_id))""",
     """CREATE TABLE IF NOT EXISTS deploy_request (
         id TEXT PRIMARY KEY, result TEXT NOT NULL, created_at TEXT NOT NULL)""",
+    # A refresh token belongs to a grant (one user's authorization of one app, from one code exchange);
+    # rotation replaces the token within its grant, and revoking the grant ends its access tokens too.
+    """CREATE TABLE IF NOT EXISTS refresh_token (
+        digest TEXT PRIMARY KEY, grant_id TEXT NOT NULL, user_id TEXT NOT NULL, app_id TEXT NOT NULL,
+        scopes TEXT NOT NULL, granted_at REAL NOT NULL, issued_at REAL NOT NULL, last_used_at REAL NOT NULL,
+        replaced INTEGER NOT NULL DEFAULT 0)""",
+    "CREATE INDEX IF NOT EXISTS refresh_token_grant ON refresh_token (grant_id)",
+    """CREATE TABLE IF NOT EXISTS grant_access_token (
+        access_digest TEXT PRIMARY KEY, grant_id TEXT NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS call_log (
         seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL,
         operation TEXT NOT NULL, is_write INTEGER NOT NULL, status INTEGER NOT NULL)""",
@@ -100,6 +109,15 @@ def _sobject_ddl(name: str) -> str:
     return f'CREATE TABLE IF NOT EXISTS "{name}" ({", ".join(columns)})'
 
 
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Give the tables of a state made by an older version the fields ``schema`` has gained since (as null)."""
+    for name, sobject in SOBJECTS.items():
+        have = {row[1] for row in db.execute(f'PRAGMA table_info("{name}")')}
+        for f in sobject.fields:
+            if f.name not in have:
+                db.execute(f'ALTER TABLE "{name}" ADD COLUMN "{f.name}" {_column_type(f.type)}')
+
+
 class Store:
     """All state of one local org, in ``path``."""
 
@@ -114,6 +132,7 @@ class Store:
         with self.transaction() as db:
             for ddl in (*_TABLES, *(_sobject_ddl(name) for name in SOBJECTS), *_UNIQUE):
                 db.execute(ddl)
+            _add_missing_columns(db)
 
     def close(self) -> None:
         with self._lock:
@@ -361,6 +380,73 @@ class Store:
     def forget_approvals(self, app_id: str) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM oauth_approval WHERE app_id = ?", (app_id,))
+
+    # --- the org's clock, sessions on it, refresh tokens ------------------------------------------------
+
+    def clock(self, offset_setting: str) -> float:
+        """The org's time (POSIX seconds): this machine's clock moved by the setting ``offset_setting``."""
+        return time.time() + float(self.get_setting(offset_setting, 0) or 0)
+
+    def save_token_at(self, digest: str, *, user_id: str, app_id: str | None, scopes: str, kind: str,
+                      issued_at: float, seconds: float, grant_id: str | None = None) -> None:
+        """An access token issued at ``issued_at`` (the org's clock); ``grant_id`` ties it to a refresh grant."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO access_token (digest, user_id, app_id, scopes, kind, issued_at, "
+                       "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (digest, user_id, app_id, scopes, kind, issued_at, issued_at + seconds))
+            if grant_id:
+                db.execute("INSERT INTO grant_access_token (access_digest, grant_id) VALUES (?, ?)",
+                           (digest, grant_id))
+
+    def token_at(self, digest: str, now: float) -> dict[str, Any] | None:
+        """The session with this token digest if it is still live at ``now`` (the org's clock), else None."""
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM access_token WHERE digest = ? AND expires_at > ?",
+                             (digest, now)).fetchone()
+        return dict(row) if row else None
+
+    def revoke_access_token(self, digest: str) -> bool:
+        """End one session; False when there was none with this digest."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM grant_access_token WHERE access_digest = ?", (digest,))
+            return db.execute("DELETE FROM access_token WHERE digest = ?", (digest,)).rowcount > 0
+
+    def save_refresh_token(self, digest: str, *, grant_id: str, user_id: str, app_id: str, scopes: str,
+                           granted_at: float, issued_at: float) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO refresh_token (digest, grant_id, user_id, app_id, scopes, granted_at, "
+                       "issued_at, last_used_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       (digest, grant_id, user_id, app_id, scopes, granted_at, issued_at, issued_at))
+
+    def refresh_token(self, digest: str) -> dict[str, Any] | None:
+        """The refresh token with this digest (also one rotation replaced: ``replaced`` says so), or None."""
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM refresh_token WHERE digest = ?", (digest,)).fetchone()
+        return dict(row) if row else None
+
+    def use_refresh_token(self, digest: str, now: float, *, replace: bool) -> bool:
+        """Record a use at ``now``, ``replace`` marking the token spent (rotation issues its successor).
+
+        False when the token is gone or already spent: the check and the update are one statement, so of
+        two concurrent rotations of one token only one wins.
+        """
+        with self.transaction() as db:
+            return db.execute("UPDATE refresh_token SET last_used_at = ?, replaced = ? WHERE digest = ? "
+                              "AND replaced = 0", (now, int(replace), digest)).rowcount > 0
+
+    def drop_refresh_tokens(self, grant_id: str) -> None:
+        """Forget a grant's refresh tokens (expired by policy); its live sessions stay."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM refresh_token WHERE grant_id = ?", (grant_id,))
+
+    def revoke_grant(self, grant_id: str) -> int:
+        """Revoke a grant: its refresh tokens and every access token issued from it; returns the sessions ended."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM refresh_token WHERE grant_id = ?", (grant_id,))
+            ended = db.execute("DELETE FROM access_token WHERE digest IN (SELECT access_digest FROM "
+                               "grant_access_token WHERE grant_id = ?)", (grant_id,)).rowcount
+            db.execute("DELETE FROM grant_access_token WHERE grant_id = ?", (grant_id,))
+        return ended
 
     # --- deploys and the call log -----------------------------------------------------------------
 

@@ -204,13 +204,13 @@ def test_simple_salesforce_jwt_login_through_the_fragment_trick(org, keys, app_k
 
 
 def test_expired_sessions_get_invalid_session_id(tmp_path, monkeypatch):
-    with LocalOrg(tmp_path / "short", session_seconds=1) as short:
+    with LocalOrg(tmp_path / "short") as short:
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(short.ca_bundle))
         sf = soap_login(short)
         url = f"{short.url}/services/data/v59.0/query"
         assert requests.get(url, params={"q": "SELECT Id FROM Profile"}, headers=bearer(sf.session_id),
                             verify=short.ca_bundle, timeout=5).status_code == 200
-        time.sleep(1.1)
+        short.advance_clock(short.session_seconds)  # the org's clock: 2 hours pass at once
         expired = requests.get(url, params={"q": "SELECT Id FROM Profile"}, headers=bearer(sf.session_id),
                                verify=short.ca_bundle, timeout=5)
         assert expired.status_code == 401
@@ -224,3 +224,15 @@ def test_expired_sessions_get_invalid_session_id(tmp_path, monkeypatch):
         assert fault.status_code == 500
         assert "<faultcode>sf:INVALID_SESSION_ID</faultcode>" in fault.text
         assert "INVALID_SESSION_ID: Invalid Session ID found in SessionHeader: Illegal Session" in fault.text
+
+
+def test_a_jwt_still_logs_in_after_the_orgs_clock_moved(tmp_path, monkeypatch, keys):
+    """The clock offset is time passing for everyone: a client's exp moved as much, so it stays valid."""
+    with LocalOrg(tmp_path / "later") as later:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(later.ca_bundle))
+        sf = soap_login(later)
+        key = consumer_key(sf, create_connected_app(sf, keys))
+        later.advance_clock(30 * 86400)
+        answer = token_request(later, assertion(keys, iss=key, sub=ADMIN_USERNAME))
+        assert answer.status_code == 200, answer.text
+        assert abs(int(answer.json()["issued_at"]) / 1000 - later.clock()) < 60
