@@ -37,7 +37,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +44,10 @@ from runbook.errors import InputError, PhaseError
 from runbook.files import PRIVATE, create_with_mode, make_private_dir
 from runbook.org import LOCAL_STATE_ENV, _find_served_local_org, sf_cli_env, start_local_org
 from runbook.parameters import check_run
-from runbook.phases import PHASES, notebooks_dir
+from runbook.phases import PHASES, notebooks_dir, phase_named
+from runbook.resume import decide as resume_decisions
+from runbook.resume import inputs_of, record_outcome
+from runbook.summary import PhaseRun, RunSummary
 from runbook.widgets import BATCH_ENV
 from runbook.workdir import open_workdir
 
@@ -61,46 +63,6 @@ def check_no_secret_params(params: dict[str, Any]) -> None:
         if SECRET_NAME.search(name):
             raise InputError(name, "<hidden>", "never pass secrets as notebook parameters: put the value in an "
                              "environment variable and pass its NAME (e.g. passphrase_env=MY_VAR)")
-
-
-@dataclass
-class PhaseRun:
-    phase: str
-    notebook: Path
-    output: Path
-    seconds: float
-    status: str  # done | failed | skipped
-    error: str = ""
-
-
-@dataclass
-class RunSummary:
-    run_dir: Path
-    workdir: Path
-    org: str
-    phases: list[PhaseRun] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return all(p.status != "failed" for p in self.phases)
-
-    def lines(self) -> list[str]:
-        wd = open_workdir(self.workdir)
-        app, verify = wd.load("connected_app") or {}, wd.load("verify") or {}
-        logins = ", ".join(lr["username"] for lr in verify.get("logins", []))
-        out = [f"{p.phase:<14} {p.status:<7} {p.seconds:6.2f} s  {p.output}" for p in self.phases]
-        failed = [p for p in self.phases if p.status == "failed"]
-        out += [f"FAILED {p.phase}: {p.error}" for p in failed]
-        if app:
-            out += [f"App:            {app['label']} ({app['full_name']}, {app['app_kind']})",
-                    *([f"App kind:       {app['kind_choice']}"] if app.get("kind_choice") else []),
-                    f"Consumer key:   {app['consumer_key']}"]
-        if logins:
-            out += [f"JWT login as:   {logins} (org {verify['logins'][0]['org_id']})",
-                    f"CLI command:    {verify['sf_command']}",
-                    *(f"Note:           {note}" for note in verify.get("notes", []))]
-        out.append(f"Executed notebooks: {self.run_dir}")
-        return out
 
 
 def parameters_of(notebook: Path) -> set[str]:
@@ -168,17 +130,18 @@ def _run_locked(org: str, workdir: Path, params: dict[str, Any], runs_dir: str |
     run_dir = Path(run_dir).expanduser().resolve()
     make_private_dir(run_dir, exist_ok=False)
     env = _local_env(workdir) if org == "local" else sf_cli_env()
-    summary = RunSummary(run_dir, workdir, org)
+    summary = RunSummary(run_dir, workdir, org, params=dict(params))
     common = {"org": org, "workdir": str(workdir), **params}
     selected = [(p.name, p.notebook) for p in PHASES if not phases or p.name in phases]
     if resume:
         if org == "local":
             _start_local(workdir, fresh_org, local_org or {})
         done = _done_phases(org, workdir, params)
-        while selected and selected[0][0] in done:
-            phase, name = selected.pop(0)
-            progress(f"[{phase}] already done: skipped")
-            summary.phases.append(PhaseRun(phase, notebooks_dir() / name, run_dir / name, 0.0, "skipped"))
+        for decision in resume_decisions([p for p, _n in selected], common, workdir, done):
+            progress(f"[{decision.phase}] {decision.why}")
+            if not decision.rerun:  # only leading phases are skipped: a rerun redoes every phase after it
+                phase, name = selected.pop(0)
+                summary.phases.append(PhaseRun(phase, notebooks_dir() / name, run_dir / name, 0.0, "skipped"))
     if not selected:
         return summary
     workdir.parent.mkdir(parents=True, exist_ok=True)  # the kernel's working folder; the org starts after it
@@ -187,9 +150,15 @@ def _run_locked(org: str, workdir: Path, params: dict[str, Any], runs_dir: str |
             _start_local(workdir, fresh_org, local_org or {})  # while the kernel boots
         import_papermill()  # likewise
         for phase, name in selected:
-            run = _run_phase(km, phase, notebooks_dir() / name, run_dir / name, common, progress)
+            inputs = inputs_of(phase_named(phase), common, workdir)
+            try:
+                run = _run_phase(km, phase, notebooks_dir() / name, run_dir / name, common, progress)
+            except KeyboardInterrupt:  # Ctrl-C: the kernel is stopped on the way out; the notebook so far stays
+                progress(f"[{phase}] interrupted")
+                run = PhaseRun(phase, notebooks_dir() / name, run_dir / name, 0.0, "interrupted")
+            record_outcome(workdir, phase, inputs, run.status, run.error)
             summary.phases.append(run)
-            if run.status == "failed":
+            if run.status != "done":
                 break
     return summary
 

@@ -110,7 +110,7 @@ def run(ctx: click.Context, org: str, workdir: str, runs_dir: str, params: tuple
         stop_local_orgs()
     click.echo("\n".join(summary.lines()))
     if not summary.ok:
-        sys.exit(1)
+        sys.exit(130 if summary.interrupted else 1)
 
 
 def _check_only(org: str, workdir: str, params: dict) -> None:
@@ -303,9 +303,12 @@ def teardown(app_name: str, org: str, workdir: str, yes: bool) -> None:
               help="File to write (mode 0600); default WORKDIR/ci/sf-jwt.<format>.")
 @click.option("--username", default="", help="One of the users phase 4 verified (default: the first).")
 @click.option("--instance-url", default="", help="Default: the login URL phase 4 verified against.")
+@click.option("--passphrase-env", default="", metavar="NAME",
+              help="For a key encrypted in phase 1: the NAME of the environment variable holding its passphrase "
+                   "(never the passphrase); the key is exported decrypted, as `sf org login jwt` needs it.")
 @click.pass_context
 def export_ci_command(ctx: click.Context, workdir: str, push: str | None, repo: str, environment: str, fmt: str,
-                      output: str, username: str, instance_url: str) -> None:
+                      output: str, username: str, instance_url: str, passphrase_env: str) -> None:
     """Hand CI the variables for `sf org login jwt`: set them with gh/glab (--push) or write a mode-0600 file.
 
     \b
@@ -321,9 +324,10 @@ def export_ci_command(ctx: click.Context, workdir: str, push: str | None, repo: 
     try:
         if push:
             done = push_ci(workdir, target=push, repo=repo, env=environment, username=username,
-                           instance_url=instance_url)
+                           instance_url=instance_url, passphrase_env=passphrase_env)
         else:
-            done = export_ci(workdir, fmt=fmt, output=output, username=username, instance_url=instance_url)
+            done = export_ci(workdir, fmt=fmt, output=output, username=username, instance_url=instance_url,
+                             passphrase_env=passphrase_env)
     except RunbookError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(str(done))

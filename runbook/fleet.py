@@ -36,11 +36,12 @@ from typing import Any
 
 import yaml
 
-from runbook.batch import RunSummary, check_no_secret_params, import_papermill, run_runbook
+from runbook.batch import check_no_secret_params, import_papermill, run_runbook
 from runbook.errors import InputError, RunbookError
 from runbook.files import make_private_dir
 from runbook.kernelpool import KernelTemplate, forking_supported, template_for
 from runbook.phases import PHASE_NAMES
+from runbook.summary import RunSummary
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ORG_KEYS = {"name", "org", "workdir", "params", "local_org", "fresh_org"}

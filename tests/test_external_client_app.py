@@ -150,7 +150,8 @@ def test_runbook_through_papermill_ends_in_a_jwt_login_as_the_admin(tmp_path, ap
     org = start_local_org(summary.workdir / "localorg")
     overview = phase_overview(summary.workdir, connect_local(org.state_dir))
     assert [p.state for p in overview.phases] == ["done"] * 4, str(overview)
-    params = {"app_kind": app_kind, "flows": ["jwt", "web"], "callback_port": PORT, "sfdx_project": str(project)}
+    params = {"app_kind": app_kind, "flows": ["jwt", "web"], "callback_port": PORT, "sfdx_project": str(project),
+              "create_sfdx_project": True}  # the same inputs: --resume reruns a phase whose inputs changed
     resumed = run_runbook(workdir=tmp_path / "work", runs_dir=tmp_path / "runs", progress=lambda _m: None,
                           params=params, resume=True)
     assert [p.status for p in resumed.phases] == ["skipped"] * 4, resumed.lines()

@@ -1,0 +1,77 @@
+"""``--resume`` by inputs and outcomes: a phase is skipped only if its last run succeeded with the inputs it
+would run with now, and the work folder and the org still say it is done.
+
+After each phase the batch records ``<workdir>/phases/<phase>.run.json``: the phase's effective inputs
+(its parameters with their defaults, plus what it builds on: the certificate's fingerprint, the app's kind
+and consumer key) and the outcome. A resume reruns the first phase whose last run failed, whose inputs
+changed, or that the overview finds not done, and every phase after it, and says why for each.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runbook.parameters import effective
+from runbook.phases import PHASES, Phase, phase_named
+from runbook.workdir import open_workdir
+
+
+def _record_name(phase: str) -> str:
+    return f"{phase}.run"
+
+
+def inputs_of(phase: Phase, params: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """What ``phase`` would run with now: its effective parameters and the earlier phases' results it uses."""
+    wd = open_workdir(workdir)
+    inputs = {k: v for k, v in effective(phase, params).items() if k != "workdir"}
+    names = [p.name for p in PHASES]
+    if names.index(phase.name) > 0:
+        inputs["(certificate)"] = (wd.load("certificate") or {}).get("sha256_fingerprint", "")
+    if names.index(phase.name) > 1:
+        app = wd.load("connected_app") or {}
+        inputs["(app)"] = f"{app.get('app_kind', '')}:{app.get('full_name', '')}:{app.get('consumer_key', '')}"
+    return inputs
+
+
+def record_outcome(workdir: Path, phase: str, inputs: dict[str, Any], status: str, error: str = "") -> None:
+    open_workdir(workdir).save(_record_name(phase), {
+        "inputs": inputs, "outcome": status, "error": error,
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+
+
+@dataclass(frozen=True)
+class Decision:
+    phase: str
+    rerun: bool
+    why: str
+
+
+def decide(selected: list[str], params: dict[str, Any], workdir: Path, done: set[str]) -> list[Decision]:
+    """For each selected phase in order: skip it, or rerun it (and all after it), and why."""
+    wd = open_workdir(workdir)
+    out: list[Decision] = []
+    for name in selected:
+        if out and out[-1].rerun:
+            out.append(Decision(name, True, f"after {out[-1].phase}: rerun"))
+            continue
+        last = wd.load(_record_name(name))
+        now = inputs_of(phase_named(name), params, workdir)
+        if last is None:
+            out.append(Decision(name, True, "no run of it recorded: run"))
+        elif last.get("outcome") != "done":
+            out.append(Decision(name, True, f"its last run {last.get('outcome')}: rerun"))
+        elif (changed := sorted(k for k in now.keys() | last["inputs"].keys()
+                                if now.get(k) != last["inputs"].get(k))):
+            out.append(Decision(name, True, f"inputs changed ({', '.join(changed)}): rerun"))
+        elif name not in done:
+            out.append(Decision(name, True, "the work folder or the org no longer says it is done: rerun"))
+        else:
+            out.append(Decision(name, False, "done, inputs unchanged: skipped"))
+    return out
+
+
+def recorded(workdir: Path, phase: str) -> Path:
+    return open_workdir(workdir).record_path(_record_name(phase))

@@ -1,0 +1,104 @@
+"""`--resume` by inputs and outcomes, and a summary that tells this run's outcome only."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import free_callback_port
+
+from runbook.batch import run_runbook
+
+
+def _run(root: Path, messages: list[str] | None = None, **kwargs):
+    say = messages.append if messages is not None else (lambda _m: None)
+    return run_runbook(workdir=root / "work", runs_dir=root / "runs", progress=say, **kwargs)
+
+
+def test_resume_after_a_misspelt_profile_reruns_phase_3_with_the_fix_and_phase_4(tmp_path):
+    port = free_callback_port()
+    good = _run(tmp_path, params={"callback_port": port})
+    assert good.ok, good.lines()
+    bad = _run(tmp_path, params={"callback_port": port, "profiles": ["System Administrater"]})
+    assert [p.status for p in bad.phases][-1] == "failed"
+
+    messages: list[str] = []
+    resumed = _run(tmp_path, messages, resume=True,
+                   params={"callback_port": port, "profiles": ["System Administrator"]})
+
+    assert resumed.ok, resumed.lines()
+    assert [(p.phase, p.status) for p in resumed.phases] == [
+        ("certificate", "skipped"), ("connected_app", "skipped"), ("access", "done"), ("verify", "done")]
+    assert "[access] its last run failed: rerun" in messages
+    assert "[verify] after access: rerun" in messages
+    assert any(m.startswith("[certificate] done, inputs unchanged: skipped") for m in messages)
+
+
+def test_resume_reruns_a_phase_whose_inputs_changed_and_names_them(tmp_path):
+    port = free_callback_port()
+    assert _run(tmp_path, params={"callback_port": port}).ok
+    messages: list[str] = []
+
+    resumed = _run(tmp_path, messages, resume=True,
+                   params={"callback_port": port, "profiles": ["System Administrator", "Standard User"]})
+
+    assert resumed.ok
+    assert "[access] inputs changed (profiles): rerun" in messages
+    assert [p.status for p in resumed.phases] == ["skipped", "skipped", "done", "done"]
+
+
+def test_a_failed_run_after_a_good_one_does_not_print_the_earlier_app_and_says_how_to_continue(tmp_path):
+    port = free_callback_port()
+    assert _run(tmp_path, params={"callback_port": port}).ok
+
+    failed = _run(tmp_path, params={"callback_port": port, "permission_sets": ["No_Such_Set"]})
+
+    text = "\n".join(failed.lines())
+    assert "FAILED access: InputError: permission_sets='No_Such_Set'" in text
+    assert "Consumer key:" not in text.split("FAILED")[0] or "connected_app  done" in text
+    assert "JWT login as:" not in text and "CLI command:" not in text
+    assert "Changed by this run: nothing" in text  # phases 1 and 2 had nothing to change
+    assert f"To continue: runbook run --resume --org local --workdir {tmp_path / 'work'}" in text
+    assert "-p 'permission_sets=[No_Such_Set]'" in text
+
+
+def test_a_failed_first_run_names_what_it_changed(tmp_path):
+    failed = _run(tmp_path, params={"callback_port": free_callback_port(), "profiles": ["No Such Profile"]})
+    text = "\n".join(failed.lines())
+    assert "Changed by this run: key pair generated" in text and "connected app Runbook_CI created in the org" in text
+
+
+_INTERRUPT = """
+import sys
+from pathlib import Path
+from runbook.batch import run_runbook
+root = Path(sys.argv[1])
+summary = run_runbook(workdir=root / "work", runs_dir=root / "runs", params={"callback_port": int(sys.argv[2])},
+                      local_org={"propagation_s": 120}, progress=lambda m: print(m, flush=True))
+print("\\n".join(summary.lines()), flush=True)
+"""
+
+
+def test_ctrl_c_in_a_run_stops_the_kernel_keeps_the_notebook_and_prints_the_resume_command(tmp_path):
+    """Phase 4 waits for a new app that takes 2 minutes to propagate; Ctrl-C arrives while it waits."""
+    proc = subprocess.Popen([sys.executable, "-c", _INTERRUPT, str(tmp_path), str(free_callback_port())],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=Path(__file__).parent)
+    lines = []
+    deadline = time.monotonic() + 90
+    for line in proc.stdout:
+        lines.append(line)
+        if "[verify] running" in line:
+            time.sleep(3)  # into the wait
+            os.kill(proc.pid, signal.SIGINT)
+            break
+        assert time.monotonic() < deadline, "".join(lines)
+    out = "".join(lines) + proc.communicate(timeout=60)[0]
+    assert "[verify] interrupted" in out, out
+    assert "INTERRUPTED in verify (Ctrl-C): the kernel was stopped" in out
+    assert "To continue: runbook run --resume" in out
+    executed = list((tmp_path / "runs").glob("*/04_verify.ipynb"))
+    assert executed and executed[-1].stat().st_size > 0
