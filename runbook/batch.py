@@ -34,6 +34,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -100,7 +101,7 @@ def run_runbook(*, org: str = "local", workdir: str | Path = "work", params: dic
                 runs_dir: str | Path = "runs", fresh_org: bool = False, phases: list[str] | None = None,
                 progress=print, resume: bool = False, run_dir: str | Path | None = None,
                 local_org: dict[str, Any] | None = None, kernel_template: KernelTemplate | None = None,
-                ) -> RunSummary:
+                stop: threading.Event | None = None) -> RunSummary:
     """Run the phases in order in one kernel; stops at the first failure (in the summary, not raised).
 
     ``resume`` skips the leading phases that are already done, as the work folder and the org say
@@ -108,7 +109,8 @@ def run_runbook(*, org: str = "local", workdir: str | Path = "work", params: dic
     ``runs/<timestamp>/<org>``); ``local_org`` holds ``LocalOrg`` options (e.g. ``latency_ms``) for a
     local org this call starts. Nothing org-specific goes through this process's environment: the
     kernel gets its own. ``kernel_template`` (fleets) forks the kernel from a warm process
-    (``runbook.kernelpool``) instead of starting one from scratch.
+    (``runbook.kernelpool``) instead of starting one from scratch. ``stop`` (fleets, on Ctrl-C) ends the
+    run at the next phase boundary: the phases not started are reported interrupted.
     """
     params = dict(params or {})
     check_no_secret_params(params)
@@ -118,12 +120,13 @@ def run_runbook(*, org: str = "local", workdir: str | Path = "work", params: dic
               if k not in ("org", "workdir")}
     with open_workdir(workdir).lock():  # a second run on this work folder waits a little, then is refused
         return _run_locked(org, workdir, params, runs_dir, fresh_org, phases, progress, resume, run_dir,
-                           local_org, kernel_template)
+                           local_org, kernel_template, stop)
 
 
 def _run_locked(org: str, workdir: Path, params: dict[str, Any], runs_dir: str | Path, fresh_org: bool,
                 phases: list[str] | None, progress, resume: bool, run_dir: str | Path | None,
-                local_org: dict[str, Any] | None, kernel_template: KernelTemplate | None) -> RunSummary:
+                local_org: dict[str, Any] | None, kernel_template: KernelTemplate | None,
+                stop: threading.Event | None = None) -> RunSummary:
     if run_dir is None:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         run_dir = Path(runs_dir).expanduser().resolve() / stamp
@@ -150,6 +153,10 @@ def _run_locked(org: str, workdir: Path, params: dict[str, Any], runs_dir: str |
             _start_local(workdir, fresh_org, local_org or {})  # while the kernel boots
         import_papermill()  # likewise
         for phase, name in selected:
+            if stop is not None and stop.is_set():  # a fleet's Ctrl-C: stop between phases
+                progress(f"[{phase}] interrupted before it started")
+                summary.phases.append(PhaseRun(phase, notebooks_dir() / name, run_dir / name, 0.0, "interrupted"))
+                break
             inputs = inputs_of(phase_named(phase), common, workdir)
             try:
                 run = _run_phase(km, phase, notebooks_dir() / name, run_dir / name, common, progress)

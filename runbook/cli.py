@@ -158,7 +158,7 @@ def _run_fleet(config: Path, runs_dir: str, jobs: int | None, resume: bool, over
     if not result.ok:
         click.echo(f"{len(result.failed)} of {len(result.results)} orgs failed: "
                    f"{', '.join(r.org.name for r in result.failed)}", err=True)
-        sys.exit(1)
+        sys.exit(130 if result.interrupted else 1)
 
 
 @main.group(short_help="The emulated Dev Hub org (HTTPS on 127.0.0.1).")

@@ -29,7 +29,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,7 @@ class FleetResult:
     run_dir: Path
     results: list[OrgResult]
     seconds: float
+    interrupted: bool = False  # Ctrl-C: orgs not started, or stopped at a phase boundary
 
     @property
     def ok(self) -> bool:
@@ -175,10 +176,30 @@ def run_fleet(orgs: list[FleetOrg], *, runs_dir: str | Path = "runs", jobs: int 
         if template is not None:
             stack.enter_context(template)
         _import_clients()
+        stop = threading.Event()
         with ThreadPoolExecutor(max_workers=jobs or default_jobs(forked=template is not None),
                                 thread_name_prefix="fleet") as pool:
-            results = list(pool.map(lambda o: _run_one(o, run_dir / o.name, resume, say, template), orgs))
-    return FleetResult(run_dir, results, time.perf_counter() - started)
+            futures = [pool.submit(_run_one, o, run_dir / o.name, resume, say, template, stop) for o in orgs]
+            _wait_or_stop(futures, stop, say)
+            results = [f.result() if not f.cancelled() else OrgResult(o, None, 0.0, "interrupted: not started")
+                       for f, o in zip(futures, orgs, strict=True)]
+    return FleetResult(run_dir, results, time.perf_counter() - started, interrupted=stop.is_set())
+
+
+def _wait_or_stop(futures: list, stop: threading.Event, say: Callable[[str], None]) -> None:
+    """Wait for the orgs; a first Ctrl-C starts no new org and ends the running ones at their next phase
+    boundary (the report is still written); a second one stops at once."""
+    pending = set(futures)
+    while pending:
+        try:
+            _done, pending = wait(pending, timeout=0.5)
+        except KeyboardInterrupt:
+            if stop.is_set():
+                raise
+            stop.set()
+            cancelled = sum(f.cancel() for f in pending)
+            say(f"Interrupted: {cancelled} org(s) not started; the running ones stop at their next phase "
+                "(Ctrl-C again to stop at once)")
 
 
 def _import_clients() -> None:
@@ -193,13 +214,14 @@ def _import_clients() -> None:
 
 
 def _run_one(org: FleetOrg, run_dir: Path, resume: bool, say: Callable[[str], None],
-             template: KernelTemplate | None) -> OrgResult:
+             template: KernelTemplate | None, stop: threading.Event | None = None) -> OrgResult:
     started = time.perf_counter()
     say(f"[{org.name}] starting ({org.org})")
     try:
         summary = run_runbook(org=org.org, workdir=org.workdir, params=org.params, run_dir=run_dir,
                               fresh_org=org.fresh_org, resume=resume, local_org=org.local_org,
-                              progress=lambda m: say(f"[{org.name}] {m}"), kernel_template=template)
+                              progress=lambda m: say(f"[{org.name}] {m}"), kernel_template=template,
+                              stop=stop)
     except RunbookError as exc:
         result = OrgResult(org, None, time.perf_counter() - started, str(exc))
     except Exception as exc:  # one org's unexpected error must not stop the others

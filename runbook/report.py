@@ -10,7 +10,8 @@ from runbook.files import PUBLIC, write_atomic
 from runbook.fleet import FleetResult, OrgResult, phase_names, phase_status
 from runbook.workdir import open_workdir
 
-_ICON = {"done": "✓ done", "skipped": "↷ skipped", "failed": "✗ failed", "not run": "· not run"}
+_ICON = {"done": "✓ done", "skipped": "↷ skipped", "failed": "✗ failed", "interrupted": "⏸ interrupted",
+         "not run": "· not run"}
 _ERROR_CHARS = 300
 
 
@@ -63,7 +64,8 @@ def write_report(result: FleetResult, folder: str | Path | None = None) -> tuple
 
 def _headline(result: FleetResult, rows: list[ReportRow]) -> str:
     failed = sum(not r.ok for r in rows)
-    return (f"{len(rows)} orgs, {len(rows) - failed} ok, {failed} failed, in {result.seconds:.1f} s "
+    stopped = " (interrupted by Ctrl-C)" if result.interrupted else ""
+    return (f"{len(rows)} orgs, {len(rows) - failed} ok, {failed} failed, in {result.seconds:.1f} s{stopped} "
             f"(executed notebooks under {result.run_dir})")
 
 
@@ -81,7 +83,8 @@ def markdown(result: FleetResult, rows: list[ReportRow]) -> str:
 
 def to_html(result: FleetResult, rows: list[ReportRow]) -> str:
     phases = phase_names()
-    color = {"done": "#1a7f37", "skipped": "#57606a", "failed": "#cf222e", "not run": "#8c959f"}
+    color = {"done": "#1a7f37", "skipped": "#57606a", "failed": "#cf222e", "interrupted": "#9a6700",
+             "not run": "#8c959f"}
     head = "".join(f"<th>{escape(h)}</th>" for h in ["org", "target", *phases, "consumer key", "seconds", "error"])
     body = []
     for r in rows:

@@ -183,3 +183,31 @@ def test_the_cli_exits_non_zero_when_an_org_fails(tmp_path):
     outcome = CliRunner().invoke(main, ["run", "--config", str(path), "--runs-dir", str(tmp_path / "runs")])
     assert outcome.exit_code == 1
     assert "1 of 1 orgs failed: bad" in outcome.output
+
+
+def test_ctrl_c_in_a_fleet_starts_no_new_org_stops_at_a_phase_boundary_and_still_writes_the_report(tmp_path):
+    """Ctrl-C comes while the first org runs phase 2: it stops before phase 3, and the three others never start."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    orgs = [{"name": f"org{i}", "local_org": {"latency_ms": 300}} for i in range(4)]
+    config = tmp_path / "orgs.yaml"
+    config.write_text(yaml.safe_dump({"defaults": {"callback_port": "auto"}, "workdir": "work", "orgs": orgs}))
+    proc = subprocess.Popen([sys.executable, "-m", "runbook", "run", "--config", str(config), "--jobs", "1",
+                             "--runs-dir", str(tmp_path / "runs")], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "[org0] [connected_app] running" in line:
+            os.kill(proc.pid, signal.SIGINT)
+            break
+    out = "".join(seen) + proc.communicate(timeout=120)[0]
+    assert proc.returncode == 130, out
+    assert "Interrupted: 3 org(s) not started" in out
+    report = next((tmp_path / "runs").glob("*/report.md")).read_text()
+    assert "(interrupted by Ctrl-C)" in report and report.count("interrupted: not started") == 3
+    org0 = next(line for line in report.splitlines() if line.startswith("| org0 "))
+    assert "⏸ interrupted" in org0 and "✓ done" in org0  # phases 1-2 done, phase 3 never started
