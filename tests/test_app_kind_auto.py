@@ -48,6 +48,7 @@ def test_auto_is_the_default_and_makes_a_connected_app_where_the_org_allows_one(
 
     assert app.app_kind == "connected_app" and app.consumer_key.startswith("3MVG")
     assert "app kind: a connected app if the org allows new ones" in str(plan)
+    assert app.kind_choice.startswith("the org allowed a new connected app")
     # one listMetadata for both kinds replaces the read: a fresh create costs what it did
     assert _ops(org, mark) == ["mdapi.listMetadata", "mdapi.createMetadata", "mdapi.readMetadata"]
     record = json.loads((tmp_path / "phases" / "connected_app.json").read_text())
