@@ -19,17 +19,25 @@ never shown (``consumer_secret_by="org"`` leaves it to the org: read it in Setup
 Preflight: a dry run asks the org with a check-only deploy (nothing saved); a real run lets the save
 itself answer, since the org refuses it whole (round trips fewer). A refusal is a ``PreflightError``
 naming the ways out.
+
+Ownership: every app the runbook saves carries ``OWNER_MARKER`` in its description. An app of the same name
+that has no marker and is not the one this work folder's record names was made by someone else: its
+certificate and callback are what their integrations log in with, so the plan says so and applying it needs
+``adopt=True``. A changed ``app_name`` never renames the app phase 2 made before: the plan names the one left
+behind and the teardown command for it.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import asdict, dataclass, field, replace
 from html import escape
 from pathlib import Path
 
 from runbook import consumer_secret, rotation
 from runbook.apps import KIND_NAMES, KINDS, SCOPES, AppSpec, AppState, Change, find_app_kind, kind_named
+from runbook.apps.model import OWNER_MARKER, Ownership, with_owner_marker
 from runbook.certificate import certificate_pem, pem_fingerprint
 from runbook.errors import NO_ANSWER, InputError, PreflightError, SalesforceError
 from runbook.names import check_api_name
@@ -39,11 +47,13 @@ from runbook.sfdx_project import apply_project_port, plan_project_port
 from runbook.workdir import open_workdir
 
 LABEL_MAX = 40  # the "Connected App Name" field in Setup
+DESCRIPTION_MAX = 255  # [U] Setup's description fields; kept under it with the owner marker appended
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 DEFAULT_SCOPES = ("api", "web", "refresh_token offline_access")
 FLOWS = ("jwt", "web")
 APP_KINDS = ("auto", *KIND_NAMES)
 SECRET_BY = ("runbook", "org")
+ADOPT_FIX = "set adopt=True to take it over, or choose another app_name"
 
 
 @dataclass
@@ -57,6 +67,23 @@ class AppPlan:
     preflight: str = ""
     kind_choice: str = ""  # app_kind="auto": which kind, and why
     fallback: bool = False  # a connected-app create that becomes an External Client App if the org refuses it
+    ownership: str = ""  # the app is in the org but not the runbook's: what applying would overwrite
+    left_behind: str = ""  # app_name changed: the app phase 2 made before stays in the org, and its teardown
+
+    @property
+    def needs_adopt(self) -> bool:
+        """An app someone else made, which applying would overwrite without ``adopt=True``."""
+        return bool(self.ownership) and not self.spec.ownership.adopt
+
+    @property
+    def notes(self) -> list[tuple[str, str]]:
+        """The plan's notes in the order a reader needs them: whose app it is first."""
+        owner = self.ownership and (f"{self.ownership}. {ADOPT_FIX[0].upper()}{ADOPT_FIX[1:]}." if self.needs_adopt
+                                    else f"{self.ownership}. adopt=True: applying takes it over and marks it as the "
+                                         "runbook's.")
+        return [(label, text) for label, text in (("Not the runbook's", owner), ("Renamed", self.left_behind),
+                                                  ("App kind", self.kind_choice), ("Preflight", self.preflight))
+                if text]
 
     @property
     def kind_name(self) -> str:
@@ -79,18 +106,14 @@ class AppPlan:
         lines = [head] + [f"  {c.field}: {c.old or '(empty)'} -> {c.new or '(empty)'}" for c in self.changes]
         if self.spec.sfdx_project is not None and self.spec.sfdx_project.action != "none":
             lines.append(f"  {self.spec.sfdx_project}")
-        if self.kind_choice:
-            lines.append(f"  app kind: {self.kind_choice}")
-        if self.preflight:
-            lines.append(f"  preflight: {self.preflight}")
+        lines += [f"  {label.lower()}: {text}" for label, text in self.notes]
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
         rows = "".join(f"<tr><td>{escape(a)}</td><td>{escape(b)}</td><td>{escape(c)}</td></tr>"
                        for a, b, c in self.rows())
         table = f"<table><tr><th>Field</th><th>Now</th><th>After</th></tr>{rows}</table>" if rows else ""
-        note = "".join(f"<p>{label}: {escape(text)}</p>" for label, text in
-                       (("App kind", self.kind_choice), ("Preflight", self.preflight)) if text)
+        note = "".join(f"<p>{label}: {escape(text)}</p>" for label, text in self.notes)
         return f"<p><b>{escape(str(self).splitlines()[0])}</b></p>{table}{note}"
 
 
@@ -170,11 +193,13 @@ def parse_flows(flows) -> tuple[str, ...]:
 def build_spec(*, app_name: str, label: str = "", contact_email: str, description: str = "",
                callback_port: int | str = 1717, scopes=DEFAULT_SCOPES, cert_path: str | Path = "",
                flows=("jwt",), app_kind: str = "auto", consumer_secret_by: str = "runbook",
-               sfdx_project: str | Path = "", create_sfdx_project: bool = False, workdir: str | Path = "") -> AppSpec:
+               sfdx_project: str | Path = "", create_sfdx_project: bool = False, workdir: str | Path = "",
+               adopt: bool = False) -> AppSpec:
     """Validate phase 2's parameters into an AppSpec; nothing is written (the port is bound and released).
 
     The jwt flow's certificate is ``cert_path``, else the one phase 1 recorded in ``workdir``. With
     ``app_kind="auto"`` the kind phase 2 recorded for this app name is kept (the org is asked only once).
+    The description gets the owner marker; ``adopt`` lets phase 2 take over an app someone else made.
     """
     check_api_name(app_name)
     if not isinstance(label, str) or len(label) > LABEL_MAX:
@@ -184,10 +209,15 @@ def build_spec(*, app_name: str, label: str = "", contact_email: str, descriptio
         raise InputError("label", label, f"give a non-empty label of at most {LABEL_MAX} characters")
     if not isinstance(contact_email, str) or not EMAIL.match(contact_email):
         raise InputError("contact_email", contact_email, "give an email address like admin@example.com")
+    description = _marked_description(description)
+    if not isinstance(adopt, bool):
+        raise InputError("adopt", adopt, "use True to take over an app of this name the runbook did not create, "
+                         "else False")
     flow_t = parse_flows(flows)
     _choice("app_kind", app_kind, APP_KINDS)
-    if app_kind == "auto":
-        app_kind = _recorded_kind(workdir, app_name) or app_kind
+    record = _phase2_record(workdir)
+    if app_kind == "auto" and record.get("full_name") == app_name:
+        app_kind = str(record.get("app_kind") or app_kind)  # the kind phase 2 recorded: the org is asked once
     _choice("consumer_secret_by", consumer_secret_by, SECRET_BY)
     scope_t = parse_scopes(scopes)
     certificate = certificate_pem(_certificate_path(workdir, cert_path)) if "jwt" in flow_t else ""
@@ -197,15 +227,27 @@ def build_spec(*, app_name: str, label: str = "", contact_email: str, descriptio
         callback_url=f"http://localhost:{port}/OauthRedirect", callback_port=port, scopes=scope_t,
         certificate=certificate, flows=flow_t, app_kind=app_kind, consumer_secret_by=consumer_secret_by,
         sfdx_project=plan_project_port(sfdx_project, port, create=bool(create_sfdx_project)),
+        ownership=Ownership(recorded_app=str(record.get("full_name") or ""),
+                            workdir=str(open_workdir(workdir).root) if workdir else "", adopt=adopt),
     )
 
 
-def _recorded_kind(workdir: str | Path, app_name: str) -> str:
-    """The kind phase 2 recorded for ``app_name`` in ``workdir`` ("" when it recorded another app or none)."""
-    record = open_workdir(workdir).load("connected_app") if workdir else None
-    if not record or record.get("full_name") != app_name:
-        return ""
-    return str(record.get("app_kind") or "")
+def _marked_description(description: str) -> str:
+    """The description as saved: the user's text and the owner marker, within the field's length."""
+    if not isinstance(description, str):
+        raise InputError("description", description, "give the description as text")
+    marked = with_owner_marker(description)
+    if len(marked) > DESCRIPTION_MAX:
+        room = DESCRIPTION_MAX - len(OWNER_MARKER) - 1
+        raise InputError("description", description, f"use at most {room} characters: the runbook appends "
+                         f"{OWNER_MARKER} ({len(OWNER_MARKER) + 1} characters) to mark the app as its own",
+                         problem=f"{len(description)} characters")
+    return marked
+
+
+def _phase2_record(workdir: str | Path) -> dict:
+    """Phase 2's record in ``workdir`` (empty without one): the app it made there, and its kind."""
+    return (open_workdir(workdir).load("connected_app") or {}) if workdir else {}
 
 
 def plan_connected_app(session: OrgSession, spec: AppSpec, *, apply: bool = True) -> AppPlan:
@@ -213,10 +255,17 @@ def plan_connected_app(session: OrgSession, spec: AppSpec, *, apply: bool = True
 
     A create is checked before anything is saved: by a check-only deploy in a dry run (``apply``
     False); when applying, by the save itself, which the org refuses whole (round trips fewer).
-    ``app_kind="auto"`` is decided here (``choose_app_kind``); the plan says which kind and why.
+    ``app_kind="auto"`` is decided here (``choose_app_kind``); the plan says which kind and why. It also says
+    whose app it is (``ownership``) and, after an ``app_name`` change, which app stays behind (``left_behind``).
     """
-    if spec.app_kind == "auto":
-        return choose_app_kind(session, spec, apply=apply)
+    plan = choose_app_kind(session, spec, apply=apply) if spec.app_kind == "auto" else \
+        _plan_kind(session, spec, apply)
+    plan.left_behind = _left_behind(session, spec)
+    return plan
+
+
+def _plan_kind(session: OrgSession, spec: AppSpec, apply: bool) -> AppPlan:
+    """The plan for a named kind: a create, or the field changes of the app the org has."""
     kind = kind_named(spec.app_kind)
     kind.check_spec(spec)
     current = kind.read(session, spec.full_name)
@@ -224,7 +273,35 @@ def plan_connected_app(session: OrgSession, spec: AppSpec, *, apply: bool = True
         return _create_plan(session, spec, apply)
     now, want = current.fields, kind.desired(spec)
     changes = [Change(k, now.get(k, ""), want[k]) for k in want if now.get(k, "") != want[k]]
-    return AppPlan("update" if changes else "none", spec, changes, current)
+    return AppPlan("update" if changes else "none", spec, changes, current,
+                   ownership=_not_ours(spec, current, changes))
+
+
+def _not_ours(spec: AppSpec, current: AppState, changes: list[Change]) -> str:
+    """Why the app in the org is someone else's, and what applying would overwrite; "" when it is the runbook's.
+
+    The runbook's apps carry the owner marker, or (made before the marker) are the one the work folder records.
+    """
+    if current.marked or spec.ownership.records(spec.full_name):
+        return ""
+    recorded = spec.ownership.recorded_app
+    record = f"this work folder's phase 2 record names {recorded}" if recorded else \
+        "no phase 2 record in this work folder names it"
+    return (f"{spec.full_name} is in the org, but the runbook did not create it: its description has no "
+            f"{OWNER_MARKER} and {record}. Applying overwrites {', '.join(c.field for c in changes)}, which its "
+            "current users log in with")
+
+
+def _left_behind(session: OrgSession, spec: AppSpec) -> str:
+    """After an ``app_name`` change: the app phase 2 made before stays in the org; how to delete it."""
+    old = spec.ownership.recorded_app
+    if not old or spec.ownership.records(spec.full_name):
+        return ""
+    command = shlex.join(["runbook", "teardown", "--app", old, "--workdir", spec.ownership.workdir])
+    org = "" if session.is_local else " --org ORG (ORG: the --org of this run)"
+    return (f"app_name changed from {old} to {spec.full_name}: {old}, which phase 2 made before (recorded in "
+            f"{spec.ownership.workdir}), is not renamed and stays in the org with its consumer key and "
+            f"pre-authorizations; once nothing logs in with it, delete it with: {command}{org}")
 
 
 def _create_plan(session: OrgSession, spec: AppSpec, apply: bool, **extra) -> AppPlan:
@@ -244,7 +321,7 @@ def choose_app_kind(session: OrgSession, spec: AppSpec, *, apply: bool = True) -
     """
     existing = find_app_kind(session, spec.full_name)
     if existing is not None:
-        plan = plan_connected_app(session, replace(spec, app_kind=existing.name), apply=apply)
+        plan = _plan_kind(session, replace(spec, app_kind=existing.name), apply)
         plan.kind_choice = f"the org has {_article(existing.title)} {existing.title} named {spec.full_name}: kept " \
                            "as that kind"
         return plan
@@ -301,9 +378,13 @@ def apply_connected_app(session: OrgSession, plan: AppPlan, *, workdir: str | Pa
     """Apply ``plan`` (unless ``apply`` is False: a dry run) and record the consumer key.
 
     The web flow's consumer secret is written (pending) before the create sends it; see
-    ``runbook.consumer_secret`` for what a lost answer, a refusal and a rerun do with it.
+    ``runbook.consumer_secret`` for what a lost answer, a refusal and a rerun do with it. An app someone else
+    made is refused (``adopt``) before anything is written.
     """
-    spec = plan.spec
+    if apply and plan.needs_adopt:
+        raise InputError("adopt", plan.spec.ownership.adopt, ADOPT_FIX, problem=plan.ownership)
+    spec, warnings = plan.spec, [text for text in (plan.left_behind, plan.ownership if plan.needs_adopt else "")
+                                 if text]
     makes_secret = spec.web_flow and spec.consumer_secret_by == "runbook"
     pending = consumer_secret.pending_secret(workdir, spec.full_name) if makes_secret else None
     if apply and plan.action == "create" and makes_secret:
@@ -321,7 +402,7 @@ def apply_connected_app(session: OrgSession, plan: AppPlan, *, workdir: str | Pa
                               f"rerun phase 2: it reads the org first, so nothing is made twice; the consumer "
                               f"secret sent with the create is kept in {pending.path} (pending) and adopted if "
                               "the org made the app") from None
-    spec, warnings = plan.spec, []
+    spec = plan.spec
     if rotated is not None and after is not None:  # prove the new key at once; undone (and raised) if it fails
         warnings.append(rotation.cut_over(session, spec, after, workdir=workdir, backup=rotated))
     if apply and pending:

@@ -16,9 +16,11 @@ variable with the value on its stdin, never on a command line (where ``ps`` and 
 The tool must be on PATH and logged in (``gh auth status``) before a value is sent. Only names are printed.
 
 The key exported is the file the work folder's records name, so before a byte of it goes out it is
-checked to be what phase 1 made: an unencrypted private key whose public key is the certificate's on
-record, and that certificate the one the app trusts. A record pointing anywhere else (``/etc/hostname``,
-someone's ``~/.ssh/id_rsa``) is refused, never exported.
+checked to be what phase 1 made: a private key whose public key is the certificate's on record, and that
+certificate the one the app trusts. A record pointing anywhere else (``/etc/hostname``, someone's
+``~/.ssh/id_rsa``) is refused, never exported. ``sf org login jwt`` reads only unencrypted key files, so a key
+phase 1 encrypted is exported decrypted (PKCS#8 PEM), opened with the passphrase in the variable
+``passphrase_env`` names; the passphrase itself never reaches CI.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from runbook.certificate import fingerprint, load_certificate, load_private_key
+from runbook.certificate import _read_passphrase, fingerprint, load_certificate, load_private_key
 from runbook.errors import InputError, RunbookError
 from runbook.files import PRIVATE, write_atomic
 from runbook.urls import without_userinfo
@@ -61,7 +64,8 @@ class Export:
         return f"wrote {', '.join(self.names)} ({self.format}) to {self.path} (mode 0600)"
 
 
-def ci_variables(workdir: str | Path, *, username: str = "", instance_url: str = "") -> dict[str, str]:
+def ci_variables(workdir: str | Path, *, username: str = "", instance_url: str = "",
+                 passphrase_env: str = "") -> dict[str, str]:
     """The variables from the work folder's records (phase 4 must have verified the login)."""
     wd = open_workdir(workdir)
     verify, cert = wd.load("verify"), wd.load("certificate")
@@ -72,24 +76,23 @@ def ci_variables(workdir: str | Path, *, username: str = "", instance_url: str =
     if username and username not in users:
         raise InputError("username", username, f"phase 4 verified {', '.join(users) or 'nobody'}: verify this "
                          "user first (usernames parameter of 04_verify)")
-    key = _checked_key(wd, Path(verify.get("key_path") or cert["key_path"]), Path(cert["cert_path"]))
+    key = _checked_key(wd, Path(verify.get("key_path") or cert["key_path"]), Path(cert["cert_path"]),
+                       passphrase_env=passphrase_env, recorded_env=str(verify.get("passphrase_env") or ""))
     return {"SF_CONSUMER_KEY": verify["consumer_key"], "SF_USERNAME": user,
             "SF_INSTANCE_URL": without_userinfo(instance_url or verify["login_url"]).rstrip("/"),
             "SF_JWT_KEY_BASE64": base64.b64encode(key).decode()}
 
 
-def _checked_key(wd: Workdir, key_path: Path, cert_path: Path) -> bytes:
-    """The key file's bytes, once they are an unencrypted private key for the certificate the app trusts."""
+def _checked_key(wd: Workdir, key_path: Path, cert_path: Path, *, passphrase_env: str = "",
+                 recorded_env: str = "") -> bytes:
+    """The key as CI needs it (unencrypted PEM), once it is a private key for the certificate the app trusts."""
     data = _key_bytes(key_path)
-    if b"ENCRYPTED" in data:
-        raise InputError("key_path", str(key_path), "give phase 1 an unencrypted copy (openssl pkey -in KEY -out "
-                         "ci.key; then key_path=ci.key), or keep the key out of CI",
+    if b"ENCRYPTED" in data and not passphrase_env:
+        name = recorded_env or "NAME"
+        raise InputError("key_path", str(key_path), f"add --passphrase-env {name} (the variable holding the key's "
+                         "passphrase, as for phases 1 and 4): the export then holds the key decrypted",
                          problem="the key is encrypted, and sf org login jwt in CI reads only unencrypted keys")
-    try:
-        key = load_private_key(key_path)
-    except InputError:
-        raise InputError("key_path", str(key_path), _RERUN,
-                         problem="the phase 1 record names this file as the private key, but it is not one") from None
+    key = _opened_key(key_path, passphrase_env)
     cert = load_certificate(cert_path)
     if _public_der(key.public_key()) != _public_der(cert.public_key()):
         raise InputError("key_path", str(key_path), _RERUN,
@@ -101,7 +104,22 @@ def _checked_key(wd: Workdir, key_path: Path, cert_path: Path) -> bytes:
                          "put back the pair the app was set up with",
                          problem=f"the app {app.get('full_name', '')} trusts the certificate {trusted}, "
                                  f"not this one ({fingerprint(cert)})")
-    return data
+    if not passphrase_env:
+        return data
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _opened_key(key_path: Path, passphrase_env: str) -> rsa.RSAPrivateKey:
+    """The private key, decrypted with the passphrase ``passphrase_env`` names where it is given."""
+    passphrase = _read_passphrase(passphrase_env)
+    try:
+        return load_private_key(key_path, passphrase)
+    except InputError as exc:
+        if exc.field == "passphrase_env":
+            raise InputError("passphrase_env", passphrase_env, exc.fix) from None
+        raise InputError("key_path", str(key_path), _RERUN,
+                         problem="the phase 1 record names this file as the private key, but it is not one") from None
 
 
 def _key_bytes(path: Path) -> bytes:
@@ -134,11 +152,11 @@ def render(variables: dict[str, str], fmt: str) -> str:
 
 
 def export_ci(workdir: str | Path, *, fmt: str = "env", output: str | Path = "", username: str = "",
-              instance_url: str = "") -> Export:
+              instance_url: str = "", passphrase_env: str = "") -> Export:
     """Write the CI variables to ``output`` (default ``<workdir>/ci/sf-jwt.<fmt>``) with mode 0600."""
     if fmt not in FORMATS:
         raise InputError("format", fmt, f"use one of {', '.join(FORMATS)}")
-    variables = ci_variables(workdir, username=username, instance_url=instance_url)
+    variables = ci_variables(workdir, username=username, instance_url=instance_url, passphrase_env=passphrase_env)
     suffix = {"env": "env", "github": "github.env", "gitlab": "gitlab.json"}[fmt]
     path = Path(output) if output else open_workdir(workdir).root / "ci" / f"sf-jwt.{suffix}"
     write_atomic(path, render(variables, fmt), PRIVATE)
@@ -208,7 +226,7 @@ class Pushed:
 
 
 def push_ci(workdir: str | Path, *, target: str, repo: str = "", env: str = "", username: str = "",
-            instance_url: str = "") -> Pushed:
+            instance_url: str = "", passphrase_env: str = "") -> Pushed:
     """Set the CI variables in GitHub or GitLab with ``gh``/``glab``, each value on stdin.
 
     The tool is checked (on PATH, logged in) before any value is sent; a failure names what was set so far.
@@ -216,7 +234,7 @@ def push_ci(workdir: str | Path, *, target: str, repo: str = "", env: str = "", 
     tool = CI_TOOLS.get(target)
     if tool is None:
         raise InputError("push", target, f"use one of {', '.join(CI_TOOLS)}")
-    variables = ci_variables(workdir, username=username, instance_url=instance_url)
+    variables = ci_variables(workdir, username=username, instance_url=instance_url, passphrase_env=passphrase_env)
     executable = _logged_in(tool)
     sent: list[str] = []
     for name, value in variables.items():

@@ -16,15 +16,19 @@ The web server flow is in ``runbook.webflow``; the CI export in ``runbook.export
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import shlex
+import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
 from html import escape
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jwt
 import requests
@@ -32,9 +36,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from runbook.apps import kind_named
-from runbook.certificate import fingerprint, load_certificate, load_private_key
+from runbook.certificate import _read_passphrase, fingerprint, load_certificate, load_private_key
 from runbook.errors import InputError, LoginError, RunbookError
 from runbook.org import OrgSession
+from runbook.rest import query, quote
 from runbook.retry import HTTP_TIMEOUT
 from runbook.urls import without_userinfo
 from runbook.workdir import open_workdir
@@ -58,6 +63,63 @@ def default_audience(login_url: str) -> str:
     if host.endswith(".salesforce.com"):
         return LOGIN
     return login_url.rstrip("/")
+
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")  # the local org binds 127.0.0.1 only
+# The hosts the Salesforce CLI takes for Salesforce's own [V sfdx-core SfdcUrl.isSalesforceDomain], less the
+# Lightning UI host, which `sf org login jwt` refuses as a login URL [V plugin-auth resolveLoginUrl].
+SALESFORCE_DOMAINS = ("salesforce.com", "force.com", "cloudforce.com")
+LIGHTNING = "lightning.force.com"
+LOGIN_URL_FIX = ("use https://login.salesforce.com (production, Developer Edition), https://test.salesforce.com "
+                 "(sandbox), your My Domain as Setup > My Domain shows it (https://NAME.my.salesforce.com), or the "
+                 "local org's https://127.0.0.1:PORT; or leave login_url empty for the org's own")
+
+
+def check_login_url(login_url: str) -> str:
+    """``login_url`` without a trailing slash, once it is https to a Salesforce login host or the local org.
+
+    Checked before any call: a typo such as login.salesforce.con would otherwise end in a raw connection
+    error, and a JWT sent elsewhere hands that host a signed login. A ``user:password@`` in it is refused and
+    never shown: Salesforce reads no credentials from a URL (the JWT is the login). "" stays "" (the org's).
+    """
+    if login_url == "":
+        return ""
+    if not isinstance(login_url, str):
+        raise InputError("login_url", login_url, LOGIN_URL_FIX, problem="not a URL")
+    shown = without_userinfo(login_url.strip())
+    try:
+        parts = urlsplit(login_url.strip())
+        _port = parts.port  # urlsplit checks the port only when asked
+    except ValueError as exc:
+        raise InputError("login_url", shown, LOGIN_URL_FIX, problem=f"not a URL ({exc})") from None
+    if "@" in parts.netloc:
+        raise InputError("login_url", shown, "remove the user:password@ part: a JWT login sends no password (the "
+                         "key signs it)", problem="it holds credentials (user:password@, not shown)")
+    if parts.scheme.lower() != "https":
+        raise InputError("login_url", shown, LOGIN_URL_FIX, problem=f"the scheme is {parts.scheme or 'missing'}: "
+                         "Salesforce takes logins over https only")
+    host = (parts.hostname or "").lower()
+    if host.endswith(f".{LIGHTNING}"):
+        raise InputError("login_url", shown, "use the org's My Domain login URL, https://NAME.my.salesforce.com "
+                         "(Setup > My Domain); the Salesforce CLI refuses lightning.force.com too",
+                         problem="a Lightning Experience host, where no login is served")
+    if host not in LOCAL_HOSTS and not any(host.endswith(f".{domain}") for domain in SALESFORCE_DOMAINS):
+        raise InputError("login_url", shown, LOGIN_URL_FIX,
+                         problem=f"{host or 'no host'} is not a Salesforce login host{_did_you_mean(host)}")
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        raise InputError("login_url", shown, f"give the login URL alone, e.g. https://{parts.netloc}: the runbook "
+                         "adds /services/oauth2/token", problem="it has a path, query or fragment")
+    return f"https://{parts.netloc}"
+
+
+def _did_you_mean(host: str) -> str:
+    """`` (did you mean https://login.salesforce.com?)`` for a host whose domain is a near miss of Salesforce's."""
+    for domain in SALESFORCE_DOMAINS:
+        labels = host.split(".")
+        tail = ".".join(labels[-(domain.count(".") + 1):])
+        if len(labels) > domain.count(".") + 1 and difflib.SequenceMatcher(None, tail, domain).ratio() >= 0.8:
+            return f" (did you mean https://{host[:-len(tail)]}{domain}?)"
+    return ""
 
 
 @dataclass
@@ -157,6 +219,9 @@ def jwt_login(*, consumer_key: str, username: str, key_path: Path, login_url: st
     login lands within seconds of the app becoming usable; ``progress`` shows the wait. ``clock`` is
     this machine's clock (the JWT's ``exp`` is computed from it); each attempt signs a fresh JWT.
     """
+    login_url = check_login_url(login_url)  # before the key is read or anything is sent
+    if not login_url:
+        raise InputError("login_url", login_url, LOGIN_URL_FIX, problem="the token endpoint's host is needed")
     key = load_private_key(Path(key_path), passphrase)
     aud = audience or default_audience(login_url)
     http = http or requests.Session()
@@ -203,19 +268,20 @@ def _json(response: requests.Response) -> dict:
 def explain_refusal(error: str, description: str, *, consumer_key: str, username: str, audience: str,
                     login_url: str, cert_fingerprints: tuple[str, str] | None = None,
                     clock_offset: float | None = None, retried: int = 0, waited: float = 0.0,
-                    limit: float = 0.0) -> LoginError:
-    """Salesforce's OAuth error → a LoginError that names the cause and the setting to change."""
+                    limit: float = 0.0, user_exists: bool | None = None) -> LoginError:
+    """Salesforce's OAuth error → a LoginError that names the cause and the setting to change.
+
+    Salesforce refuses an unknown ``sub`` with the same "user hasn't approved this consumer" as an existing
+    user who never approved the app, so ``user_exists`` (looked up in the org after such a refusal) says
+    which it is; None when it is not known.
+    """
     desc = description.lower()
     if error == "invalid_app_access" or "not admin approved" in desc:
         return LoginError(error, description, f"{username} is not pre-authorized for the app.",
                           "add the user's profile or a permission set assigned to the user in phase 3 "
                           "(profiles / permission_sets), i.e. Manage > Manage Profiles / Permission Sets")
     if "hasn't approved this consumer" in desc:
-        return LoginError(error, description, f"{username} may not use the app without approving it "
-                          "(or the username does not exist in this org).",
-                          'set permitted_users="admin_approved" in phase 3 and pre-authorize the user\'s '
-                          "profile or permission set; check the username is right for this org (sandboxes "
-                          "append a suffix)")
+        return _not_approved(error, description, username, user_exists)
     if error == "invalid_client_id":
         tried = (f" Waited {waited:.0f} s of propagation_timeout={limit:.0f} ({retried} tries)." if retried else
                  f" Not waited (propagation_timeout={limit:.0f}).")
@@ -244,6 +310,20 @@ def explain_refusal(error: str, description: str, *, consumer_key: str, username
     return LoginError(error, description, "the org refused the JWT login.", "check the app, user and key")
 
 
+def _not_approved(error: str, description: str, username: str, user_exists: bool | None) -> LoginError:
+    """Salesforce's "user hasn't approved this consumer": no such user, a user who never approved, or either."""
+    check_name = f"check the username (usernames / username in phase 4); a sandbox appends its name: {username}.uat"
+    if user_exists is False:
+        return LoginError(error, description, f"no such user: this org has no user {username}.", check_name)
+    approve = ('set permitted_users="admin_approved" in phase 3 and pre-authorize the user\'s profile or permission '
+               "set")
+    if user_exists:
+        return LoginError(error, description, f"{username} may not use the app without approving it: the app lets "
+                          "users self-authorize, and a JWT login cannot ask.", approve)
+    return LoginError(error, description, f"{username} may not use the app without approving it (or the username "
+                      "does not exist in this org).", f"{approve}; {check_name}")
+
+
 def sf_login_command(*, consumer_key: str, key_path: str | Path, username: str, login_url: str,
                      alias: str = "devhub") -> str:
     """The exact `sf org login jwt` command for this setup."""
@@ -268,6 +348,7 @@ class HandOff:
     sf_commands: list[str] = field(default_factory=list)  # one per verified user
     web_flow: dict | None = None  # the web server flow's result (runbook.webflow), when it ran
     notes: list[str] = field(default_factory=list)  # what the user must know before using the login
+    decrypt_command: str = ""  # an encrypted key: the command making the decrypted copy the sf commands use
 
     def as_dict(self) -> dict:
         return {**asdict(self), "logins": [lr.as_dict() for lr in self.logins]}
@@ -279,6 +360,7 @@ class HandOff:
                 ("Private key", self.key_path), ("Certificate expires", self.certificate_expires),
                 *((("Web server flow", f"works for {self.web_flow['username']} (callback "
                     f"{self.web_flow['callback_url']})"),) if self.web_flow else ()),
+                *((("Decrypt the key first", self.decrypt_command),) if self.decrypt_command else ()),
                 ("Log in with the CLI", self.sf_command),
                 *((f"… as {lr.username}", cmd) for lr, cmd in zip(self.logins[1:], self.sf_commands[1:],
                                                                     strict=False)),
@@ -327,13 +409,15 @@ def _usernames(usernames, username: str, session: OrgSession) -> list[str]:
 
 def verify_setup(session: OrgSession, *, workdir: str | Path, username: str = "", login_url: str = "",
                  audience: str = "", key_path: str = "", usernames: list[str] | str | None = None,
-                 propagation_timeout: float = PROPAGATION_TIMEOUT,
+                 propagation_timeout: float = PROPAGATION_TIMEOUT, passphrase_env: str = "",
                  clock: Callable[[], float] = time.time) -> HandOff:
     """Phase 4: JWT login as each of ``usernames`` (or ``username``) with what phases 1–3 recorded.
 
-    A new or changed app is waited for (``propagation_timeout`` seconds, with a progress bar), so a first
-    run against a real org passes. Records the hand-off (no token) as the ``verify`` phase record; raises
-    LoginError at the first refusal.
+    Everything is checked before the first call: the login URL (``check_login_url``), the users, and that the
+    key opens (an encrypted one with the passphrase in the variable ``passphrase_env`` names). A new or changed
+    app is waited for (``propagation_timeout`` seconds, with a progress bar), so a first run against a real org
+    passes. Records the hand-off (no token) as the ``verify`` phase record; raises LoginError at the first
+    refusal, and InputError naming ``login_url`` when its host cannot be reached (DNS, TLS).
     """
     _check_wait(propagation_timeout)
     wd = open_workdir(workdir)
@@ -341,42 +425,156 @@ def verify_setup(session: OrgSession, *, workdir: str | Path, username: str = ""
     if cert_record is None or app_record is None:
         raise InputError("workdir", str(wd.root), "run phases 1 and 2 first (01_certificate, 02_connected_app)")
     key = Path(key_path or cert_record["key_path"])
+    passphrase = key_passphrase(key, passphrase_env)
     users = _usernames(usernames, username, session)
-    url = without_userinfo(login_url or session.login_url).rstrip("/")
-    results = []
-    for user in users:
-        try:
-            wait = PropagationWait(propagation_timeout, f"app {app_record['full_name']} to reach the org's "
-                                                        f"login servers (invalid_client_id) as {user}")
-            result, _token = jwt_login(consumer_key=app_record["consumer_key"], username=user, key_path=key,
-                                       login_url=url, audience=audience, propagation_timeout=propagation_timeout,
-                                       progress=wait, clock=clock)
-        except LoginError as exc:
-            if "invalid assertion" in exc.description:
-                raise _with_fingerprints(exc, key, session, app_record) from None
-            raise
-        results.append(result)
+    url = check_login_url(login_url) or without_userinfo(session.login_url).rstrip("/")
+    signer = Signer(key, passphrase, passphrase_env)
+    results = [_login_as(session, user, app_record, signer=signer, login_url=url, audience=audience,
+                         propagation_timeout=propagation_timeout, clock=clock) for user in users]
     cert = load_certificate(Path(cert_record["cert_path"]))
-    handoff = HandOff(app_name=app_record["full_name"], app_kind=app_record["app_kind"],
-                      consumer_key=app_record["consumer_key"], logins=results, login_url=url, key_path=str(key),
-                      certificate_expires=cert.not_valid_after_utc.isoformat(timespec="seconds"),
-                      sf_command=sf_login_command(consumer_key=app_record["consumer_key"], key_path=key,
-                                                  username=users[0], login_url=url),
-                      sf_commands=[sf_login_command(consumer_key=app_record["consumer_key"], key_path=key,
-                                                    username=u, login_url=url, alias=_alias(u, i))
-                                   for i, u in enumerate(users)],
-                      notes=kind_named(app_record["app_kind"]).handoff_notes())
-    wd.save("verify", {**handoff.as_dict(), "certificate_fingerprint": fingerprint(cert)})
+    handoff = _handoff(app_record, results, signer=signer, login_url=url,
+                       certificate_expires=cert.not_valid_after_utc.isoformat(timespec="seconds"))
+    wd.save("verify", {**handoff.as_dict(), "certificate_fingerprint": fingerprint(cert),
+                       "passphrase_env": passphrase_env})
     return handoff
+
+
+@dataclass(frozen=True)
+class Signer:
+    """The key phase 4 signs with, its passphrase (from the environment, never recorded) and the variable's name."""
+
+    key_path: Path
+    passphrase: bytes | None = field(default=None, repr=False)
+    passphrase_env: str = ""
+
+    @property
+    def decrypted_copy(self) -> Path:
+        """Where the hand-off's command puts a decrypted copy of an encrypted key for `sf org login jwt`."""
+        return self.key_path.with_name(f"{self.key_path.stem}.unencrypted.key")
+
+    def decrypt_command(self) -> str:
+        """The shell command that writes the decrypted copy, mode 0600 ("" for an unencrypted key).
+
+        ``rm -f`` first: openssl keeps the mode of a file it overwrites, and the umask only applies to a new one.
+        """
+        if self.passphrase is None:
+            return ""
+        copy, key = shlex.quote(str(self.decrypted_copy)), shlex.quote(str(self.key_path))
+        return f"(umask 077 && rm -f {copy} && openssl pkey -in {key} -passin env:{self.passphrase_env} -out {copy})"
+
+    def notes(self) -> list[str]:
+        """What the hand-off must say about an encrypted key: the CLI reads only unencrypted key files."""
+        if self.passphrase is None:
+            return []
+        return [f"the key is encrypted (passphrase_env {self.passphrase_env}) and `sf org login jwt` reads only an "
+                "unencrypted key file: make a copy only you can read (mode 0600) with the command under \"Decrypt the "
+                f"key first\", log in with it, then delete it (rm {shlex.quote(str(self.decrypted_copy))}); for CI, "
+                f"`runbook export-ci --passphrase-env {self.passphrase_env}` exports the key decrypted"]
+
+
+def key_passphrase(key: Path, passphrase_env: str) -> bytes | None:
+    """The passphrase the variable ``passphrase_env`` names, once the key opens with it (None: unencrypted key)."""
+    passphrase = _read_passphrase(passphrase_env)
+    try:
+        load_private_key(key, passphrase)
+    except InputError as exc:
+        if exc.field != "passphrase_env":
+            raise
+        raise InputError("passphrase_env", passphrase_env, f"{exc.fix} (as for phase 1)") from None
+    return passphrase
+
+
+def _login_as(session: OrgSession, user: str, app_record: dict, *, signer: Signer, login_url: str, audience: str,
+              propagation_timeout: float, clock: Callable[[], float]) -> LoginResult:
+    """One user's JWT login; a refusal is explained with what the org adds (fingerprints, whether the user exists)."""
+    wait = PropagationWait(propagation_timeout, f"app {app_record['full_name']} to reach the org's "
+                                                f"login servers (invalid_client_id) as {user}")
+    try:
+        result, _token = jwt_login(consumer_key=app_record["consumer_key"], username=user, key_path=signer.key_path,
+                                   passphrase=signer.passphrase, login_url=login_url, audience=audience,
+                                   propagation_timeout=propagation_timeout, progress=wait, clock=clock)
+    except LoginError as exc:
+        if "invalid assertion" in exc.description:
+            raise _with_fingerprints(exc, signer, session, app_record) from None
+        if "hasn't approved this consumer" in exc.description.lower():
+            raise explain_refusal(exc.error, exc.description, consumer_key=app_record["consumer_key"], username=user,
+                                  audience=audience, login_url=login_url,
+                                  user_exists=_user_exists(session, user)) from None
+        if isinstance(exc.__cause__, requests.ConnectionError):  # every try failed to connect
+            raise _unreachable(exc.__cause__, login_url) from None
+        raise
+    except requests.ConnectionError as exc:
+        raise _unreachable(exc, login_url) from None
+    return result
+
+
+def _user_exists(session: OrgSession, username: str) -> bool | None:
+    """Whether the org has a user ``username`` (one REST query); None when the org cannot be asked."""
+    try:
+        return bool(query(session, f"SELECT Id FROM User WHERE Username = {quote(username)}"))
+    except RunbookError:
+        return None
+
+
+DNS_FIX = ("check the spelling: https://login.salesforce.com, https://test.salesforce.com, or your My Domain exactly "
+           "as Setup > My Domain shows it (or leave login_url empty for the org's own); else this machine's DNS or "
+           "proxy (HTTPS_PROXY)")
+TLS_FIX = ("check that login_url is the org's own host (another host, or a proxy, shows another certificate); behind a "
+           "TLS-inspecting proxy, export REQUESTS_CA_BUNDLE=<a bundle with its CA>; for the local org, export "
+           "REQUESTS_CA_BUNDLE=<state>/ca-bundle.pem (runbook org serve prints it)")
+CONNECT_FIX = ("check the host and port and that this machine reaches it (firewall, HTTPS_PROXY); for the local org, "
+               "that it is running (runbook org serve)")
+
+
+def _unreachable(exc: requests.ConnectionError, login_url: str) -> InputError:
+    """A token request that never reached the org (DNS, TLS, TCP), as the login_url problem it is."""
+    host = urlsplit(login_url).hostname or login_url
+    tls = _cause(exc, ssl.SSLError)
+    if tls is not None:
+        reason = getattr(tls, "verify_message", "") or getattr(tls, "reason", "") or type(tls).__name__
+        return InputError("login_url", login_url, TLS_FIX, problem=f"the TLS handshake with {host} failed ({reason})")
+    if _cause(exc, socket.gaierror) is not None:
+        return InputError("login_url", login_url, DNS_FIX, problem=f"{host} does not resolve (DNS)")
+    return InputError("login_url", login_url, CONNECT_FIX,
+                      problem=f"{host} did not take the connection ({type(_cause(exc, OSError) or exc).__name__})")
+
+
+def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of ``kind`` behind ``exc``: requests wraps urllib3's errors, which wrap the socket's."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, kind) and current is not exc:
+            return current
+        todo += [getattr(current, "reason", None), current.__cause__, current.__context__, *current.args]
+    return None
+
+
+def _handoff(app_record: dict, results: list[LoginResult], *, signer: Signer, login_url: str,
+             certificate_expires: str) -> HandOff:
+    """The hand-off card: the `sf org login jwt` commands (with a decrypted copy of an encrypted key) and notes."""
+    consumer_key, users = app_record["consumer_key"], [lr.username for lr in results]
+    key_file = signer.decrypted_copy if signer.passphrase is not None else signer.key_path
+    commands = [sf_login_command(consumer_key=consumer_key, key_path=key_file, username=u, login_url=login_url,
+                                 alias=_alias(u, i)) for i, u in enumerate(users)]
+    return HandOff(app_name=app_record["full_name"], app_kind=app_record["app_kind"], consumer_key=consumer_key,
+                   logins=results, login_url=login_url, key_path=str(signer.key_path),
+                   certificate_expires=certificate_expires, sf_command=commands[0], sf_commands=commands,
+                   notes=[*kind_named(app_record["app_kind"]).handoff_notes(), *signer.notes()],
+                   decrypt_command=signer.decrypt_command())
 
 
 def _alias(username: str, index: int) -> str:
     return "devhub" if index == 0 else username.split("@")[0]
 
 
-def _with_fingerprints(exc: LoginError, key_path: Path, session: OrgSession, app_record: dict) -> LoginError:
+def _with_fingerprints(exc: LoginError, signer: Signer, session: OrgSession, app_record: dict) -> LoginError:
     """The invalid-assertion error with the signing key's fingerprint and the app certificate's."""
-    key_fp = public_key_fingerprint(load_private_key(key_path).public_key())
+    key_fp = public_key_fingerprint(load_private_key(signer.key_path, signer.passphrase).public_key())
     cert, source = app_certificate(session, app_record)
     if cert is None:
         app_side = f"certificate {app_record.get('certificate_fingerprint', '?')} ({source})"
@@ -385,7 +583,7 @@ def _with_fingerprints(exc: LoginError, key_path: Path, session: OrgSession, app
                     f"({source})")
     return explain_refusal(exc.error, exc.description, consumer_key=app_record["consumer_key"], username="",
                            audience="", login_url="",
-                           cert_fingerprints=(f"public key {key_fp} ({key_path})", app_side))
+                           cert_fingerprints=(f"public key {key_fp} ({signer.key_path})", app_side))
 
 
 WEB_FLOW_MODES = ("auto", "on", "off")
@@ -395,9 +593,7 @@ def check_inputs(*, login_url: str = "", usernames=(), propagation_timeout: floa
                  web_flow: str = "auto", web_flow_timeout: float = 120.0) -> None:
     """Refuse phase 4's parameters that cannot work, before anything is sent (``runbook run`` checks them
     for the whole run up front)."""
-    if login_url and not (isinstance(login_url, str) and login_url.startswith("https://")):
-        raise InputError("login_url", login_url, "use an https:// URL, e.g. https://login.salesforce.com, or leave "
-                         "it empty for the org's own")
+    check_login_url(login_url)
     names = [usernames] if isinstance(usernames, str) else list(usernames or [])
     if not all(isinstance(u, str) for u in names):
         raise InputError("usernames", usernames, 'give Salesforce usernames, e.g. ["ci@example.com"]')

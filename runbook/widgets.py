@@ -467,11 +467,15 @@ def certificate_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
 
 # ---------------------------------------------------------------- phase 2: connected app
 
+# as notebooks/02_connected_app.ipynb's parameters cell has them (tests/test_widgets.py compares); its apply is the
+# form's own Preview / Apply
 CONNECTED_APP_DEFAULTS = {"org": "local", "workdir": "work", "api_version": "62.0", "app_name": "Runbook_CI",
-                          "label": "", "contact_email": "admin@example.com", "description": "",
+                          "label": "", "contact_email": "admin@example.com",
+                          "description": "JWT bearer access for CI and the Salesforce CLI, set up by the runbook",
                           "callback_port": 1717, "scopes": ["api", "web", "refresh_token offline_access"],
                           "cert_path": "", "flows": ["jwt"], "app_kind": "auto",
-                          "consumer_secret_by": "runbook", "sfdx_project": "", "create_sfdx_project": False}
+                          "consumer_secret_by": "runbook", "sfdx_project": "", "create_sfdx_project": False,
+                          "adopt": False}
 
 
 def _app_spec(values: dict):
@@ -484,7 +488,7 @@ def _app_spec(values: dict):
                       consumer_secret_by=values.get("consumer_secret_by", "runbook"),
                       sfdx_project=values.get("sfdx_project", ""),
                       create_sfdx_project=values.get("create_sfdx_project", False),
-                      cert_path=values["cert_path"], workdir=values["workdir"])
+                      cert_path=values["cert_path"], workdir=values["workdir"], adopt=values.get("adopt", False))
 
 
 def _connect(values: dict, step: Step):
@@ -517,6 +521,7 @@ def connected_app_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
         text_field("sfdx_project", "sfdx-project.json", p["sfdx_project"], "empty: leave project files alone"),
         check_field("create_sfdx_project", "Create a minimal sfdx-project.json if missing",
                     p["create_sfdx_project"]),
+        check_field("adopt", "Take over an app of this name the runbook did not create", p["adopt"]),
     ]
 
     def plan(values: dict, step: Step):
@@ -616,8 +621,10 @@ def access_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
 
 # ---------------------------------------------------------------- phase 4: verification
 
-VERIFY_DEFAULTS = {"org": "local", "workdir": "work", "api_version": "62.0", "username": "", "usernames": "",
-                   "login_url": "", "audience": "", "key_path": "", "web_flow": "auto", "propagation_timeout": 900}
+# as notebooks/04_verify.ipynb's parameters cell has them (tests/test_widgets.py compares)
+VERIFY_DEFAULTS = {"org": "local", "workdir": "work", "api_version": "62.0", "username": "", "usernames": [],
+                   "login_url": "", "audience": "", "key_path": "", "passphrase_env": "", "propagation_timeout": 900,
+                   "web_flow": "auto", "consumer_secret_file": "", "web_flow_timeout": 120}
 
 
 @dataclass
@@ -632,12 +639,16 @@ class VerifyPreview:
         return f"<table>{body}</table>"
 
 
-def preview_verify(*, workdir: str, username: str = "", usernames: str = "", login_url: str = "",
-                   audience: str = "", key_path: str = "", **_ignored) -> VerifyPreview:
-    """Phase 4's plan from the work folder's records; raises InputError when phases 1–2 are missing."""
-    from runbook.verify import default_audience
+def preview_verify(*, workdir: str, username: str = "", usernames: list[str] | str = (), login_url: str = "",
+                   audience: str = "", key_path: str = "", passphrase_env: str = "",
+                   propagation_timeout: float = 900, web_flow: str = "auto", web_flow_timeout: float = 120,
+                   **_ignored) -> VerifyPreview:
+    """Phase 4's plan from the work folder's records, after phase 4's own checks (nothing is sent)."""
+    from runbook.verify import check_inputs, check_login_url, default_audience, key_passphrase
     from runbook.workdir import open_workdir
 
+    check_inputs(login_url=login_url, usernames=usernames, propagation_timeout=propagation_timeout,
+                 web_flow=web_flow, web_flow_timeout=web_flow_timeout)
     wd = open_workdir(workdir)
     cert, app = wd.load("certificate"), wd.load("connected_app")
     if cert is None or app is None:
@@ -645,46 +656,55 @@ def preview_verify(*, workdir: str, username: str = "", usernames: str = "", log
     key = Path(key_path or cert["key_path"]).expanduser()
     if not key.is_file():
         raise InputError("key_path", str(key), "the key file does not exist: check the path, or rerun phase 1")
-    url = login_url.rstrip("/") or "(the org's login URL)"
+    key_passphrase(key, passphrase_env)
+    users = [usernames] if isinstance(usernames, str) else list(usernames or ())
+    url = check_login_url(login_url) or "(the org's login URL)"
     return VerifyPreview([
         ("Consumer key (iss)", app["consumer_key"]),
-        ("Log in as (sub)", usernames or username or "(the connected user)"),
+        ("Log in as (sub)", ", ".join(u for u in users if u) or username or "(the connected user)"),
         ("Token endpoint", f"{url}/services/oauth2/token"),
-        ("Audience (aud)", audience or (default_audience(login_url) if login_url else "(from the login URL)")),
-        ("Signed with", str(key))])
+        ("Audience (aud)", audience or (default_audience(url) if login_url else "(from the login URL)")),
+        ("Signed with", f"{key}{' (decrypted with $' + passphrase_env + ')' if passphrase_env else ''}")])
 
 
 @_unless_batch("verify")
 def verify_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     """Phase 4's form: who logs in, where; Apply does a real JWT bearer exchange and shows the hand-off."""
     p = _params(ns, params, VERIFY_DEFAULTS)
-    usernames = p["usernames"] if isinstance(p["usernames"], str) else ", ".join(p["usernames"] or [])
     fields = [
         org_field(p["org"]),
         text_field("workdir", "Work folder", p["workdir"]),
         text_field("api_version", "API version", p["api_version"]),
-        text_field("username", "Log in as", p["username"], "empty: the user the runbook connected as"),
-        text_field("usernames", "Users to verify", usernames, "comma-separated; empty: the one above"),
+        list_field("usernames", "Log in as", p["usernames"], "usernames, comma-separated; empty: the default user"),
+        text_field("username", "Default user", p["username"], "empty: the user the runbook connected as"),
         text_field("login_url", "Login URL", p["login_url"], "empty: the org's"),
         text_field("audience", "JWT audience", p["audience"], "empty: chosen from the login URL"),
         text_field("key_path", "Private key", p["key_path"], "empty: phase 1's key"),
+        text_field("passphrase_env", "Passphrase variable", p["passphrase_env"],
+                   "NAME of an environment variable, never the passphrase"),
         int_field("propagation_timeout", "Wait for a new app (s)", p["propagation_timeout"]),
         choice_field("web_flow", "Web server flow", p["web_flow"],
                      [("auto: when phase 2 enabled it, on the local org", "auto"),
                       ("on: wait for a browser login", "on"), ("off", "off")]),
+        text_field("consumer_secret_file", "Consumer secret file", p["consumer_secret_file"],
+                   "empty: the 0600 file phase 2 wrote; never the secret"),
+        int_field("web_flow_timeout", "Wait for the browser (s)", p["web_flow_timeout"]),
     ]
 
     def apply(values: dict, step: Step) -> Outcome:
         from runbook.verify import verify_setup, verify_web_flow
 
         session = _connect(values, step)
-        step(f"JWT bearer exchange as {values['usernames'] or values['username'] or session.username}…")
+        step(f"JWT bearer exchange as {', '.join(values['usernames']) or values['username'] or session.username}…")
         handoff = verify_setup(session, workdir=values["workdir"], username=values["username"],
                                usernames=values["usernames"], login_url=values["login_url"],
                                audience=values["audience"], key_path=values["key_path"],
-                               propagation_timeout=values["propagation_timeout"])
+                               propagation_timeout=values["propagation_timeout"],
+                               passphrase_env=values["passphrase_env"])
         step("Web server flow…")
-        handoff = verify_web_flow(session, handoff, workdir=values["workdir"], web_flow=values["web_flow"])
+        handoff = verify_web_flow(session, handoff, workdir=values["workdir"], web_flow=values["web_flow"],
+                                  consumer_secret_file=values["consumer_secret_file"],
+                                  timeout=values["web_flow_timeout"])
         users = ", ".join(lr.username for lr in handoff.logins)
         status = f"JWT login as {users} works — consumer key {handoff.consumer_key}"
         return Outcome(handoff, status, {**values, "session": session, "handoff": handoff},

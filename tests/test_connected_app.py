@@ -389,3 +389,100 @@ def test_rerun_with_scopes_the_org_reads_back_normalised_plans_nothing(org, sess
     if app_kind == "connected_app":
         read = metadata.read(session, "ConnectedApp", spec.full_name)["oauthConfig"]["scopes"]
         assert sorted(read) == ["Api", "Basic", "RefreshToken"]
+
+
+# ---------------------------------------------------------------- issue 16: renames and ownership
+
+MARKER = "[managed by sf-connected-app-runbook]"
+
+
+def test_changing_app_name_says_the_old_app_stays_and_how_to_delete_it(org, session, cert, tmp_path):
+    ensure_connected_app(session, _spec(cert, "Old_Name", workdir=tmp_path), workdir=tmp_path)
+
+    plan, app = ensure_connected_app(session, _spec(cert, "New_Name", workdir=tmp_path), workdir=tmp_path)
+
+    text = str(plan)
+    assert text.startswith("Create connected app New_Name")
+    assert (f"renamed: app_name changed from Old_Name to New_Name: Old_Name, which phase 2 made before (recorded in "
+            f"{tmp_path}), is not renamed and stays in the org") in text
+    assert f"delete it with: runbook teardown --app Old_Name --workdir {tmp_path}" in text
+    assert any("runbook teardown --app Old_Name" in w for w in app.warnings)  # the result and its record say it too
+    assert metadata.read(session, "ConnectedApp", "Old_Name") is not None  # never renamed or deleted by phase 2
+
+
+@pytest.mark.parametrize("app_kind", ["connected_app", "external_client_app"])
+def test_the_apps_the_runbook_saves_carry_its_marker_and_rerun_unchanged(org, session, cert, tmp_path, app_kind):
+    name = f"Marked_{app_kind.title().replace('_', '')}"
+    ensure_connected_app(session, _spec(cert, name, app_kind=app_kind, description="CI login"), workdir=tmp_path)
+    kind_type = {"connected_app": "ConnectedApp", "external_client_app": "ExternalClientApplication"}[app_kind]
+    assert metadata.read(session, kind_type, name)["description"] == f"CI login {MARKER}"
+
+    other_folder = tmp_path / "elsewhere"  # no record of the app there: the marker alone says it is the runbook's
+    plan = plan_connected_app(session, _spec(cert, name, app_kind=app_kind, description="CI login",
+                                             workdir=other_folder))
+    assert plan.action == "none" and "not the runbook's" not in str(plan)
+
+
+def _their_app(session, name: str, certificate: str) -> None:
+    """A connected app someone made in Setup: no marker, their own certificate and callback."""
+    metadata.create(session, "ConnectedApp", {
+        "fullName": name, "label": name.replace("_", " "), "contactEmail": "them@example.com",
+        "description": "Their integration",
+        "oauthConfig": {"callbackUrl": "https://their.example.com/callback", "certificate": certificate,
+                        "scopes": ["Api"]}})
+
+
+def test_an_app_the_runbook_did_not_create_is_not_changed_without_adopt(org, session, cert, tmp_path):
+    theirs = ensure_certificate(workdir=tmp_path / "theirs")
+    _their_app(session, "Their_App", Path(theirs.cert_path).read_text())
+    before = metadata.read(session, "ConnectedApp", "Their_App")
+    spec = _spec(cert, "Their_App", workdir=tmp_path)
+
+    plan = plan_connected_app(session, spec)
+
+    text = str(plan)
+    assert ("not the runbook's: Their_App is in the org, but the runbook did not create it: its description has no "
+            f"{MARKER} and no phase 2 record in this work folder names it. Applying overwrites ") in text
+    for overwritten in ("contactEmail", "description", "oauthConfig.callbackUrl", "oauthConfig.certificate (SHA-256)"):
+        assert overwritten in text.split("Applying overwrites ")[1]
+    assert "Set adopt=True to take it over, or choose another app_name." in text
+    mark = len(org.call_log())
+    with pytest.raises(InputError) as refused:
+        ensure_connected_app(session, spec, workdir=tmp_path)
+    assert str(refused.value).startswith("adopt=False is not valid: Their_App is in the org, but the runbook did "
+                                         "not create it")
+    assert str(refused.value).endswith("Fix: set adopt=True to take it over, or choose another app_name")
+    assert _writes(org, mark) == [] and metadata.read(session, "ConnectedApp", "Their_App") == before
+    assert not (tmp_path / "phases" / "connected_app.json").exists()
+
+
+def test_adopting_an_app_overwrites_it_marks_it_and_a_rerun_needs_no_adopt(org, session, cert, tmp_path):
+    theirs = ensure_certificate(workdir=tmp_path / "theirs")
+    _their_app(session, "Adopted_App", Path(theirs.cert_path).read_text())
+
+    plan, app = ensure_connected_app(session, _spec(cert, "Adopted_App", adopt=True), workdir=tmp_path)
+
+    assert plan.action == "update" and "adopt=True: applying takes it over and marks it as the runbook's" in str(plan)
+    after = metadata.read(session, "ConnectedApp", "Adopted_App")
+    assert after["description"].endswith(MARKER) and app.certificate_fingerprint == cert.sha256_fingerprint
+    rerun = plan_connected_app(session, _spec(cert, "Adopted_App", workdir=tmp_path / "fresh"))
+    assert rerun.action == "none" and "not the runbook's" not in str(rerun)
+
+
+def test_an_app_recorded_in_the_work_folder_without_the_marker_is_the_runbooks(org, session, cert, tmp_path):
+    """An app phase 2 made before apps were marked: its record says whose it is; the rerun adds the marker."""
+    _their_app(session, "Pre_Marker", Path(cert.cert_path).read_text())
+    from runbook.workdir import open_workdir
+
+    open_workdir(tmp_path).save("connected_app", {"full_name": "Pre_Marker", "app_kind": "connected_app"})
+
+    plan, _app = ensure_connected_app(session, _spec(cert, "Pre_Marker", workdir=tmp_path), workdir=tmp_path)
+
+    assert plan.action == "update" and "not the runbook's" not in str(plan) and "renamed" not in str(plan)
+    assert metadata.read(session, "ConnectedApp", "Pre_Marker")["description"] == MARKER
+
+
+def test_a_description_with_no_room_for_the_marker_is_refused(cert):
+    with pytest.raises(InputError) as refused:
+        _spec(cert, "Long_Text", description="x" * 240)
+    assert refused.value.field == "description" and "use at most 217 characters" in str(refused.value)

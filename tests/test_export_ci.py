@@ -18,9 +18,10 @@ from conftest import run_phases
 
 from runbook.certificate import ensure_certificate
 from runbook.cli import main
+from runbook.errors import InputError
 from runbook.localorg import ADMIN_USERNAME
 from runbook.org import connect_local, local_state_dir
-from runbook.verify import verify_setup
+from runbook.verify import jwt_login, verify_setup
 from runbook.workdir import open_workdir
 
 
@@ -280,11 +281,63 @@ def test_push_options_that_contradict_each_other_are_refused(verified, ci_stub, 
     assert _calls(log) == []
 
 
-def test_phase_4_shows_and_records_the_login_url_without_its_userinfo(verified):
+def test_phase_4_refuses_a_login_url_with_userinfo_and_never_shows_or_records_it(verified):
     session = connect_local(local_state_dir(verified))
     password = "Pw-" + secrets.token_urlsafe(9)
     typed = session.login_url.replace("https://", f"https://ci:{password}@")
-    handoff = verify_setup(session, workdir=verified, login_url=typed, propagation_timeout=0)
-    shown = str(handoff) + handoff._repr_html_() + json.dumps(open_workdir(verified).load("verify"))
+    with pytest.raises(InputError) as refused:
+        verify_setup(session, workdir=verified, login_url=typed, propagation_timeout=0)
+    assert refused.value.field == "login_url" and "it holds credentials (user:password@, not shown)" in \
+        str(refused.value)
+    shown = str(refused.value) + json.dumps(open_workdir(verified).load("verify"))
     assert password not in shown and "ci:" not in shown
-    assert f"--instance-url {session.login_url} " in handoff.sf_command
+
+
+# ---------------------------------------------------------------- an encrypted key (passphrase_env)
+
+PASSPHRASE_ENV = "RUNBOOK_TEST_EXPORT_PASSPHRASE"
+
+
+@pytest.fixture(scope="module")
+def encrypted(tmp_path_factory):
+    """All four phases with a key phase 1 encrypted (the passphrase in the environment, named by passphrase_env)."""
+    os.environ[PASSPHRASE_ENV] = "export " + secrets.token_urlsafe(12)
+    try:
+        yield run_phases(tmp_path_factory.mktemp("encrypted"), passphrase_env=PASSPHRASE_ENV)
+    finally:
+        os.environ.pop(PASSPHRASE_ENV, None)
+
+
+def test_export_of_an_encrypted_key_without_the_passphrase_names_the_option(encrypted, tmp_path):
+    result = _export(encrypted, "env", tmp_path / "ci.env")
+    assert result.exit_code == 1
+    assert "the key is encrypted, and sf org login jwt in CI reads only unencrypted keys" in result.output
+    assert f"Fix: add --passphrase-env {PASSPHRASE_ENV} (the variable holding the key's passphrase" in result.output
+    assert not (tmp_path / "ci.env").exists()
+
+
+def test_export_with_passphrase_env_hands_ci_the_key_decrypted_and_it_logs_in(encrypted, tmp_path):
+    out = tmp_path / "ci.env"
+    result = _export(encrypted, "env", out, "--passphrase-env", PASSPHRASE_ENV)
+    try:
+        assert result.exit_code == 0, result.output
+        values = {k: shlex.split(v)[0] for k, v in (line.split("=", 1) for line in out.read_text().splitlines())}
+        key_file = tmp_path / "server.key"  # what CI does: echo "$SF_JWT_KEY_BASE64" | base64 -d > server.key
+        key_file.write_bytes(base64.b64decode(values["SF_JWT_KEY_BASE64"]))
+        key_file.chmod(0o600)
+        assert key_file.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+        assert os.environ[PASSPHRASE_ENV] not in out.read_text() + result.output
+        login, _token = jwt_login(consumer_key=values["SF_CONSUMER_KEY"], username=values["SF_USERNAME"],
+                                  key_path=key_file, login_url=values["SF_INSTANCE_URL"])
+        assert login.username == ADMIN_USERNAME
+    finally:
+        out.unlink(missing_ok=True)
+        (tmp_path / "server.key").unlink(missing_ok=True)
+
+
+def test_export_with_a_wrong_passphrase_is_refused_naming_the_variable(encrypted, tmp_path, monkeypatch):
+    monkeypatch.setenv(PASSPHRASE_ENV, "not it")
+    result = _export(encrypted, "env", tmp_path / "ci.env", "--passphrase-env", PASSPHRASE_ENV)
+    assert result.exit_code == 1
+    assert f"passphrase_env='{PASSPHRASE_ENV}' is not valid. Fix: the passphrase does not decrypt this key" in \
+        result.output

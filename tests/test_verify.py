@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import stat
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -13,8 +16,8 @@ from runbook.certificate import certificate_pem, ensure_certificate
 from runbook.errors import InputError, LoginError
 from runbook.localorg import ADMIN_USERNAME
 from runbook.metadata import create
-from runbook.org import connect
-from runbook.verify import HandOff, default_audience, jwt_login, verify_setup
+from runbook.org import connect, start_local_org
+from runbook.verify import HandOff, check_login_url, default_audience, jwt_login, verify_setup
 from runbook.workdir import open_workdir
 
 
@@ -199,3 +202,148 @@ def test_a_first_run_against_an_org_with_a_propagation_delay_passes_with_the_def
     assert 1 <= login["waited"] <= 3 + 4  # usable after ~3 s of the save, found within one poll (<= 4 s)
     executed = (summary.run_dir / "04_verify.ipynb").read_text()
     assert "to reach the org&#x27;s login servers (invalid_client_id) as admin@local.devhub: usable after" in executed
+
+
+# ---------------------------------------------------------------- issue 16: phase 4's inputs and passphrases
+
+def _calls(session) -> int:
+    """How many calls the local org behind ``session`` has served: a refused input must add none."""
+    return len(start_local_org(session.local_state).call_log())
+
+
+@pytest.mark.parametrize(("login_url", "problem"), [
+    ("ftp://login.salesforce.com", "the scheme is ftp: Salesforce takes logins over https only"),
+    ("http://login.salesforce.com", "the scheme is http: Salesforce takes logins over https only"),
+    ("login.salesforce.com", "the scheme is missing"),
+    ("https://login.salesforce.con", "login.salesforce.con is not a Salesforce login host (did you mean "
+                                     "https://login.salesforce.com?)"),
+    ("https://evil.example.com", "evil.example.com is not a Salesforce login host."),
+    ("https://acme.lightning.force.com", "a Lightning Experience host"),
+    ("https://acme.my.salesforce.com/services/oauth2/token", "it has a path"),
+])
+def test_a_login_url_that_is_not_https_to_salesforce_is_refused_before_any_call(setup, login_url, problem):
+    workdir, session = setup
+    before = _calls(session)
+    with pytest.raises(InputError) as caught:
+        verify_setup(session, workdir=workdir, login_url=login_url)
+    assert caught.value.field == "login_url" and problem in str(caught.value)
+    assert "Fix: " in str(caught.value) and _calls(session) == before
+
+
+def test_credentials_in_the_login_url_are_refused_and_never_shown(setup):
+    workdir, session = setup
+    password = "Pw-" + str(time.time_ns())
+    with pytest.raises(InputError) as caught:
+        verify_setup(session, workdir=workdir, login_url=f"https://ci:{password}@login.salesforce.com")
+    message = str(caught.value)
+    assert caught.value.field == "login_url" and "it holds credentials (user:password@, not shown)" in message
+    assert password not in message and "ci:" not in message
+
+
+@pytest.mark.parametrize("login_url", ["https://login.salesforce.com", "https://test.salesforce.com/",
+                                       "https://acme.my.salesforce.com", "https://acme--uat.sandbox.my.salesforce.com",
+                                       "https://acme.my.site.force.com", "https://127.0.0.1:8443",
+                                       "https://localhost:8443"])
+def test_salesforce_hosts_and_the_local_org_are_accepted_as_login_urls(login_url):
+    assert check_login_url(login_url) == login_url.rstrip("/")
+
+
+def test_a_login_url_whose_host_does_not_resolve_is_named_with_the_fix(setup, monkeypatch):
+    workdir, session = setup
+    host = "no-such-org-runbook.my.salesforce.com"
+    real = socket.getaddrinfo
+
+    def resolve(name, *args, **kwargs):  # the resolver's answer for a My Domain that does not exist
+        if name == host:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    for proxy in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    with pytest.raises(InputError) as caught:
+        verify_setup(session, workdir=workdir, login_url=f"https://{host}", propagation_timeout=0)
+    message = str(caught.value)
+    assert message.startswith(f"login_url='https://{host}' is not valid: {host} does not resolve (DNS). Fix: check "
+                              "the spelling")
+    assert "Setup > My Domain" in message
+
+
+def test_a_login_url_whose_certificate_is_not_trusted_is_named_with_the_fix(setup, monkeypatch):
+    import certifi
+
+    workdir, session = setup
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())  # the public CAs only: the local org's CA is not one
+    with pytest.raises(InputError) as caught:
+        verify_setup(session, workdir=workdir, login_url=session.login_url, propagation_timeout=0)
+    message = str(caught.value)
+    assert caught.value.field == "login_url"
+    assert "the TLS handshake with 127.0.0.1 failed (" in message and "certificate" in message
+    assert "REQUESTS_CA_BUNDLE=<state>/ca-bundle.pem" in message
+
+
+def test_a_user_who_does_not_exist_gets_no_such_user(setup):
+    workdir, session = setup
+    with pytest.raises(LoginError) as caught:
+        verify_setup(session, workdir=workdir, usernames=["nobody@local.devhub"], propagation_timeout=0)
+    message = str(caught.value)
+    assert message.startswith("invalid_grant: user hasn't approved this consumer. no such user: this org has no "
+                              "user nobody@local.devhub.")
+    assert "Fix: check the username" in message and "permitted_users" not in message
+
+
+def test_an_existing_user_who_never_approved_a_self_authorize_app_is_told_to_pre_authorize(setup, tmp_path):
+    workdir, session = setup
+    cert, app = _records(workdir)
+    key = "3MVG9SelfLookup" + str(time.time_ns())[-8:]
+    create(session, "ConnectedApp", {
+        "fullName": "Self_Auth_Lookup", "label": "Self Auth Lookup", "contactEmail": "admin@example.com",
+        "oauthConfig": {"callbackUrl": "http://localhost:1717/OauthRedirect", "consumerKey": key,
+                        "certificate": certificate_pem(Path(cert["cert_path"])), "scopes": ["Api"],
+                        "isAdminApproved": False}})
+    copy = open_workdir(tmp_path / "work")  # phase 2's record, pointing at the self-authorize app
+    copy.save("certificate", cert)
+    copy.save("connected_app", {**app, "full_name": "Self_Auth_Lookup", "consumer_key": key})
+    with pytest.raises(LoginError) as caught:
+        verify_setup(session, workdir=copy.root, usernames=["ci@local.devhub"], propagation_timeout=0)
+    message = str(caught.value)
+    assert "ci@local.devhub may not use the app without approving it: the app lets users self-authorize" in message
+    assert 'Fix: set permitted_users="admin_approved" in phase 3' in message and "no such user" not in message
+
+
+def test_an_encrypted_key_passes_phase_4_with_passphrase_env_and_the_hand_off_says_how_to_decrypt_it(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("RUNBOOK_TEST_KEY_PASSPHRASE", "correct horse " + str(time.time_ns()))
+    workdir = run_phases(tmp_path, passphrase_env="RUNBOOK_TEST_KEY_PASSPHRASE")  # all four phases, papermill
+    record = open_workdir(workdir).load("verify")
+    key = Path(record["key_path"])
+    assert b"ENCRYPTED PRIVATE KEY" in key.read_bytes() and record["passphrase_env"] == "RUNBOOK_TEST_KEY_PASSPHRASE"
+    assert any("`sf org login jwt` reads only an unencrypted key file" in note for note in record["notes"])
+    copy = key.with_name("server.unencrypted.key")
+    assert f"--jwt-key-file {copy} " in record["sf_command"]
+
+    subprocess.run(["bash", "-c", record["decrypt_command"]], check=True)  # as the hand-off tells the user
+
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600 and b"ENCRYPTED" not in copy.read_bytes()
+    session = connect("local", workdir=workdir)
+    result, _token = jwt_login(consumer_key=record["consumer_key"], username=ADMIN_USERNAME, key_path=copy,
+                               login_url=session.login_url)  # what `sf org login jwt --jwt-key-file COPY` sends
+    assert result.username == ADMIN_USERNAME
+
+
+def test_an_encrypted_key_without_passphrase_env_is_refused_before_any_call(tmp_path, monkeypatch):
+    monkeypatch.setenv("RUNBOOK_TEST_KEY_PASSPHRASE", "another " + str(time.time_ns()))
+    workdir = run_phases(tmp_path, phases=["certificate", "connected_app", "access"],
+                         passphrase_env="RUNBOOK_TEST_KEY_PASSPHRASE")
+    session = connect("local", workdir=workdir)
+    before = _calls(session)
+    with pytest.raises(InputError) as caught:
+        verify_setup(session, workdir=workdir)
+    assert str(caught.value).startswith("passphrase_env='' is not valid. Fix: the key is encrypted: set "
+                                        "passphrase_env to the name of an environment variable")
+    monkeypatch.setenv("RUNBOOK_TEST_KEY_PASSPHRASE", "not the passphrase")
+    with pytest.raises(InputError) as wrong:
+        verify_setup(session, workdir=workdir, passphrase_env="RUNBOOK_TEST_KEY_PASSPHRASE")
+    assert str(wrong.value).startswith("passphrase_env='RUNBOOK_TEST_KEY_PASSPHRASE' is not valid. Fix: the "
+                                       "passphrase does not decrypt this key")
+    assert _calls(session) == before

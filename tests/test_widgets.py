@@ -187,11 +187,58 @@ def test_verify_form_logs_in_each_listed_user_and_writes_them_back(applied):
     workdir, _org, _spaces, _forms = applied
     ns = {"workdir": str(workdir), "usernames": [ADMIN_USERNAME], "web_flow": "off"}
     form = verify_form(ns)
-    assert form.values()["usernames"] == ADMIN_USERNAME and form.values()["web_flow"] == "off"
+    assert form.values()["usernames"] == [ADMIN_USERNAME] and form.values()["web_flow"] == "off"
     outcome = form.apply()
     assert outcome is not None, form.status.value
     assert [lr.username for lr in ns["handoff"].logins] == [ADMIN_USERNAME]
-    assert ns["usernames"] == ADMIN_USERNAME and f"JWT login as {ADMIN_USERNAME} works" in _state(form)["status"]
+    assert ns["usernames"] == [ADMIN_USERNAME] and f"JWT login as {ADMIN_USERNAME} works" in _state(form)["status"]
     form.fields["usernames"].widget.value = "nobody@local.devhub"
     assert form.apply() is None  # refused by the org: the status line says why, nothing is written back
     assert "nobody@local.devhub" not in str(ns["usernames"])
+
+
+def _labelled(form, label: str):
+    """The field a user finds by its label."""
+    return next(f for f in form.fields.values() if f.widget.description == label)
+
+
+def test_verify_form_log_in_as_takes_a_comma_list(applied):
+    workdir, _org, _spaces, _forms = applied
+    form = verify_form(workdir=str(workdir), web_flow="off")
+    _labelled(form, "Log in as").widget.value = f"{ADMIN_USERNAME}, dev@local.devhub"
+    assert "Log in as (sub)" in _text(form.plan.value) and f"{ADMIN_USERNAME}, dev@local.devhub" in \
+        _text(form.plan.value)
+    assert form.apply() is None
+    status = _state(form)["status"]  # the admin logged in; the second user of the list was tried as itself
+    assert "invalid_app_access: user is not admin approved" in status and "dev@local.devhub is not pre-authorized" \
+        in status
+
+
+def test_verify_form_flags_a_login_url_that_is_not_salesforce_beside_the_field(applied):
+    workdir, org, _spaces, _forms = applied
+    form = verify_form(workdir=str(workdir))
+    before = len(org.call_log())
+    form.fields["login_url"].widget.value = "https://login.salesforce.con"
+    assert "did you mean https://login.salesforce.com?" in _text(form.fields["login_url"].message.value)
+    assert form.apply_button.disabled and org.call_log()[before:] == []
+
+
+def _notebook_defaults(name: str) -> dict:
+    """The parameters cell's defaults, read as papermill and the README read them."""
+    import ast
+
+    import papermill
+
+    notebook = Path(__file__).parent.parent / "notebooks" / name
+    return {k: ast.literal_eval(p["default"]) for k, p in papermill.inspect_notebook(str(notebook)).items()}
+
+
+@pytest.mark.parametrize(("make", "notebook", "form_only"), [
+    (verify_form, "04_verify.ipynb", set()),
+    (connected_app_form, "02_connected_app.ipynb", {"apply"}),  # Preview / Apply are the form's buttons
+], ids=["verify", "connected_app"])
+def test_form_has_every_notebook_parameter_with_the_notebooks_default(make, notebook, form_only, tmp_path):
+    defaults = {**_notebook_defaults(notebook), "workdir": str(tmp_path)}  # an empty work folder of its own
+    form = make(workdir=str(tmp_path))
+    assert set(form.fields) == set(defaults) - form_only
+    assert form.values() == {k: v for k, v in defaults.items() if k not in form_only}

@@ -51,6 +51,31 @@ def normalised_scopes(values) -> str:
     return ", ".join(sorted({SCOPE_READ_AS.get(v.strip(), v.strip()) for v in values if v and v.strip()}))
 
 
+# Appended to the description of every app the runbook saves: the org's own record of who made the app, so a
+# rerun from another work folder (or after a lost one) still knows it is the runbook's, and an app of the same
+# name someone else made is not overwritten unless adopted. Both kinds keep a free-text description.
+OWNER_MARKER = "[managed by sf-connected-app-runbook]"
+
+
+def with_owner_marker(description: str) -> str:
+    """``description`` with the owner marker once, at the end."""
+    text = description.replace(OWNER_MARKER, "").strip()
+    return f"{text} {OWNER_MARKER}" if text else OWNER_MARKER
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """What phase 2 knows of an app's owner before reading the org: its work folder's record, and ``adopt``."""
+
+    recorded_app: str = ""  # the app phase 2 recorded in the work folder ("" for none)
+    workdir: str = ""  # that work folder, for the teardown command of an app left behind by a rename
+    adopt: bool = False  # take over an app of this name that the runbook did not create
+
+    def records(self, app_name: str) -> bool:
+        """Whether the work folder's record names ``app_name`` (API names compare ignoring case)."""
+        return bool(self.recorded_app) and self.recorded_app.lower() == app_name.lower()
+
+
 @dataclass(frozen=True)
 class AppSpec:
     """The validated, desired app (phase 2's fields only); ``app_kind`` is a kind's name or "auto"."""
@@ -67,6 +92,7 @@ class AppSpec:
     app_kind: str = "auto"
     consumer_secret_by: str = "runbook"  # who makes the consumer secret on create (web flow)
     sfdx_project: ProjectChange | None = None
+    ownership: Ownership = Ownership()
 
     @property
     def web_flow(self) -> bool:
@@ -97,6 +123,11 @@ class AppState:
     consumer_key: str
     raw: dict = field(default_factory=dict, repr=False)
     access_hint: str = ""  # the kind's own locator of the app's access data, for phase 3 to read it at once
+
+    @property
+    def marked(self) -> bool:
+        """Whether the app carries the runbook's owner marker in its description."""
+        return OWNER_MARKER in self.fields.get("description", "")
 
 
 @dataclass
