@@ -297,10 +297,14 @@ def teardown(app_name: str, org: str, workdir: str, yes: bool) -> None:
                    "as gh/glab pick it.")
 @click.option("--env", "environment", default="", metavar="ENV",
               help="With --push: a GitHub deployment environment (--env) or GitLab environment scope (--scope).")
-@click.option("--format", "fmt", type=click.Choice(["github", "gitlab", "env"]), default="env", show_default=True,
-              help="github: dotenv for `gh secret set --env-file`; gitlab: JSON CI/CD variables; env: shell.")
+@click.option("--format", "fmt", type=click.Choice(["github", "gitlab", "env", "sfdx-url"]), default="env",
+              show_default=True,
+              help="github: dotenv for `gh secret set --env-file`; gitlab: JSON CI/CD variables; env: shell; "
+                   "sfdx-url: log in by the web server flow and write the auth URL its refresh token makes, for "
+                   "`sf org login sfdx-url` (the app needs phase 2's web flow).")
 @click.option("--output", "-o", default="", type=click.Path(dir_okay=False),
-              help="File to write (mode 0600); default WORKDIR/ci/sf-jwt.<format>.")
+              help="File to write (mode 0600); default WORKDIR/ci/sf-jwt.<format> "
+                   "(sfdx-url: WORKDIR/ci/sf-auth-url.txt).")
 @click.option("--username", default="", help="One of the users phase 4 verified (default: the first).")
 @click.option("--instance-url", default="", help="Default: the login URL phase 4 verified against.")
 @click.option("--passphrase-env", default="", metavar="NAME",
@@ -317,14 +321,17 @@ def export_ci_command(ctx: click.Context, workdir: str, push: str | None, repo: 
       runbook export-ci --push github --repo me/app --env ci
       runbook export-ci --push gitlab --repo group/app      (protected; the key masked)
       runbook export-ci --format env -o ci.env              (a file: import it, then delete it)
+      runbook export-ci --format sfdx-url                   (force://… for sf org login sfdx-url --sfdx-url-file)
     """
-    from runbook.export_ci import export_ci, push_ci
+    from runbook.export_ci import SFDX_URL, export_ci, export_sfdx_auth_url, push_ci
 
     _check_export_options(ctx, push=push, repo=repo, environment=environment, output=output)
     try:
         if push:
             done = push_ci(workdir, target=push, repo=repo, env=environment, username=username,
                            instance_url=instance_url, passphrase_env=passphrase_env)
+        elif fmt == SFDX_URL:
+            done = export_sfdx_auth_url(workdir, output=output, username=username, instance_url=instance_url)
         else:
             done = export_ci(workdir, fmt=fmt, output=output, username=username, instance_url=instance_url,
                              passphrase_env=passphrase_env)

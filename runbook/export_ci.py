@@ -11,6 +11,10 @@ Formats: ``env`` (shell-quoted ``NAME=value`` lines, for ``set -a; . file``), ``
 ``gh secret set --env-file FILE``), ``gitlab`` (a JSON list of CI/CD variables for the project variables
 API, masked and protected). In CI: ``echo "$SF_JWT_KEY_BASE64" | base64 -d > server.key``.
 
+``sfdx-url`` (``export_sfdx_auth_url``) writes one line instead, ``force://<consumer key>:<secret>:<refresh
+token>@<host>`` for ``sf org login sfdx-url --sfdx-url-file FILE``: it runs the web server flow (the app
+needs ``web`` in phase 2's flows) to get a refresh token the app's policy governs, and keeps it live.
+
 Pushed (``push_ci``), no file is written: ``gh secret set NAME`` or ``glab variable set NAME`` runs once per
 variable with the value on its stdin, never on a command line (where ``ps`` and shell history would show it).
 The tool must be on PATH and logged in (``gh auth status``) before a value is sent. Only names are printed.
@@ -33,6 +37,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -161,6 +166,95 @@ def export_ci(workdir: str | Path, *, fmt: str = "env", output: str | Path = "",
     path = Path(output) if output else open_workdir(workdir).root / "ci" / f"sf-jwt.{suffix}"
     write_atomic(path, render(variables, fmt), PRIVATE)
     return Export(path=path.resolve(), format=fmt, names=tuple(variables))
+
+
+# --- an sfdx auth URL: `sf org login sfdx-url` ------------------------------------------------------
+
+SFDX_URL = "sfdx-url"  # the --format that writes one; it runs the web server flow for its refresh token
+SFDX_URL_FILE = "sf-auth-url.txt"
+
+
+@dataclass(frozen=True)
+class AuthUrlExport:
+    """Where the sfdx auth URL went; holds no part of it."""
+
+    path: Path
+    username: str
+    note: str = ""
+
+    def __str__(self) -> str:
+        lines = [f"wrote an sfdx auth URL for {self.username} (consumer key, secret and refresh token) to {self.path} "
+                 "(mode 0600)",
+                 f"Log in with: sf org login sfdx-url --sfdx-url-file {self.path} --alias devhub; then delete the "
+                 "file (or store it as one CI secret)"]
+        return "\n".join([*lines, *([self.note] if self.note else [])])
+
+
+def sfdx_auth_url(*, consumer_key: str, consumer_secret: str, refresh_token: str, instance_url: str) -> str:
+    """``force://<clientId>:<clientSecret>:<refreshToken>@<host[:port]>``, as sfdx-core writes one
+    (AuthInfo.getSfdxAuthUrl [V]; parseSfdxAuthUrl adds https:// back); an empty secret stays empty."""
+    host = urlsplit(without_userinfo(instance_url)).netloc
+    return f"force://{consumer_key}:{consumer_secret}:{refresh_token}@{host}"
+
+
+def export_sfdx_auth_url(workdir: str | Path, *, output: str | Path = "", username: str = "",
+                         instance_url: str = "", timeout: float = 120.0,
+                         show: Callable[[str], None] | None = None) -> AuthUrlExport:
+    """Log in by the web server flow and write the sfdx auth URL its refresh token makes, mode 0600.
+
+    Default file ``<workdir>/ci/sf-auth-url.txt``. The app must have the web server flow (phase 2 ``flows``)
+    and phase 4 must have verified it; the local org's login page is filled in as phase 4 does, a real
+    org's link is shown for a person to open (within ``timeout`` seconds). The refresh token is left live:
+    that is the export's point. It goes into the file only, never to the screen.
+    """
+    from runbook.webflow import read_secret_file, run_web_flow, show_link
+
+    wd = open_workdir(workdir)
+    verify, app = wd.load("verify"), wd.load("connected_app")
+    if verify is None or app is None:
+        raise InputError("workdir", str(wd.root), "run phase 4 (04_verify) first: only a verified setup is exported")
+    if "web" not in app.get("flows", []):
+        raise InputError("format", SFDX_URL, "add \"web\" to phase 2's flows and rerun phases 2 to 4",
+                         problem="an sfdx auth URL holds a refresh token, which only the web server flow gives")
+    if (verify.get("web_flow") or {}).get("refresh_token_policy") == "zero":
+        raise InputError("format", SFDX_URL, "set refresh_token_policy in phase 3 (e.g. infinite or "
+                         "specific_lifetime:90:DAYS) and rerun phases 3 and 4",
+                         problem="the app's refresh token policy is zero: the org would refuse the URL at once")
+    secret_file = str(app.get("consumer_secret_file") or "")
+    login_url, browser, note = _web_login(wd, instance_url or verify["login_url"])
+    handed: list[str] = []
+    result = run_web_flow(consumer_key=app["consumer_key"], callback_url=app["callback_url"], login_url=login_url,
+                          login_hint=username or next(iter(u["username"] for u in verify.get("logins", [])), ""),
+                          consumer_secret_file=secret_file, timeout=timeout, show=show or show_link,
+                          browser=browser, refresh_token_to=handed.append)
+    if not handed:
+        raise InputError("scopes", app.get("scopes", ""), "add \"refresh_token offline_access\" to phase 2's scopes "
+                         "and rerun phases 2 to 4", problem="the org gave the web server flow no refresh token")
+    url = sfdx_auth_url(consumer_key=app["consumer_key"], refresh_token=handed[0], instance_url=result.instance_url,
+                        consumer_secret=read_secret_file(secret_file) if secret_file else "")
+    path = Path(output) if output else wd.root / "ci" / SFDX_URL_FILE
+    write_atomic(path, url + "\n", PRIVATE)
+    return AuthUrlExport(path=path.resolve(), username=result.username, note=note)
+
+
+def _web_login(wd: Workdir, login_url: str) -> tuple[str, Callable[[str], None] | None, str]:
+    """Where the web server flow logs in, who plays the browser (the local org's page is filled in), and a note.
+
+    A local org is reached through its state folder, since a restarted one listens on another port than
+    phase 4's record says; one this process had to start stops with it, and the note says so.
+    """
+    import functools
+
+    from runbook.org import connect, local_state_dir
+    from runbook.webflow import follow_redirects
+
+    local = urlsplit(login_url).hostname in ("127.0.0.1", "localhost")
+    if not (local and (local_state_dir(wd.root) / "org.sqlite3").is_file()):
+        return without_userinfo(login_url).rstrip("/"), None, ""
+    session = connect("local", workdir=wd.root)
+    note = ("Note: the local org was started for this export and stops with it; the URL names its port, so serve "
+            "the org (runbook org serve) before exporting for the URL to stay usable") if session.local_org else ""
+    return session.login_url, functools.partial(follow_redirects, state_dir=session.local_state), note
 
 
 class PushError(RunbookError):

@@ -354,12 +354,15 @@ class HandOff:
         return {**asdict(self), "logins": [lr.as_dict() for lr in self.logins]}
 
     def rows(self) -> list[tuple[str, str]]:
+        from runbook.webflow import WebFlowResult
+
         return [("App", f"{self.app_name} ({self.app_kind})"), ("Consumer key", self.consumer_key),
                 ("Verified users", ", ".join(lr.username for lr in self.logins)),
                 ("Login URL", self.login_url), ("Org id", self.logins[0].org_id if self.logins else ""),
                 ("Private key", self.key_path), ("Certificate expires", self.certificate_expires),
                 *((("Web server flow", f"works for {self.web_flow['username']} (callback "
-                    f"{self.web_flow['callback_url']})"),) if self.web_flow else ()),
+                    f"{self.web_flow['callback_url']})"),
+                   ("Refresh token", WebFlowResult(**self.web_flow).refresh_summary())) if self.web_flow else ()),
                 *((("Decrypt the key first", self.decrypt_command),) if self.decrypt_command else ()),
                 ("Log in with the CLI", self.sf_command),
                 *((f"… as {lr.username}", cmd) for lr, cmd in zip(self.logins[1:], self.sf_commands[1:],
@@ -619,8 +622,12 @@ def verify_web_flow(session: OrgSession, handoff: HandOff, *, workdir: str | Pat
     login page the runbook fills in with the local admin's credentials file, so batch runs stay
     unattended); ``"on"`` runs it anyway and waits up to ``timeout`` seconds for someone to open the link
     and log in; ``"off"`` skips it.
+
+    A refresh token that comes back is checked once and revoked (never kept or shown), and the card says
+    what the app's refresh token policy, read through its kind, makes of it ("valid until revoked",
+    "expires after 3 hours", "refused at once (zero)").
     """
-    from runbook.webflow import follow_redirects, run_web_flow
+    from runbook.webflow import describe_refresh_policy, follow_redirects, run_web_flow
 
     if web_flow not in WEB_FLOW_MODES:
         raise InputError("web_flow", web_flow, f"use one of {', '.join(WEB_FLOW_MODES)}")
@@ -638,6 +645,10 @@ def verify_web_flow(session: OrgSession, handoff: HandOff, *, workdir: str | Pat
                           consumer_secret_file=secret_file, timeout=timeout,
                           browser=functools.partial(follow_redirects, state_dir=session.local_state)
                           if session.is_local else None)
+    if result.refresh_token_issued:
+        access = kind_named(app["app_kind"]).read_access(session, app["full_name"], hint=app.get("access_hint", ""))
+        result.refresh_token_policy = access.policies["refresh_token_policy"]
+        result.refresh_token_outcome = describe_refresh_policy(result.refresh_token_policy)
     handoff.web_flow = result.as_dict()
     record = wd.load("verify") or {}
     wd.save("verify", {**record, "web_flow": handoff.web_flow})

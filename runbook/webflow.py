@@ -6,6 +6,12 @@ code, exchanges it (``grant_type=authorization_code`` with the PKCE ``code_verif
 secret read from a 0600 file unless the app does not require it), then proves the token with the
 identity URL. The token is never returned or shown.
 
+A refresh token in the answer (the app has the ``refresh_token`` scope, which the flow asks for) is
+checked the same way and not kept: one ``grant_type=refresh_token`` call (with the secret when there is one),
+then ``/services/oauth2/revoke``, which ends it and every session of its grant, so a check leaves no live
+credential behind. The result says whether one came back and what the check saw. Only a caller that asks
+for the token (``refresh_token_to``, the sfdx auth URL export) gets it, and it is then left live.
+
 Against the local org nobody needs to be there: ``follow_redirects`` plays the browser and logs in as a
 person would, posting the org's admin credentials (``<state>/admin-credentials.json``) to its login page,
 then following the redirect to the callback. It sends that password to the local org only.
@@ -47,9 +53,42 @@ class WebFlowResult:
     scope: str
     callback_url: str
     used_client_secret: bool
+    refresh_token_issued: bool = False
+    refresh_check: str = ""  # what one refresh grant answered, and whether the token was then revoked
+    refresh_token_policy: str = ""  # the app's policy, in phase 3's words (set by phase 4, which reads it)
+    refresh_token_outcome: str = ""  # what that policy makes of the token: "valid until revoked" ...
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def refresh_summary(self) -> str:
+        """One line for the hand-off: whether a refresh token came back, its policy, and the check."""
+        if not self.refresh_token_issued:
+            return ("none came back: the app needs the refresh_token scope (phase 2 scopes "
+                    '"refresh_token offline_access")')
+        policy = f"{self.refresh_token_outcome} (policy {self.refresh_token_policy})" \
+            if self.refresh_token_policy else "issued"
+        return f"{policy}; {self.refresh_check}" if self.refresh_check else policy
+
+
+_UNITS = {"HOURS": "hour", "DAYS": "day", "MONTHS": "month"}
+
+
+def describe_refresh_policy(policy: str) -> str:
+    """What a refresh token policy (phase 3's words) makes of a refresh token, for a person to read."""
+    kind, _, rest = (policy or "infinite").partition(":")
+    count, _, unit = rest.partition(":")
+    if kind == "infinite":
+        return "valid until revoked"
+    if kind == "zero":
+        return "refused at once (zero)"
+    noun = _UNITS.get(unit.upper(), unit.lower())
+    span = f"{count} {noun}{'' if count == '1' else 's'}"
+    if kind == "specific_lifetime":
+        return f"expires after {span}"
+    if kind == "specific_inactivity":
+        return f"expires after {span} without use"
+    return f"policy {policy}"
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -266,11 +305,14 @@ def read_secret_file(path: str | Path) -> str:
 def run_web_flow(*, consumer_key: str, callback_url: str, login_url: str, login_hint: str = "",
                  consumer_secret_file: str | Path = "", timeout: float = 120.0, scopes: str = DEFAULT_SCOPES,
                  show: Callable[[str], None] = show_link, browser: Callable[[str], None] | None = None,
-                 http: requests.Session | None = None) -> WebFlowResult:
+                 http: requests.Session | None = None,
+                 refresh_token_to: Callable[[str], None] | None = None) -> WebFlowResult:
     """Log in through the authorize page and the callback; raises LoginError / InputError with the fix.
 
     ``browser``, when given, is called with the authorize URL (``follow_redirects`` for the local org);
-    otherwise a person opens the link that ``show`` displays, within ``timeout`` seconds.
+    otherwise a person opens the link that ``show`` displays, within ``timeout`` seconds. A refresh token
+    that comes back is checked and revoked, unless ``refresh_token_to`` is given: then it is handed to that
+    (and only that) and left live.
     """
     secret = read_secret_file(consumer_secret_file) if consumer_secret_file else ""
     verifier, challenge = pkce_pair()
@@ -293,12 +335,53 @@ def run_web_flow(*, consumer_key: str, callback_url: str, login_url: str, login_
     if "code" not in received:
         raise explain_web_refusal(received.get("error", "no_code"), received.get("error_description", ""),
                                   login_hint=login_hint, callback_url=callback_url)
-    return _exchange(received["code"], verifier, secret=secret, consumer_key=consumer_key,
-                     callback_url=callback_url, login_url=login_url, http=http or requests.Session())
+    http = http or requests.Session()
+    tokens: list[str] = []
+    result = _exchange(received["code"], verifier, secret=secret, consumer_key=consumer_key,
+                       callback_url=callback_url, login_url=login_url, http=http, refresh_tokens=tokens)
+    if tokens and refresh_token_to is not None:
+        refresh_token_to(tokens[0])
+    elif tokens:
+        result.refresh_check = check_refresh_token(tokens[0], secret=secret, consumer_key=consumer_key,
+                                                   login_url=login_url, http=http)
+    return result
+
+
+def check_refresh_token(refresh_token: str, *, secret: str, consumer_key: str, login_url: str,
+                        http: requests.Session) -> str:
+    """One refresh grant with ``refresh_token``, then its revocation; what happened, for a person to read.
+
+    Revoking it ends the token and every session of its grant, so the check leaves no live refresh token;
+    a refused one is dead already.
+    """
+    base = login_url.rstrip("/")
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": consumer_key}
+    if secret:
+        form["client_secret"] = secret
+    answer = http.post(f"{base}/services/oauth2/token", data=form, timeout=HTTP_TIMEOUT)
+    try:
+        body = answer.json()
+    except ValueError:
+        body = {}
+    if answer.status_code != 200 or "access_token" not in body:
+        refused = f"a refresh was refused: {body.get('error', f'HTTP {answer.status_code}')}: " \
+                  f"{body.get('error_description', '')}".rstrip(": ")
+        if body.get("error") == "invalid_client" and not secret:
+            refused += (' (the app requires its consumer secret for refresh: pass consumer_secret_file, or clear '
+                        '"Require Secret for Refresh Token Flow", isSecretRequiredForRefreshToken)')
+        return refused
+    seen = "a refresh worked" + (" and rotated the token" if "refresh_token" in body else "")
+    latest = body.get("refresh_token") or refresh_token
+    revoked = http.post(f"{base}/services/oauth2/revoke", data={"token": latest}, timeout=HTTP_TIMEOUT)
+    if revoked.status_code == 200:
+        return f"{seen}; then revoked"
+    return (f"{seen}; revoking it failed (HTTP {revoked.status_code}): revoke it in Setup > Connected Apps OAuth "
+            "Usage")
 
 
 def _exchange(code: str, verifier: str, *, secret: str, consumer_key: str, callback_url: str, login_url: str,
-              http: requests.Session) -> WebFlowResult:
+              http: requests.Session, refresh_tokens: list[str] | None = None) -> WebFlowResult:
+    """The code exchange, proven by the identity URL; a refresh token in the answer goes to ``refresh_tokens``."""
     form = {"grant_type": "authorization_code", "code": code, "client_id": consumer_key,
             "redirect_uri": callback_url, "code_verifier": verifier}
     if secret:
@@ -315,9 +398,11 @@ def _exchange(code: str, verifier: str, *, secret: str, consumer_key: str, callb
     token = body["access_token"]
     identity = http.get(body["id"], headers={"Authorization": f"Bearer {token}"}, timeout=HTTP_TIMEOUT).json()
     org_id, user_id = body["id"].rstrip("/").split("/")[-2:]
+    if body.get("refresh_token") and refresh_tokens is not None:
+        refresh_tokens.append(body["refresh_token"])
     return WebFlowResult(username=identity.get("username", ""), user_id=user_id, org_id=org_id,
                          instance_url=body["instance_url"], scope=body.get("scope", ""), callback_url=callback_url,
-                         used_client_secret=bool(secret))
+                         used_client_secret=bool(secret), refresh_token_issued=bool(body.get("refresh_token")))
 
 
 def explain_web_refusal(error: str, description: str, *, login_hint: str, callback_url: str,

@@ -11,19 +11,22 @@ Skipped, with the reason, when the CLI is not installed: `make interop-tools` in
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import run_phases
+from conftest import free_callback_port, run_phases
 
 from runbook.localorg import ADMIN_USERNAME
 from runbook.metadata import list_names
@@ -222,3 +225,227 @@ def test_make_live_passes_against_the_cli_alias(produced, devhub, tmp_path):
     left = [n for names in listed.values() for n in names if n.startswith("Rbk_Ct_")]
     assert not left, f"the contract suite left {left} in the org"
     print(f"\n[interop] contract suite against alias {ALIAS}: {summary.strip('= ')}")
+
+
+# ------------------------------------------------- refresh tokens: sf org login sfdx-url and sf org login web
+
+CLI_PORT = 1717  # WebOAuthServer.DEFAULT_PORT [V sfdx-core]; sfdx-project.json oauthLocalPort moves it
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def _browser_missing() -> str:
+    if not CHROMIUM.exists():
+        return f"no Chromium at {CHROMIUM}"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright is not installed in the venv"
+    return ""
+
+
+@dataclass(frozen=True)
+class WebApp:
+    """A web-flow app the runbook set up in the served org: its work folder, records, and the CLI's port."""
+
+    workdir: Path
+    app: dict
+    port: int
+
+    @property
+    def secret(self) -> str:
+        return Path(self.app["consumer_secret_file"]).read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def web_app(produced, tmp_path_factory) -> WebApp:
+    """Phases 1–4 for a second app with the web server flow, in the same served org (its state folder linked
+    in), on the CLI's port 1717 when it is free; phase 4's web flow has checked and revoked a refresh token."""
+    from runbook.ports import port_is_free
+
+    root = tmp_path_factory.mktemp("interop-web")
+    (root / "work").mkdir()
+    (root / "work" / "localorg").symlink_to(produced["org"].state_dir)  # the runner uses the org it finds served
+    port = CLI_PORT if port_is_free(CLI_PORT) else free_callback_port()
+    started = time.perf_counter()
+    run_phases(root, app_name="Interop_Web", flows=["jwt", "web"], callback_port=port)
+    _step(f"runbook run (4 phases, app Interop_Web with flows jwt+web, callback port {port})",
+          time.perf_counter() - started)
+    wd = open_workdir(root / "work")
+    web = wd.load("verify")["web_flow"]
+    print(f"\n[interop] phase 4 web flow: refresh token {web['refresh_token_outcome']} "
+          f"(policy {web['refresh_token_policy']}); {web['refresh_check']}")
+    return WebApp(root / "work", wd.load("connected_app"), port)
+
+
+def _cli_project(tmp_path: Path, port: int) -> Path:
+    """The folder the CLI runs in: an sfdx-project.json with oauthLocalPort when 1717 was busy."""
+    if port != CLI_PORT:
+        (tmp_path / "sfdx-project.json").write_text(json.dumps({
+            "packageDirectories": [{"path": "force-app", "default": True}], "oauthLocalPort": port}))
+    return tmp_path
+
+
+def _cli(env: dict[str, str], cwd: Path, *args: str, timeout: int = 120) -> tuple[dict, float]:
+    """``sf ARGS --json`` in ``cwd``: its answer and seconds."""
+    started = time.perf_counter()
+    done = subprocess.run([str(SF), *args, "--json"], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    return json.loads(done.stdout or "{}"), time.perf_counter() - started
+
+
+def _said(body: dict) -> dict:
+    """What a failed CLI answer says, for an assertion message (never its result: it may hold tokens)."""
+    return {k: body.get(k) for k in ("status", "name", "message")}
+
+
+@contextlib.contextmanager
+def _cli_home(produced, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """The CLI's environment with a HOME of its own: its auth file for the admin must not replace the devhub
+    alias's (one file per username), and it holds tokens, so it is removed afterwards."""
+    home = tmp_path / "sfhome"
+    home.mkdir()
+    try:
+        yield {**produced["env"], "HOME": str(home)}
+    finally:
+        shutil.rmtree(home)
+
+
+def _shown_token(env: dict[str, str], cwd: Path, alias: str) -> str:
+    shown, _ = _cli(env, cwd, "org", "auth", "show-access-token", "--target-org", alias)
+    return (shown.get("result") or {}).get("accessToken", "")
+
+
+def _expire_and_refresh(produced, env: dict[str, str], alias: str, cwd: Path) -> None:
+    """Move the org's clock past the CLI's session; `sf org display` must renew it by the refresh grant."""
+    org = produced["org"]
+    before = _shown_token(env, cwd, alias)
+    mark = len(org.call_log())
+    org.advance_clock(org.session_seconds + 60)
+    expired_at = org.clock()
+    display, elapsed = _cli(env, cwd, "org", "display", "--target-org", alias)
+    _step(f"org clock +{org.session_seconds + 60} s, then sf org display --target-org {alias} (refreshes)", elapsed)
+    assert display.get("status") == 0, {k: display.get(k) for k in ("status", "name", "message")}
+    assert display["result"]["connectedStatus"] == "Connected"
+    calls = [(c.operation, c.status) for c in org.call_log()[mark:]]
+    assert ("oauth.token", 200) in calls, calls  # the refresh grant: this auth has a refresh token, no key
+    first_refused = next(i for i, (_op, status) in enumerate(calls) if status == 401)
+    assert calls.index(("oauth.token", 200)) > first_refused, calls  # refreshed because the session expired
+    after = _shown_token(env, cwd, alias)
+    assert after.startswith("00D") and after != before
+    with org.store.transaction() as db:  # a refresh token of the org's was used since the clock moved
+        used = db.execute("SELECT COUNT(*) FROM refresh_token WHERE last_used_at >= ?", (expired_at,)).fetchone()[0]
+    assert used == 1
+    print(f"\n[interop] after the forced expiry: {alias} got a new access token by grant_type=refresh_token "
+          f"({', '.join(f'{op} {status}' for op, status in calls)})")
+
+
+def test_sf_org_login_sfdx_url_with_a_refresh_token_the_local_org_issued(produced, web_app, tmp_path):
+    out = tmp_path / "sf-auth-url.txt"
+    runbook_env = _alias_env(produced)
+    with _cli_home(produced, tmp_path) as env:
+        try:
+            done, elapsed = _run([str(VENV_BIN / "runbook"), "export-ci", "--workdir", str(web_app.workdir),
+                                  "--format", "sfdx-url", "-o", str(out)], runbook_env, tmp_path, timeout=120)
+            _step("runbook export-ci --format sfdx-url (web server flow, refresh token into a 0600 file)", elapsed)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert oct(out.stat().st_mode & 0o777) == "0o600"
+            url = out.read_text().strip()
+            assert url.startswith(f"force://{web_app.app['consumer_key']}:") and "5Aep861" not in done.stdout
+            body, elapsed = _cli(env, tmp_path, "org", "login", "sfdx-url", "--sfdx-url-file", str(out),
+                                   "--alias", "urlhub")
+            _step("sf org login sfdx-url --sfdx-url-file FILE --alias urlhub", elapsed)
+        finally:
+            out.unlink(missing_ok=True)
+        assert body.get("status") == 0, _said(body)
+        assert body["result"]["username"] == ADMIN_USERNAME
+        assert body["result"]["instanceUrl"].rstrip("/") == produced["org"].url
+        display, elapsed = _cli(env, tmp_path, "org", "display", "--target-org", "urlhub")
+        _step("sf org display --target-org urlhub", elapsed)
+        assert display.get("status") == 0 and display["result"]["connectedStatus"] == "Connected", _said(display)
+        _expire_and_refresh(produced, env, "urlhub", tmp_path)
+
+
+@pytest.mark.skipif(bool(_browser_missing()), reason=_browser_missing() or "browser present")
+def test_sf_org_login_web_through_the_login_page_in_chromium(produced, web_app, tmp_path):
+    """`sf org login web` as a person does it: the CLI opens the authorize URL (here: a BROWSER script that
+    writes it down, as xdg-open runs $BROWSER), Chromium logs in on the org's page, the org redirects to the
+    CLI's callback on localhost:<port>, the CLI exchanges the code and keeps the refresh token."""
+    (tmp_path / "project").mkdir()
+    cwd = _cli_project(tmp_path / "project", web_app.port)
+    opened = tmp_path / "opened-url.txt"
+    browser_script = tmp_path / "bin" / "browser"
+    browser_script.parent.mkdir()
+    browser_script.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$1\" > {shlex.quote(str(opened))}\n")
+    browser_script.chmod(0o700)
+    with _cli_home(produced, tmp_path) as home_env:
+        _login_web(produced, web_app, {**home_env, "BROWSER": str(browser_script)}, cwd, opened)
+
+
+def _login_web(produced, web_app: WebApp, env: dict[str, str], cwd: Path, opened: Path) -> None:
+    """`sf org login web` with BROWSER set (and no DISPLAY: xdg-open's generic path runs $BROWSER)."""
+    from playwright.sync_api import sync_playwright
+
+    password = json.loads((produced["org"].state_dir / "admin-credentials.json").read_text())["password"]
+    started = time.perf_counter()
+    cli = subprocess.Popen([str(SF), "org", "login", "web", "--client-id", web_app.app["consumer_key"],
+                            "--instance-url", produced["org"].url, "--alias", "webhub", "--json"], env=env, cwd=cwd,
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        cli.stdin.write(web_app.secret + "\n")  # the prompt "OAuth client secret of personal connected app?"
+        cli.stdin.flush()
+        url = _wait_for_file(opened, cli, 60)
+        _step("sf org login web: prompt answered, authorize URL handed to the browser", time.perf_counter() - started)
+        assert url.startswith(f"{produced['org'].url}/services/oauth2/authorize?")
+        assert f"redirect_uri=http%3A%2F%2Flocalhost%3A{web_app.port}%2FOauthRedirect" in url
+        with sync_playwright() as p:
+            chromium = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+            try:
+                # Chromium does not know the local org's CA: this one context skips the check (the CLI verifies it)
+                page = chromium.new_context(ignore_https_errors=True).new_page()
+                page.set_default_timeout(30_000)
+                clicked = time.perf_counter()
+                page.goto(url)
+                page.fill("#username", ADMIN_USERNAME)
+                page.fill("#password", password)
+                page.click("#Login")
+                page.wait_for_url(f"http://localhost:{web_app.port}/OauthSuccess")
+                _step("Chromium: login page, Log In, redirect to the CLI's callback, its success page",
+                      time.perf_counter() - clicked)
+            finally:
+                chromium.close()
+        out, err = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.communicate()
+    _step("sf org login web, end to end", time.perf_counter() - started)
+    body = _json_after_prompt(out)
+    assert body.get("status") == 0, _said(body) or err[-2000:]
+    assert body["result"]["username"] == ADMIN_USERNAME
+    assert web_app.secret not in out + err and "5Aep861" not in out + err
+    display, elapsed = _cli(env, cwd, "org", "display", "--target-org", "webhub")
+    _step("sf org display --target-org webhub", elapsed)
+    assert display.get("status") == 0 and display["result"]["connectedStatus"] == "Connected", _said(display)
+    assert display["result"]["clientId"] == web_app.app["consumer_key"]
+    _expire_and_refresh(produced, env, "webhub", cwd)
+
+
+def _wait_for_file(path: Path, proc: subprocess.Popen, seconds: float) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.is_file() and path.read_text().strip():
+            return path.read_text().strip()
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"sf org login web exited with {proc.returncode} before opening a browser:\n"
+                        f"{out[-2000:]}\n{err[-2000:]}")
+        time.sleep(0.1)
+    pytest.fail(f"sf org login web handed no URL to the browser in {seconds:.0f} s")
+
+
+def _json_after_prompt(out: str) -> dict:
+    """The --json document, after the secret prompt the CLI writes to stdout first."""
+    start = out.find('{\n  "status"')  # the prompt ends in terminal escapes, not a new line
+    return json.loads(out[start:]) if start >= 0 else {}

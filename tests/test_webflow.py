@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -13,20 +14,25 @@ from pathlib import Path
 
 import pytest
 import requests
+from click.testing import CliRunner
 from conftest import free_callback_port, run_phases, user_id
 
+from runbook.access import build_access_spec, ensure_access
 from runbook.batch import run_runbook
 from runbook.certificate import certificate_pem
+from runbook.cli import main
 from runbook.errors import InputError, LoginError
+from runbook.export_ci import export_sfdx_auth_url
 from runbook.files import write_atomic
 from runbook.localorg import ADMIN_USERNAME
 from runbook.metadata import create
 from runbook.org import connect
-from runbook.verify import jwt_login
+from runbook.verify import jwt_login, verify_setup, verify_web_flow
 from runbook.webflow import (
     CallbackServer,
     _exchange,
     authorize_url,
+    describe_refresh_policy,
     follow_redirects,
     login_form,
     pkce_pair,
@@ -222,3 +228,104 @@ def test_phase_4_notebook_checks_the_web_flow_when_the_app_has_it(tmp_path):
     secret = Path(wd.load("connected_app")["consumer_secret_file"]).read_text().strip()
     executed = (summary.run_dir / "04_verify.ipynb").read_text()
     assert "Web server flow" in executed and secret not in executed
+    # the refresh token came back, was checked once and revoked; the card says what the policy makes of it
+    assert web["refresh_token_issued"] and web["refresh_token_policy"] == "infinite"
+    assert web["refresh_token_outcome"] == "valid until revoked"
+    assert web["refresh_check"] == "a refresh worked; then revoked"
+    assert "Refresh token" in executed and "valid until revoked (policy infinite)" in executed
+    assert "5Aep861" not in executed and "5Aep861" not in json.dumps(wd.load("verify"))
+
+
+@pytest.mark.parametrize(("policy", "outcome", "check"), [
+    ("specific_lifetime:3:HOURS", "expires after 3 hours", "a refresh worked; then revoked"),
+    ("specific_inactivity:1:DAYS", "expires after 1 day without use", "a refresh worked; then revoked"),
+    ("zero", "refused at once (zero)", "a refresh was refused: invalid_grant: expired access/refresh token"),
+])
+def test_phase_4_says_what_the_apps_refresh_token_policy_makes_of_the_token(setup, policy, outcome, check):
+    wd, session, app = setup
+    spec = {"app_name": app["full_name"], "workdir": wd.root}
+    ensure_access(session, build_access_spec(refresh_token_policy=policy, **spec), workdir=wd.root)
+    try:
+        handoff = verify_web_flow(session, verify_setup(session, workdir=wd.root), workdir=wd.root)
+    finally:
+        ensure_access(session, build_access_spec(**spec), workdir=wd.root)
+    web = handoff.web_flow
+    assert (web["refresh_token_policy"], web["refresh_token_outcome"], web["refresh_check"]) == (policy, outcome,
+                                                                                                check)
+    assert dict(handoff.rows())["Refresh token"] == f"{outcome} (policy {policy}); {check}"
+    oauth = [(c.operation, c.status) for c in session.local_org.call_log() if c.operation.startswith("oauth.")]
+    refreshed = [("oauth.token", 400)] if policy == "zero" else [("oauth.token", 200), ("oauth.revoke", 200)]
+    assert oauth[-len(refreshed):] == refreshed
+
+
+def test_an_app_without_the_refresh_token_scope_gets_none_and_the_card_says_why(setup):
+    wd, session, _app = setup
+    key, callback = _extra_app(session, wd.load("certificate")["cert_path"], "No_Refresh_Web", isAdminApproved=False,
+                               isConsumerSecretOptional=True)  # scopes Api, Web
+    result = _flow(session, key, callback)
+    assert not result.refresh_token_issued and result.refresh_check == ""
+    assert result.refresh_summary().startswith("none came back: the app needs the refresh_token scope")
+
+
+def test_a_caller_asking_for_the_refresh_token_gets_it_live_and_nothing_else_does(setup):
+    _wd, session, app = setup
+    handed: list[str] = []
+    result = _flow(session, app["consumer_key"], app["callback_url"],
+                   consumer_secret_file=app["consumer_secret_file"], refresh_token_to=handed.append)
+    assert result.refresh_token_issued and result.refresh_check == "" and len(handed) == 1
+    assert handed[0] not in json.dumps(result.as_dict()) and handed[0] not in repr(result)
+    secret = Path(app["consumer_secret_file"]).read_text().strip()
+    renewed = requests.post(f"{session.login_url}/services/oauth2/token", timeout=10, data={
+        "grant_type": "refresh_token", "refresh_token": handed[0], "client_id": app["consumer_key"],
+        "client_secret": secret})
+    assert renewed.status_code == 200, renewed.text
+
+
+@pytest.mark.parametrize(("policy", "text"), [
+    ("infinite", "valid until revoked"), ("zero", "refused at once (zero)"),
+    ("specific_lifetime:3:HOURS", "expires after 3 hours"), ("specific_lifetime:1:MONTHS", "expires after 1 month"),
+    ("specific_inactivity:7:DAYS", "expires after 7 days without use")])
+def test_refresh_policies_read_as_a_person_would_say_them(policy, text):
+    assert describe_refresh_policy(policy) == text
+
+
+# ------------------------------------------------------------------------------ runbook export-ci --format sfdx-url
+
+SFDX_AUTH_URL = re.compile(r"^force://([a-zA-Z0-9._-]+={0,2}):([a-zA-Z0-9._-]*={0,2}):([a-zA-Z0-9._-]+={0,2})"
+                           r"@([a-zA-Z0-9:._-]+)$")  # sfdx-core AuthInfo.parseSfdxAuthUrl's pattern [V]
+
+
+def test_export_ci_sfdx_url_writes_a_working_auth_url_0600_and_shows_none_of_it(setup, tmp_path):
+    wd, session, app = setup
+    verify_setup(session, workdir=wd.root)
+    out = tmp_path / "auth-url.txt"
+    result = CliRunner().invoke(main, ["export-ci", "--workdir", str(wd.root), "--format", "sfdx-url", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    try:
+        assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+        client_id, secret, refresh_token, host = SFDX_AUTH_URL.match(out.read_text().strip()).groups()
+    finally:
+        out.unlink(missing_ok=True)  # it holds a live refresh token: the suite's secret scan would rightly flag it
+    assert (client_id, f"https://{host}") == (app["consumer_key"], session.instance_url)
+    assert secret == Path(app["consumer_secret_file"]).read_text().strip()
+    assert refresh_token not in result.output and secret not in result.output
+    assert f"sf org login sfdx-url --sfdx-url-file {out}" in result.output
+    renewed = requests.post(f"https://{host}/services/oauth2/token", timeout=10, data={
+        "grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id, "client_secret": secret})
+    assert renewed.status_code == 200, renewed.text  # the export left it live, as it should
+
+
+def test_export_ci_sfdx_url_needs_a_web_flow_app_and_a_policy_that_keeps_the_token(setup, tmp_path):
+    wd, session, app = setup
+    verify_setup(session, workdir=wd.root)
+    jwt_only = open_workdir(tmp_path / "jwt-only")
+    jwt_only.save("connected_app", {**app, "flows": ["jwt"]})
+    jwt_only.save("verify", wd.load("verify"))
+    with pytest.raises(InputError) as caught:
+        export_sfdx_auth_url(jwt_only.root)
+    assert "add \"web\" to phase 2's flows" in str(caught.value)
+    zero = open_workdir(tmp_path / "zero")
+    zero.save("connected_app", app)
+    zero.save("verify", {**wd.load("verify"), "web_flow": {"refresh_token_policy": "zero"}})
+    with pytest.raises(InputError, match="refresh token policy is zero"):
+        export_sfdx_auth_url(zero.root)
