@@ -433,12 +433,17 @@ def _apply_with_fallback(session: OrgSession, plan: AppPlan, secret: str | None,
     if not apply:
         return plan.current, plan
     try:
-        return apply_plan(session, plan, secret), plan
+        after = apply_plan(session, plan, secret)
     except PreflightError as refusal:
         if not plan.fallback:
             raise
         plan = _instead(session, plan.spec, refusal, apply=True)
         return apply_plan(session, plan, secret), plan
+    if plan.fallback:  # the create answered yes: say what was chosen, not what might have been
+        title = kind_named(plan.spec.app_kind).title
+        plan = replace(plan, kind_choice=f"the org allowed a new {title}: {_article(title)} {title}, which "
+                                         "Salesforce still advises for a Dev Hub that creates scratch orgs")
+    return after, plan
 
 
 def ensure_connected_app(session: OrgSession, spec: AppSpec, *, workdir: str | Path,
