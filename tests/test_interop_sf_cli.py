@@ -28,6 +28,8 @@ from pathlib import Path
 import pytest
 from conftest import free_callback_port, run_phases
 
+from runbook.access import build_access_spec, ensure_access
+from runbook.connected_app import build_spec, ensure_connected_app
 from runbook.localorg import ADMIN_USERNAME
 from runbook.metadata import list_names
 from runbook.org import connect_local, start_local_org
@@ -225,6 +227,122 @@ def test_make_live_passes_against_the_cli_alias(produced, devhub, tmp_path):
     left = [n for names in listed.values() for n in names if n.startswith("Rbk_Ct_")]
     assert not left, f"the contract suite left {left} in the org"
     print(f"\n[interop] contract suite against alias {ALIAS}: {summary.strip('= ')}")
+
+
+# ------------------------------------------------------------------ scratch orgs through the runbook's Dev Hub auth
+
+SCRATCH_DEF = {"orgName": "Interop Scratch", "edition": "Developer"}  # a minimal project-scratch-def.json
+PLATFORM_CLI_ENV = {"SF_SCRATCH_SIGNUP_CONNECTED_APP": "PlatformCLI",  # the C-1016 workaround (CLI 2.150+)
+                    "SF_SCRATCH_SIGNUP_CALLBACK_URL": "http://localhost:1717/OauthRedirect"}
+
+
+def _project(folder: Path, callback_port: int) -> Path:
+    """An SFDX project with a scratch definition; ``oauthLocalPort`` makes the CLI send the app's own callback."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "force-app").mkdir(exist_ok=True)
+    (folder / "sfdx-project.json").write_text(json.dumps({
+        "packageDirectories": [{"path": "force-app", "default": True}], "name": "interop-scratch",
+        "sourceApiVersion": "62.0", "oauthLocalPort": callback_port}))
+    (folder / "project-scratch-def.json").write_text(json.dumps(SCRATCH_DEF))
+    return folder
+
+
+def _sf_in(env: dict[str, str], cwd: Path, *args: str) -> tuple[dict, float]:
+    started = time.perf_counter()
+    done = subprocess.run([str(SF), *args, "--json"], env=env, cwd=cwd, capture_output=True, text=True,
+                          timeout=420, check=False)
+    elapsed = time.perf_counter() - started
+    return json.loads(done.stdout or "{}"), elapsed
+
+
+def _brief(body: dict) -> dict:
+    return {k: body.get(k) for k in ("status", "name", "message", "actions")}
+
+
+def _scratch_round_trip(env: dict[str, str], project: Path, hub_alias: str, alias: str,
+                        client_id: str) -> dict[str, float]:
+    """sf org create scratch, sf data query, sf org delete scratch: each step's seconds; asserts each one.
+
+    ``client_id`` is the app the CLI's scratch org auth must name: the hub's (JWT with its key) or PlatformCLI
+    (the AuthCode exchange)."""
+    created, t_create = _sf_in(env, project, "org", "create", "scratch", "--definition-file",
+                               "project-scratch-def.json", "--target-dev-hub", hub_alias, "--wait", "5",
+                               "--alias", alias)
+    assert created.get("status") == 0, _brief(created)
+    result = created["result"]
+    assert result["scratchOrgInfo"]["Status"] == "Active" and result["orgId"].startswith("00D")
+    assert result["username"].endswith("@example.com") and not result.get("warnings"), result.get("warnings")
+    auth = result["authFields"]
+    assert auth["clientId"] == client_id and bool(auth.get("privateKey")) == (client_id != "PlatformCLI"), {
+        k: v for k, v in auth.items() if k in ("clientId", "privateKey", "isScratch", "devHubUsername")}
+    assert auth["isScratch"] is True and auth["instanceUrl"] == result["scratchOrgInfo"]["LoginUrl"]
+    queried, t_query = _sf_in(env, project, "data", "query", "-q", "SELECT Id FROM Organization", "-o", alias)
+    assert queried.get("status") == 0, _brief(queried)
+    assert queried["result"]["records"][0]["Id"][:15] == result["orgId"][:15]
+    deleted, t_delete = _sf_in(env, project, "org", "delete", "scratch", "-o", alias, "--no-prompt")
+    assert deleted.get("status") == 0, _brief(deleted)
+    assert deleted["result"]["orgId"][:15] == result["orgId"][:15]
+    return {"create": t_create, "query": t_query, "delete": t_delete}
+
+
+def _scratch_steps(label: str, times: dict[str, float], hub_alias: str, alias: str) -> None:
+    _step(f"{label}: sf org create scratch --target-dev-hub {hub_alias} --wait 5 --alias {alias}", times["create"])
+    _step(f"{label}: sf data query -q \"SELECT Id FROM Organization\" -o {alias}", times["query"])
+    _step(f"{label}: sf org delete scratch -o {alias} --no-prompt", times["delete"])
+
+
+def test_sf_cli_creates_queries_and_deletes_a_scratch_org_through_the_jwt_dev_hub(produced, devhub, tmp_path):
+    """The JWT Dev Hub login (the runbook's connected app and key): the CLI's scratch org JWT goes to the new
+    org with the hub app's key, which Proxy Signup installed there. The insert names the app's callback, so
+    an app whose callback is not the CLI's default needs ``oauthLocalPort`` in sfdx-project.json."""
+    port = produced["app"]["callback_port"]
+    assert port != 1717  # the tests' apps take a free port: the CLI's default callback is not the app's
+    bare = tmp_path / "no-project"
+    bare.mkdir()
+    (bare / "project-scratch-def.json").write_text(json.dumps(SCRATCH_DEF))
+    refused, t_refused = _sf_in(produced["env"], bare, "org", "create", "scratch", "--definition-file",
+                                "project-scratch-def.json", "--target-dev-hub", ALIAS, "--wait", "5")
+    assert refused.get("status") == 1 and refused.get("message") == "The callback URL provided is not valid.", \
+        _brief(refused)
+    _step(f"sf org create scratch with the CLI's callback (1717), not the app's ({port}): refused", t_refused)
+    project = _project(tmp_path / "project", port)
+    times = _scratch_round_trip(produced["env"], project, ALIAS, "scratch", produced["app"]["consumer_key"])
+    _scratch_steps("connected app hub", times, ALIAS, "scratch")
+    assert not produced["org"].scratch_orgs.running(), "the deleted scratch org still runs"
+
+
+def test_sf_cli_scratch_org_through_an_eca_hub_fails_c1016_and_works_with_the_platform_cli_workaround(
+        produced, tmp_path):
+    """An External Client App Dev Hub login: the signup fails with C-1016 (cli#3515), and the documented
+    SF_SCRATCH_SIGNUP_CONNECTED_APP=PlatformCLI workaround creates, queries and deletes the scratch org."""
+    session = connect_local(produced["org"].state_dir)
+    workdir = tmp_path / "eca-work"
+    spec = build_spec(app_name="Interop_ECA", contact_email="admin@example.com", app_kind="external_client_app",
+                      cert_path=produced["cert"]["cert_path"], callback_port=free_callback_port())
+    _, app = ensure_connected_app(session, spec, workdir=workdir)
+    ensure_access(session, build_access_spec(app_name="Interop_ECA", workdir=workdir), workdir=workdir)
+    home = tmp_path / "eca-home"  # a CLI of its own: the hub user's auth file would replace the devhub alias's
+    home.mkdir()
+    env = {**produced["env"], "HOME": str(home)}
+    project = _project(tmp_path / "project", spec.callback_port)
+    login, t_login = _sf_in(env, project, "org", "login", "jwt", "--client-id", app.consumer_key, "--jwt-key-file",
+                            produced["cert"]["key_path"], "--username", ADMIN_USERNAME, "--instance-url",
+                            produced["org"].url, "--alias", "ecahub")
+    assert login.get("status") == 0, _brief(login)
+    _step("sf org login jwt --alias ecahub (External Client App)", t_login)
+
+    refused, t_refused = _sf_in(env, project, "org", "create", "scratch", "--definition-file",
+                                "project-scratch-def.json", "--target-dev-hub", "ecahub", "--wait", "5",
+                                "--alias", "eca-scratch")
+    assert refused.get("status") == 1 and refused.get("name") == "RemoteOrgSignupFailed", _brief(refused)
+    assert "C-1016" in " ".join(refused.get("actions") or []), _brief(refused)
+    assert "SF_SCRATCH_SIGNUP_CONNECTED_APP=PlatformCLI" in " ".join(refused["actions"])
+    _step("ECA hub: sf org create scratch: RemoteOrgSignupFailed C-1016 (as cli#3515)", t_refused)
+    print(f"[interop] C-1016 message: {refused['message']}")
+
+    times = _scratch_round_trip({**env, **PLATFORM_CLI_ENV}, project, "ecahub", "eca-scratch", "PlatformCLI")
+    _scratch_steps("ECA hub + SF_SCRATCH_SIGNUP_CONNECTED_APP=PlatformCLI", times, "ecahub", "eca-scratch")
+    shutil.rmtree(home)  # its auth files hold access tokens
 
 
 # ------------------------------------------------- refresh tokens: sf org login sfdx-url and sf org login web

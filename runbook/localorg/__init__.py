@@ -5,11 +5,15 @@ bearer token endpoint (signatures verified against the app's certificate), ident
 partner SOAP ``login``, the Metadata API (CRUD, list, file deploy and retrieve for ConnectedApp, the
 External Client App types and ExternalClientAppSettings), the REST data API (SOQL query, sObject
 describe/create/read/delete, Composite), the Tooling API's query, and Connect REST's OAuth credentials.
+As a Dev Hub it signs up scratch orgs (ScratchOrgInfo, ActiveScratchOrg, ``/limits``): each one a second
+local org, which the CLI logs in to with the Dev Hub app's JWT or the signup's AuthCode.
 
 Modules, each with one job: ``org`` (LocalOrg: state folder, lifecycle), ``server`` (routing, call
 log, TLS server), ``oauth``, ``soap`` (+ ``soapxml``, ``deploy``), ``rest`` (+ ``records``, ``soql``, ``composite``,
 ``tooling``, ``connect_rest``), ``metadata`` (+ ``components``, ``connected_apps``, ``external_client_apps``,
-``org_settings``), ``store`` (the only SQL), ``schema`` (sObjects), ``seed``, ``ids``, ``credentials``, ``tls``.
+``org_settings``), ``store`` (the only SQL), ``schema`` (sObjects), ``seed``, ``ids``, ``credentials``, ``tls``;
+the Dev Hub: ``dev_hub`` (its REST resources), ``signup`` (a signup's checks, outcome and new org), ``scratch``
+(the scratch orgs' lifecycle), ``limits`` (allocations, ``/limits``), ``permissions`` (object permissions).
 
 Choices where Salesforce's behaviour is not known are marked "unverified" in the docstrings.
 """

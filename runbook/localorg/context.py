@@ -9,10 +9,13 @@ client's clock, which moved as much as the org's in the time the offset stands f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runbook.localorg import credentials, seed
 from runbook.localorg.store import Store
+
+if TYPE_CHECKING:
+    from runbook.localorg.scratch import ScratchOrgs
 
 CLOCK_OFFSET_SETTING = "clock_offset_s"  # seconds the org's clock runs ahead of this machine's
 
@@ -48,6 +51,7 @@ class OrgContext:
     org_id: str  # 18 characters
     session_seconds: int
     propagation_s: float = 0  # a new or changed app is unknown to OAuth this long (0: at once)
+    scratch_orgs: ScratchOrgs | None = None  # a Dev Hub's scratch orgs; None in a scratch org
 
     @property
     def org_id15(self) -> str:
@@ -92,4 +96,5 @@ class OrgContext:
         return bool(profile and profile["Name"] == seed.ADMIN_PROFILE)
 
     def admin(self) -> dict[str, Any]:
-        return self.store.find("User", Username=seed.ADMIN_USERNAME)[0]
+        """The org's admin: the Dev Hub's seeded one, or the user a scratch org was signed up for."""
+        return self.store.find("User", Username=self.store.get_setting(seed.ADMIN_SETTING, seed.ADMIN_USERNAME))[0]

@@ -25,6 +25,10 @@ KEY_PREFIXES: dict[str, str] = {
     # a retrieved ``oauthLink`` ("<orgId>:888…") show it [O]; no sObject, only Connect REST names it.
     "OauthConsumer": "888",
     "ScratchOrgInfo": "2SR",
+    # [U] ActiveScratchOrg's prefix is in no source (the CLI only uses the Id it queried); 110 is the one
+    # ObjectPermissions ids carry in public query output [U].
+    "ActiveScratchOrg": "2AS",
+    "ObjectPermissions": "110",
     "SandboxProcess": "0GR",
     "DeployRequest": "0Af",
 }

@@ -747,3 +747,18 @@ def identity_endpoint(ctx: OrgContext, request: Request, call: Call, org_id: str
         version = version.removeprefix("v")
         body["urls"] = {name: url.replace("{version}", version) for name, url in body["urls"].items()}
     return _json(body)
+
+
+# --- codes issued without a browser ---------------------------------------------------------------
+
+def issue_code(ctx: OrgContext, *, client_id: str, redirect_uri: str, user_id: str) -> str:
+    """A one-time authorization code for ``user_id`` and the app ``client_id``, as if they had allowed it.
+
+    A scratch org signup's ``AuthCode`` [D ScratchOrgInfo]: the Salesforce CLI redeems it with the
+    ``authorization_code`` grant, ``client_id`` and ``redirect_uri``, without PKCE (wire reference §1.6b).
+    """
+    code = secrets.token_urlsafe(32)
+    ctx.store.set_setting(_digest_key("authcode", code), {
+        "client_id": client_id, "redirect_uri": redirect_uri, "user_id": user_id, "challenge": "",
+        "scope": None, "expires": ctx.now() + CODE_SECONDS})
+    return code

@@ -14,15 +14,16 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from runbook.files import PRIVATE, PUBLIC, make_private_dir, write_atomic
-from runbook.localorg import connected_apps, credentials, org_settings, seed
+from runbook.localorg import connected_apps, credentials, limits, org_settings, permissions, seed, signup
 from runbook.localorg.context import CLOCK_OFFSET_SETTING, OrgContext
 from runbook.localorg.external_client_apps import KEY_IN_RETRIEVE_SETTING, OPT_IN_SETTING
 from runbook.localorg.faults import Fault, FaultPlan, Injection
+from runbook.localorg.scratch import ScratchOrgs
 from runbook.localorg.server import TlsServer, make_app
 from runbook.localorg.store import ApiCall, Store
 from runbook.localorg.tls import ensure_tls, server_context
@@ -31,7 +32,8 @@ from runbook.localorg.tls import ensure_tls, server_context
 SETTINGS: dict[str, type] = {
     "allow_connected_apps": bool, "permission_set_read_as": str,
     OPT_IN_SETTING: bool, KEY_IN_RETRIEVE_SETTING: bool,
-    org_settings.SECRET_IN_REST_API: bool, CLOCK_OFFSET_SETTING: float}
+    org_settings.SECRET_IN_REST_API: bool, CLOCK_OFFSET_SETTING: float,
+    limits.DAILY_SETTING: int, limits.ACTIVE_SETTING: int}
 # Settings that take one of a few values.
 SETTING_CHOICES: dict[str, tuple[str, ...]] = {"permission_set_read_as": connected_apps.PERMISSION_SET_READ_AS}
 
@@ -68,13 +70,23 @@ class LocalOrg:
     state, so every process serving it agrees): ``advance_clock(3 * 3600)`` makes three hours pass for
     its sessions, codes and refresh tokens at once, so a test of a token's lifetime moves the clock
     instead of sleeping.
+
+    The org is a Dev Hub (``runbook.localorg.dev_hub``): a ScratchOrgInfo insert signs up a scratch org,
+    which is a ``LocalOrg`` of its own in ``<state_dir>/scratch/<org id>/``, served with this org's CA
+    and certificate (``tls_dir``) and seeded by its signup (``seed_with``); ``scratch_orgs`` runs them,
+    starts the active ones again at every start and stops them with this org. ``daily_scratch_orgs`` and
+    ``active_scratch_orgs`` (a Developer Edition Dev Hub's 6 and 3 by default) are applied at every
+    start; ``scratch_signup_seconds`` keeps each signup ``Creating`` that long before it completes.
     """
 
     def __init__(self, state_dir: Path, port: int = 0, *, allow_connected_apps: bool = True,
                  session_seconds: int = 7200, latency_ms: float = 0,
                  faults: FaultPlan | list[Fault] | None = None, propagation_s: float = 0,
                  permission_set_read_as: str = "name", external_client_apps: bool = True,
-                 eca_consumer_key_in_retrieve: bool = True) -> None:
+                 eca_consumer_key_in_retrieve: bool = True,
+                 daily_scratch_orgs: int = limits.DEVELOPER_EDITION_DAILY,
+                 active_scratch_orgs: int = limits.DEVELOPER_EDITION_ACTIVE, scratch_signup_seconds: float = 0,
+                 tls_dir: Path | None = None, seed_with: Callable[[Store], str] | None = None) -> None:
         self._check_value("permission_set_read_as", permission_set_read_as)
         self.state_dir = Path(state_dir).expanduser().resolve()
         self.port = port  # the bound port once started (port 0 asks for any free one)
@@ -85,8 +97,13 @@ class LocalOrg:
         self.eca_consumer_key_in_retrieve = eca_consumer_key_in_retrieve
         self.session_seconds = session_seconds
         self.propagation_s = propagation_s
+        self.daily_scratch_orgs, self.active_scratch_orgs = daily_scratch_orgs, active_scratch_orgs
         self.admin_username = seed.ADMIN_USERNAME
-        self.ca_bundle = self.state_dir / "ca-bundle.pem"
+        self._tls_dir = Path(tls_dir).resolve() if tls_dir is not None else self.state_dir
+        self._seed_with = seed_with
+        self.ca_bundle = self._tls_dir / "ca-bundle.pem"
+        self.scratch_orgs = ScratchOrgs(self, signup_seconds=scratch_signup_seconds)
+        self._context: OrgContext | None = None
         self.url = ""
         self.org_id = ""
         self._store: Store | None = None
@@ -125,6 +142,13 @@ class LocalOrg:
             raise RuntimeError("the local org is not started: call start() first")
         return self._store
 
+    @property
+    def context(self) -> OrgContext:
+        """What the running org's request handlers get (its store, URL, ids, clock)."""
+        if self._context is None:
+            raise RuntimeError("the local org is not started: call start() first")
+        return self._context
+
     @contextlib.contextmanager
     def _state(self) -> Iterator[Store]:
         """The running org's store, or the state folder's opened just for this (a stopped org)."""
@@ -145,21 +169,28 @@ class LocalOrg:
         store = Store(self.state_dir / "org.sqlite3")
         try:
             self.org_id = self._seeded(store)
+            permissions.upgrade(store)
             store.set_setting("allow_connected_apps", self.allow_connected_apps)
             store.set_setting("permission_set_read_as", self.permission_set_read_as)
             store.set_setting(OPT_IN_SETTING, self.external_client_apps)
             store.set_setting(KEY_IN_RETRIEVE_SETTING, self.eca_consumer_key_in_retrieve)
+            store.set_setting(limits.DAILY_SETTING, self.daily_scratch_orgs)
+            store.set_setting(limits.ACTIVE_SETTING, self.active_scratch_orgs)
+            self.admin_username = store.get_setting(seed.ADMIN_SETTING, seed.ADMIN_USERNAME)
+            dev_hub = store.get_setting(signup.SCRATCH_SETTING) is None
             if store.get_setting(org_settings.SECRET_IN_REST_API) is None:  # a fresh org: off [D]
                 store.set_setting(org_settings.SECRET_IN_REST_API, False)
-            tls = ensure_tls(self.state_dir)
+            tls = ensure_tls(self._tls_dir)
             server = TlsServer(self._requested_port, server_context(tls))
         except BaseException:
             store.close()
             raise
         self.port = server.port
         self.url = f"https://127.0.0.1:{server.port}"
-        server.app = make_app(OrgContext(store, self.url, self.org_id, self.session_seconds,
-                                         propagation_s=self.propagation_s), self.injection)
+        self._context = OrgContext(store, self.url, self.org_id, self.session_seconds,
+                                   propagation_s=self.propagation_s,
+                                   scratch_orgs=self.scratch_orgs if dev_hub else None)
+        server.app = make_app(self._context, self.injection)
         self._store, self._server = store, server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name=f"localorg:{server.port}", daemon=True)
@@ -167,12 +198,15 @@ class LocalOrg:
         write_atomic(self.state_dir / "org.json", json.dumps(
             {"url": self.url, "ca_bundle": str(self.ca_bundle), "admin_username": self.admin_username,
              "org_id": self.org_id, "pid": os.getpid()}, indent=2), PUBLIC)
+        if dev_hub:
+            self.scratch_orgs.resume()
         return self
 
     def stop(self) -> None:
         """Stop serving and close the state; the state folder stays for the next start."""
         if self._server is None:
             return
+        self.scratch_orgs.stop()
         self._server.shutdown()
         if self._thread is not None:
             self._thread.join(timeout=10)
@@ -182,7 +216,7 @@ class LocalOrg:
             (self.state_dir / "org.json").unlink()
         if self._store is not None:
             self._store.close()
-        self._server = self._thread = self._store = None
+        self._server = self._thread = self._store = self._context = None
 
     def _refuse_if_served_elsewhere(self) -> None:
         marker = self.state_dir / "org.json"
@@ -200,6 +234,8 @@ class LocalOrg:
         with store.transaction():
             if store.is_seeded():
                 return store.get_setting("org_id")
+            if self._seed_with is not None:  # a scratch org: its signup seeds it, with no password anywhere
+                return self._seed_with(store)
             password = credentials.new_password()
             org_id = store.seed(credentials.hash_password(password), credentials.new_org_secret())
             creds = {"username": seed.ADMIN_USERNAME, "password": password}

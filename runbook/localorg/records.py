@@ -1,15 +1,17 @@
 """sObject writes over REST: the rules for creating and deleting the records pre-authorization needs.
 
 Creatable: SetupEntityAccess (ParentId + SetupEntityId; SetupEntityType follows from the id),
-PermissionSet (API-name rules, unique Name) and PermissionSetAssignment (not for profile-owned
-sets). Errors carry Salesforce's error codes; texts marked [U] below are best guesses.
+PermissionSet (API-name rules, unique Name), PermissionSetAssignment (not for profile-owned
+sets) and ObjectPermissions (see ``permissions``). ScratchOrgInfo inserts go through ``scratch``,
+which uses ``check_fields`` here. Errors carry Salesforce's error codes; texts marked [U] below are
+best guesses.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from runbook.localorg import ids
+from runbook.localorg import ids, permissions
 from runbook.localorg.components import API_NAME_RULES, is_api_name
 from runbook.localorg.schema import SOBJECTS, SObject
 from runbook.localorg.store import Store
@@ -30,7 +32,7 @@ class RecordError(Exception):
         return [{"message": self.message, "errorCode": self.code, "fields": self.fields}]
 
 
-def _check_fields(schema: SObject, data: dict[str, Any]) -> dict[str, Any]:
+def check_fields(schema: SObject, data: dict[str, Any]) -> dict[str, Any]:
     """``data`` with canonical field names; refuses Id, unknown, read-only and missing required fields."""
     values = {}
     for name, value in data.items():
@@ -45,7 +47,7 @@ def _check_fields(schema: SObject, data: dict[str, Any]) -> dict[str, Any]:
                               [found.name])
         values[found.name] = value
     missing = [f.name for f in schema.fields
-               if f.createable and not f.nillable and values.get(f.name) in (None, "")]
+               if f.createable and not f.nillable and not f.defaulted and values.get(f.name) in (None, "")]
     if missing:
         raise RecordError("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]",
                           missing)
@@ -83,8 +85,8 @@ def _create_permission_set(store: Store, values: dict[str, Any]) -> str:
     existing = store.find("PermissionSet", Name=name)
     if existing:  # [U] the field is named here, where SetupEntityAccess says <unknown>
         raise _duplicate(existing[0]["Id"], "Name")
-    return store.insert("PermissionSet", {**values, "IsOwnedByProfile": False, "ProfileId": None,
-                                          "IsCustom": True, "NamespacePrefix": None})
+    return store.insert("PermissionSet", {"PermissionsViewSetup": False, **values, "IsOwnedByProfile": False,
+                                          "ProfileId": None, "IsCustom": True, "NamespacePrefix": None})
 
 
 def _create_assignment(store: Store, values: dict[str, Any]) -> str:
@@ -100,8 +102,37 @@ def _create_assignment(store: Store, values: dict[str, Any]) -> str:
                         {"AssigneeId": assignee, "PermissionSetId": permission_set})
 
 
+def _create_object_permissions(store: Store, values: dict[str, Any]) -> str:
+    """One permission set's access to one object (see ``permissions`` for the rules and their sources)."""
+    parent, _ = _reference(store, values["ParentId"], "ParentId", ("PermissionSet",))
+    if store.get("PermissionSet", parent)["IsOwnedByProfile"]:  # [U] wording: the seeded profiles are standard
+        raise RecordError("FIELD_INTEGRITY_EXCEPTION", "You can't edit the object permissions of a standard "
+                          "profile.", ["ParentId"])
+    sobject = SOBJECTS.get(str(values["SobjectType"]))
+    if sobject is None or sobject.name not in permissions.GUARDED:  # [O] restricted picklist wording
+        raise RecordError("INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
+                          f"bad value for restricted picklist field: {values['SobjectType']}", ["SobjectType"])
+    granted = {}
+    for name in permissions.PERMISSION_FIELDS:
+        value = values.get(name, False)
+        if not isinstance(value, bool):  # [U] wording
+            raise RecordError("JSON_PARSER_ERROR", f"Cannot deserialize instance of boolean from {value!r}",
+                              [name])
+        granted[name] = value
+    if not any(granted.values()):  # [O] never all false; [U] wording
+        raise RecordError("FIELD_INTEGRITY_EXCEPTION", "An object permissions record needs at least one "
+                          "permission. To remove all access to the object, delete the record.")
+    problems = permissions.dependency_problems(granted, sobject.name)
+    if problems:
+        raise RecordError("FIELD_INTEGRITY_EXCEPTION", "; ".join(problems))
+    existing = store.find("ObjectPermissions", ParentId=parent, SobjectType=sobject.name)
+    if existing:
+        raise _duplicate(existing[0]["Id"])
+    return store.insert("ObjectPermissions", {"ParentId": parent, "SobjectType": sobject.name, **granted})
+
+
 _CREATORS = {"SetupEntityAccess": _create_setup_entity_access, "PermissionSet": _create_permission_set,
-             "PermissionSetAssignment": _create_assignment}
+             "PermissionSetAssignment": _create_assignment, "ObjectPermissions": _create_object_permissions}
 
 
 def create(store: Store, sobject: str, data: dict[str, Any]) -> str:
@@ -111,7 +142,7 @@ def create(store: Store, sobject: str, data: dict[str, Any]) -> str:
         raise RecordError("CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY",
                           f"entity type cannot be inserted: {schema.label}")
     with store.transaction():
-        return _CREATORS[sobject](store, _check_fields(schema, data))
+        return _CREATORS[sobject](store, check_fields(schema, data))
 
 
 def delete(store: Store, sobject: str, record_id: str) -> None:
@@ -130,4 +161,5 @@ def delete(store: Store, sobject: str, record_id: str) -> None:
                                   "You can't delete a permission set that's owned by a profile.")
             store.delete("SetupEntityAccess", ParentId=record_id)
             store.delete("PermissionSetAssignment", PermissionSetId=record_id)
+            store.delete("ObjectPermissions", ParentId=record_id)
         store.delete(sobject, Id=record_id)

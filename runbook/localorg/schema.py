@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from runbook.localorg.ids import KEY_PREFIXES
 
 # Field types, as describe() names them.
-ID, REFERENCE, STRING, BOOLEAN, INT, DATETIME, DATE, PICKLIST, EMAIL = (
-    "id", "reference", "string", "boolean", "int", "datetime", "date", "picklist", "email")
-TEXT_TYPES = frozenset({STRING, PICKLIST, EMAIL})
+ID, REFERENCE, STRING, BOOLEAN, INT, DATETIME, DATE, PICKLIST, EMAIL, TEXTAREA = (
+    "id", "reference", "string", "boolean", "int", "datetime", "date", "picklist", "email", "textarea")
+TEXT_TYPES = frozenset({STRING, PICKLIST, EMAIL, TEXTAREA})
 ID_TYPES = frozenset({ID, REFERENCE})
 
 
@@ -27,6 +27,7 @@ class Field:
     relationship: str | None = None
     createable: bool = False
     nillable: bool = True
+    defaulted: bool = False  # "Defaulted on create": required, but an insert may leave it out
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,20 @@ def _audit() -> tuple[Field, ...]:
             Field("LastModifiedDate", DATETIME, nillable=False))
 
 
+def _owned() -> tuple[Field, ...]:
+    """The system fields of a record users own: owner, creator, last modifier, deleted flag, modstamp."""
+    return (Field("OwnerId", REFERENCE, "User", "Owner", nillable=False),
+            Field("IsDeleted", BOOLEAN, nillable=False),
+            Field("Name", nillable=False),  # an auto number ("00000001")
+            Field("CreatedById", REFERENCE, "User", "CreatedBy", nillable=False),
+            Field("LastModifiedById", REFERENCE, "User", "LastModifiedBy", nillable=False),
+            Field("SystemModstamp", DATETIME, nillable=False))
+
+
+def _permission(name: str) -> Field:
+    return Field(name, BOOLEAN, createable=True, nillable=False, defaulted=True)
+
+
 SOBJECTS: dict[str, SObject] = {o.name: o for o in (
     SObject("Organization", "Organization", (
         Field("Id", ID, nillable=False), Field("Name"), Field("OrganizationType", PICKLIST),
@@ -74,7 +89,9 @@ SOBJECTS: dict[str, SObject] = {o.name: o for o in (
         Field("Label", createable=True, nillable=False), Field("Description", createable=True),
         Field("IsOwnedByProfile", BOOLEAN, nillable=False),
         Field("ProfileId", REFERENCE, "Profile", "Profile"), Field("IsCustom", BOOLEAN, nillable=False),
-        Field("NamespacePrefix"), *_audit()), createable=True, deletable=True),
+        Field("NamespacePrefix"),
+        # [D] "View Setup and Configuration", which GET /limits needs; a System Administrator has it
+        _permission("PermissionsViewSetup"), *_audit()), createable=True, deletable=True),
     SObject("PermissionSetAssignment", "Permission Set Assignment", (
         Field("Id", ID, nillable=False),
         Field("AssigneeId", REFERENCE, "User", "Assignee", createable=True, nillable=False),
@@ -103,9 +120,45 @@ SOBJECTS: dict[str, SObject] = {o.name: o for o in (
         Field("SetupEntityId", REFERENCE, createable=True, nillable=False),
         Field("SetupEntityType", PICKLIST), Field("SystemModstamp", DATETIME, nillable=False)),
         createable=True, deletable=True),
+    # [D] object reference (ScratchOrgInfo, ActiveScratchOrg, ObjectPermissions) and the field reference for
+    # names, types and which fields an insert may set. ScratchOrgInfo: create, delete, query, retrieve;
+    # ActiveScratchOrg: delete, query, retrieve, no create. Both exist only in a Dev Hub ("not available in
+    # sandboxes or scratch orgs" [D]); ``dev_hub`` and ``permissions`` decide who sees them.
     SObject("ScratchOrgInfo", "Scratch Org Info", (
-        Field("Id", ID, nillable=False), Field("OrgName"), Field("ScratchOrg"), Field("SignupUsername"),
-        Field("Status", PICKLIST), Field("ExpirationDate", DATE), *_audit())),
+        Field("Id", ID, nillable=False), *_owned(),
+        Field("AdminEmail", EMAIL, createable=True), Field("AuthCode"),
+        # [D] "Required" both; [O] cli#3515: the key without the callback is REQUIRED_FIELD_MISSING
+        Field("ConnectedAppCallbackUrl", TEXTAREA, createable=True, nillable=False),
+        Field("ConnectedAppConsumerKey", createable=True, nillable=False),
+        Field("Country", createable=True), Field("DeletedBy"), Field("DeletedDate", DATE),
+        Field("Description", TEXTAREA, createable=True), Field("DurationDays", INT, createable=True),
+        Field("Edition", PICKLIST, createable=True), Field("ErrorCode"), Field("ExpirationDate", DATE),
+        Field("Features", TEXTAREA, createable=True),
+        Field("HasSampleData", BOOLEAN, createable=True, nillable=False, defaulted=True),
+        Field("Language", PICKLIST, createable=True), Field("LastLoginDate", DATE), Field("LoginUrl"),
+        Field("Namespace", createable=True), Field("OrgName", createable=True),
+        Field("Package2AncestorIds", TEXTAREA, createable=True), Field("Release", PICKLIST, createable=True),
+        Field("ScratchOrg"), Field("SignupEmail", EMAIL), Field("SignupInstance"), Field("SignupUsername"),
+        Field("Snapshot", createable=True), Field("SourceOrg", createable=True),
+        Field("Status", PICKLIST, nillable=False), Field("Username", createable=True), *_audit()),
+        createable=True, deletable=True),
+    SObject("ActiveScratchOrg", "Active Scratch Org", (
+        Field("Id", ID, nillable=False), *_owned(),
+        Field("Description", TEXTAREA), Field("Edition", PICKLIST), Field("ExpirationDate", DATE),
+        Field("Features", TEXTAREA), Field("HasSampleData", BOOLEAN, nillable=False),
+        Field("LastLoginDate", DATE), Field("Namespace"), Field("OrgName"), Field("ScratchOrg"),
+        Field("ScratchOrgInfoId", REFERENCE, "ScratchOrgInfo", "ScratchOrgInfo", nillable=False),
+        Field("SignupEmail", EMAIL), Field("SignupInstance"), Field("SignupTrialDays", INT),
+        Field("SignupUsername"), *_audit()), deletable=True),
+    # [D] ObjectPermissions: create, delete, query, retrieve (update/upsert too; the local org has no update)
+    SObject("ObjectPermissions", "Object Permissions", (
+        Field("Id", ID, nillable=False),
+        Field("ParentId", REFERENCE, "PermissionSet", "Parent", createable=True, nillable=False),
+        Field("SobjectType", PICKLIST, createable=True, nillable=False),
+        _permission("PermissionsCreate"), _permission("PermissionsRead"), _permission("PermissionsEdit"),
+        _permission("PermissionsDelete"), _permission("PermissionsViewAllRecords"),
+        _permission("PermissionsModifyAllRecords"), Field("SystemModstamp", DATETIME, nillable=False),
+        *_audit()), createable=True, deletable=True),
     # A Tooling API object; the CLI asks for it when it cannot tell a Dev Hub from a sandbox. Always empty.
     SObject("SandboxProcess", "Sandbox Process", (
         Field("Id", ID, nillable=False), Field("Status", PICKLIST), Field("SandboxName"),

@@ -1,4 +1,4 @@
-"""What a fresh local org contains: the organization, four standard profiles and five users.
+"""What a fresh local org contains: the organization, five standard profiles and five users.
 
 Only the admin can log in with a password (random, written to ``admin-credentials.json``); the other
 users exist to exercise pre-authorization, so they sign in by JWT bearer only.
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 ADMIN_USERNAME = "admin@local.devhub"
 ADMIN_PROFILE = "System Administrator"
+ADMIN_SETTING = "admin_username"  # the store setting naming another admin (a scratch org's signup username)
 
 ORGANIZATION = {
     "Name": "Local Dev Hub",
@@ -20,8 +21,11 @@ ORGANIZATION = {
     "TrialExpirationDate": None,
 }
 
+# [D] "Minimum Access - API Only Integrations": the profile of Salesforce Integration users, API access
+# only, no object access of its own (what a dedicated CI user starts from; a permission set adds the rest).
+API_ONLY_PROFILE = "Minimum Access - API Only Integrations"
 PROFILES: tuple[str, ...] = (
-    "System Administrator", "Standard User", "Read Only", "Minimum Access - Salesforce")
+    "System Administrator", "Standard User", "Read Only", "Minimum Access - Salesforce", API_ONLY_PROFILE)
 
 
 @dataclass(frozen=True)

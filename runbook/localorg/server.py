@@ -26,7 +26,7 @@ from werkzeug import Request, Response
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
-from runbook.localorg import oauth, rest, soap
+from runbook.localorg import dev_hub, oauth, rest, soap
 from runbook.localorg.context import Call, OrgContext
 from runbook.localorg.faults import Fault, Injection
 from runbook.localorg.soapxml import api_fault, fault_body
@@ -46,6 +46,7 @@ _ROUTES: list[tuple[re.Pattern[str], Handler]] = [
     (re.compile(rf"/services/Soap/m/{_VERSION}(?:/.*)?"), lambda ctx, request, call, version:
         soap.metadata_api(ctx, request, call)),
     (re.compile(r"/services/data"), rest.versions),
+    (re.compile(rf"/services/data/v{_VERSION}/(?P<tail>{dev_hub.PATHS})"), dev_hub.handle),
     (re.compile(rf"/services/data/v{_VERSION}(?:/(?P<rest>.*))?"),
      lambda ctx, request, call, version, tail:
         rest.handle(ctx, request, call, version, (tail or "").strip("/"))),

@@ -151,7 +151,8 @@ def test_seeded_users_profiles_and_profile_owned_permission_sets(fresh_org):
         name: (u["Profile"]["Name"], u["IsActive"]) for name, u in users.items()}
     sets = sf.query("SELECT Id, IsOwnedByProfile, IsCustom, Profile.Name FROM PermissionSet")["records"]
     assert sorted(s["Profile"]["Name"] for s in sets) == sorted(
-        ["System Administrator", "Standard User", "Read Only", "Minimum Access - Salesforce"])
+        ["System Administrator", "Standard User", "Read Only", "Minimum Access - Salesforce",
+         "Minimum Access - API Only Integrations"])
     assert all(s["IsOwnedByProfile"] and not s["IsCustom"] for s in sets)
     organization = sf.query("SELECT Name, OrganizationType, IsSandbox, InstanceName, NamespacePrefix, "
                             "TrialExpirationDate FROM Organization")["records"][0]
