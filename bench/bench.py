@@ -159,24 +159,22 @@ def bench_runbook() -> None:
           "(goal <= 1.3x)")
     print(f"rerun, nothing to change: {rerun_total:.2f} s")
     print("\n## Org round trips per phase (counted by the local org)")
-    print(f"{'phase':<14} {'fresh r/w':>10} {'rerun r/w':>10}")
-    for phase in fresh_calls:
-        f, r = fresh_calls[phase], rerun_calls.get(phase, Counter())
-        print(f"{phase:<14} {f['read']:>4}/{f['write']:<5} {r['read']:>4}/{r['write']:<5}")
-    fresh_sum = sum(sum(c.values()) for c in fresh_calls.values())
-    rerun_reads = sum(c["read"] for c in rerun_calls.values())
-    rerun_writes = sum(c["write"] for c in rerun_calls.values())
-    print(f"total fresh: {fresh_sum} (goal <= 8); rerun: {rerun_writes} writes (goal 0), "
-          f"{rerun_reads} reads (goal <= 4)")
+    _round_trips(fresh_calls, rerun_calls, fresh_goal=8, reads_goal=4)
     print("\nExternal Client App (app_kind=external_client_app)")
+    _round_trips(eca_fresh, eca_rerun, fresh_goal=10)
+
+
+def _round_trips(fresh: dict[str, Counter], rerun: dict[str, Counter], *, fresh_goal: int,
+                 reads_goal: int | None = None) -> None:
+    """A fresh setup's and a rerun's reads/writes per phase, and the totals against their goals."""
     print(f"{'phase':<14} {'fresh r/w':>10} {'rerun r/w':>10}")
-    for phase in eca_fresh:
-        f, r = eca_fresh[phase], eca_rerun.get(phase, Counter())
+    for phase in fresh:
+        f, r = fresh[phase], rerun.get(phase, Counter())
         print(f"{phase:<14} {f['read']:>4}/{f['write']:<5} {r['read']:>4}/{r['write']:<5}")
-    eca_sum = sum(sum(c.values()) for c in eca_fresh.values())
-    eca_writes = sum(c["write"] for c in eca_rerun.values())
-    print(f"total fresh: {eca_sum} (goal <= 10); rerun: {eca_writes} writes (goal 0), "
-          f"{sum(c['read'] for c in eca_rerun.values())} reads")
+    reads = sum(c["read"] for c in rerun.values())
+    print(f"total fresh: {sum(sum(c.values()) for c in fresh.values())} (goal <= {fresh_goal}); rerun: "
+          f"{sum(c['write'] for c in rerun.values())} writes (goal 0), {reads} reads"
+          + (f" (goal <= {reads_goal})" if reads_goal is not None else ""))
 
 
 FLEET_SIZE = 100

@@ -358,11 +358,7 @@ def check_refresh_token(refresh_token: str, *, secret: str, consumer_key: str, l
     form = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": consumer_key}
     if secret:
         form["client_secret"] = secret
-    answer = http.post(f"{base}/services/oauth2/token", data=form, timeout=HTTP_TIMEOUT)
-    try:
-        body = answer.json()
-    except ValueError:
-        body = {}
+    answer, body = _token_post(http, base, form)
     if answer.status_code != 200 or "access_token" not in body:
         refused = f"a refresh was refused: {body.get('error', f'HTTP {answer.status_code}')}: " \
                   f"{body.get('error_description', '')}".rstrip(": ")
@@ -379,6 +375,16 @@ def check_refresh_token(refresh_token: str, *, secret: str, consumer_key: str, l
             "Usage")
 
 
+def _token_post(http: requests.Session, login_url: str, form: dict[str, str]) -> tuple[requests.Response, dict]:
+    """POST ``form`` to the token endpoint; the answer and its JSON body ({} when it is not JSON)."""
+    response = http.post(f"{login_url.rstrip('/')}/services/oauth2/token", data=form, timeout=HTTP_TIMEOUT)
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    return response, body if isinstance(body, dict) else {}
+
+
 def _exchange(code: str, verifier: str, *, secret: str, consumer_key: str, callback_url: str, login_url: str,
               http: requests.Session, refresh_tokens: list[str] | None = None) -> WebFlowResult:
     """The code exchange, proven by the identity URL; a refresh token in the answer goes to ``refresh_tokens``."""
@@ -386,11 +392,7 @@ def _exchange(code: str, verifier: str, *, secret: str, consumer_key: str, callb
             "redirect_uri": callback_url, "code_verifier": verifier}
     if secret:
         form["client_secret"] = secret
-    response = http.post(f"{login_url.rstrip('/')}/services/oauth2/token", data=form, timeout=HTTP_TIMEOUT)
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
+    response, body = _token_post(http, login_url, form)
     if response.status_code != 200 or "access_token" not in body:
         raise explain_web_refusal(body.get("error", f"HTTP {response.status_code}"),
                                   body.get("error_description", ""), login_hint="", callback_url=callback_url,
