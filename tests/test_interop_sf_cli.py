@@ -279,6 +279,9 @@ def _scratch_round_trip(env: dict[str, str], project: Path, hub_alias: str, alia
     queried, t_query = _sf_in(env, project, "data", "query", "-q", "SELECT Id FROM Organization", "-o", alias)
     assert queried.get("status") == 0, _brief(queried)
     assert queried["result"]["records"][0]["Id"][:15] == result["orgId"][:15]
+    shown, _ = _sf_in(env, project, "org", "display", "-o", alias)  # the Dev Hub's ScratchOrgInfo IN query
+    assert shown.get("status") == 0 and shown["result"]["status"] == "Active", _brief(shown)
+    assert shown["result"]["devHubId"] == ADMIN_USERNAME, shown["result"]
     deleted, t_delete = _sf_in(env, project, "org", "delete", "scratch", "-o", alias, "--no-prompt")
     assert deleted.get("status") == 0, _brief(deleted)
     assert deleted["result"]["orgId"][:15] == result["orgId"][:15]
