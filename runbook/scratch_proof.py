@@ -16,7 +16,10 @@ The steps are the Salesforce CLI's (``sf org login jwt``, ``sf org create scratc
 7. delete it as the CLI does: find its ``ActiveScratchOrg`` and DELETE it (§3). A scratch org that was
    created is deleted even when a later step fails.
 
-The result (``ScratchProof``) holds each step's seconds and no token.
+The result (``ScratchProof``) holds each step's seconds and no token. It is recorded in the work folder
+(``phases/scratch_proof.json``, and as ``scratch_proof`` in phase 4's record for the summary). A rerun with
+``"auto"`` whose app, key and user have a proof already shows that proof instead of making another scratch
+org: reruns converge with 0 writes, and the Dev Hub's daily allocation is not spent again; ``"on"`` repeats it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -44,8 +48,8 @@ ERROR_CODES_DOC = ("https://developer.salesforce.com/docs/atlas.en-us.sfdx_dev.m
                    "sfdx_dev_scratch_orgs_error_codes.htm")
 C1016_FIX = ("sign up through a connected app the Dev Hub has, with its callback URL and an unexpired certificate; "
              "a Dev Hub logged in through an External Client App cannot (Proxy Signup does not install ECAs, "
-             "forcedotcom/cli#3515): use the workaround, ConnectedAppConsumerKey \"PlatformCLI\" with ConnectedAppCallback"
-             f"Url {CLI_CALLBACK} (CLI 2.150+: export SF_SCRATCH_SIGNUP_CONNECTED_APP=PlatformCLI "
+             "forcedotcom/cli#3515): use the workaround, ConnectedAppConsumerKey \"PlatformCLI\" with "
+             f"ConnectedAppCallbackUrl {CLI_CALLBACK} (CLI 2.150+: export SF_SCRATCH_SIGNUP_CONNECTED_APP=PlatformCLI "
              f"SF_SCRATCH_SIGNUP_CALLBACK_URL={CLI_CALLBACK}), or make the Dev Hub's app a connected app")
 DEV_HUB_PERMISSION_FIX = ("give {user} the Dev Hub object permissions with a permission set: Scratch Org Infos "
                           "Read, Create, Edit, Delete and Active Scratch Orgs Read, Edit, Delete (Setup > Permission "
@@ -76,6 +80,9 @@ class ScratchProof:
     scratch_username: str = ""
     limits: dict[str, dict[str, int]] = field(default_factory=dict)
     steps: dict[str, float] = field(default_factory=dict)  # step -> seconds, in order
+    proved_at: str = ""  # when the steps ran (UTC)
+    reused: bool = False  # a rerun's "auto": the earlier proof for the same app, key and user, not repeated
+    fingerprint: str = ""  # what was proved: consumer key, signup key, user, key file
 
     @property
     def seconds(self) -> float:
@@ -89,7 +96,8 @@ class ScratchProof:
         if not self.ran:
             return self.result
         steps = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.steps.items())
-        return f"{self.result} in {self.seconds:.1f} s ({steps})"
+        again = f"; on {self.proved_at}, not repeated (\"on\" repeats it)" if self.reused else ""
+        return f"{self.result} in {self.seconds:.1f} s ({steps}{again})"
 
     def rows(self) -> list[tuple[str, str]]:
         rows = [("Scratch org proof", self.summary())]
@@ -144,9 +152,6 @@ def prove_scratch_org(session: OrgSession, handoff: HandOff, *, workdir: str | P
     passphrase = key_passphrase(key, verify.get("passphrase_env", ""))
     run = _Run(proof=ScratchProof(mode=mode, ran=True, result="", hub_username=user), http=requests.Session(),
                version=session.api_version, poll=poll if poll is not None else (0.2 if session.is_local else 1.0))
-    hub = run.step("hub login", lambda: _hub(run, handoff, user, key, passphrase))
-    if not session.is_local:
-        run.step("limits", lambda: _check_limits(run, hub))
     eca = app.get("app_kind") == "external_client_app" and workaround
     consumer_key = PLATFORM_CLI if eca else handoff.consumer_key
     callback = CLI_CALLBACK if eca else app.get("callback_url") or CLI_CALLBACK
@@ -155,6 +160,15 @@ def prove_scratch_org(session: OrgSession, handoff: HandOff, *, workdir: str | P
                                 f"scratch org (C-1016, forcedotcom/cli#3515): signed up with ConnectedAppConsumerKey "
                                 f"PlatformCLI and {CLI_CALLBACK}, as SF_SCRATCH_SIGNUP_CONNECTED_APP=PlatformCLI does")
     run.proof.signup_consumer_key = consumer_key
+    run.proof.fingerprint = f"{handoff.consumer_key} {consumer_key} {user} {key}"
+    earlier = _earlier(wd.load("scratch_proof"), run.proof.fingerprint)
+    if mode == "auto" and earlier is not None:
+        _record(workdir, earlier)
+        return earlier
+    run.proof.proved_at = datetime.now(UTC).isoformat(timespec="seconds")
+    hub = run.step("hub login", lambda: _hub(run, handoff, user, key, passphrase))
+    if not session.is_local:
+        run.step("limits", lambda: _check_limits(run, hub))
     body = signup_body(consumer_key, callback, definition)
     info_id = run.step("insert ScratchOrgInfo", lambda: _insert(run, hub, body, user))
     record = run.step("signup (poll until Active)", lambda: _wait_active(run, hub, info_id, wait, eca))
@@ -311,9 +325,19 @@ def _delete(run: _Run, hub: dict, record: dict) -> None:
                                        user=run.proof.hub_username))
 
 
+def _earlier(record: dict | None, fingerprint: str) -> ScratchProof | None:
+    """The recorded proof for the same app, signup key, user and key file, if it succeeded."""
+    if not record or record.get("fingerprint") != fingerprint or record.get("result") != "created, queried and deleted":
+        return None
+    fields = {k: v for k, v in record.items() if k in ScratchProof.__dataclass_fields__}
+    return ScratchProof(**{**fields, "reused": True})
+
+
 def _record(workdir: str | Path, proof: ScratchProof) -> None:
-    """The proof in phase 4's record (``verify``'s ``scratch_proof``), never a token."""
+    """The proof in the work folder and in phase 4's record (``verify``'s ``scratch_proof``), never a token."""
     wd = open_workdir(workdir)
+    if proof.ran and not proof.reused:
+        wd.save("scratch_proof", proof.as_dict())
     verify = wd.load("verify")
     if verify is not None:
         wd.save("verify", {**verify, "scratch_proof": proof.as_dict()})

@@ -64,6 +64,9 @@ class RunSummary:
             out += [f"JWT login as:   {logins} (org {verify['logins'][0]['org_id']})",
                     f"CLI command:    {verify['sf_command']}",
                     *(f"Note:           {note}" for note in verify.get("notes", []))]
+        proof = verify.get("scratch_proof") or {}
+        if proof:
+            out.append(f"Scratch org:    {_proof_line(proof)}")
         out += self._failure_lines(wd)
         out.append(f"Executed notebooks: {self.run_dir}")
         return out
@@ -85,6 +88,13 @@ class RunSummary:
             text = value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip()
             parts += ["-p", f"{name}={text.removesuffix(chr(10) + '...').strip()}"]
         return shlex.join(parts)
+
+
+def _proof_line(proof: dict) -> str:
+    """Phase 4's scratch-org proof (its record) in one line: the outcome, the total seconds and each step's."""
+    from runbook.scratch_proof import ScratchProof
+
+    return ScratchProof(**{k: v for k, v in proof.items() if k != "seconds"}).summary()
 
 
 def _changes(wd, done: list[str]) -> list[str]:

@@ -11,6 +11,7 @@ from conftest import run_phases
 from runbook.localorg import ADMIN_USERNAME
 from runbook.org import connect
 from runbook.scratch_proof import ScratchOrgProofError, prove_scratch_org
+from runbook.summary import PhaseRun, RunSummary
 from runbook.verify import verify_setup
 from runbook.workdir import open_workdir
 
@@ -43,6 +44,26 @@ def test_the_proof_creates_queries_and_deletes_a_scratch_org_and_records_it(hub)
     assert active["totalSize"] == 0  # deleted, as `sf org delete scratch` does
 
 
+def test_a_rerun_shows_the_earlier_proof_with_no_write_and_on_repeats_it(hub):
+    workdir, session, handoff = hub
+    first = prove_scratch_org(session, handoff, workdir=workdir)
+    calls = len(session.local_org.call_log())
+    again = prove_scratch_org(session, handoff, workdir=workdir)
+    assert again.reused and again.steps == first.steps and "not repeated" in again.summary()
+    assert len(session.local_org.call_log()) == calls  # not even a login
+    repeated = prove_scratch_org(session, handoff, workdir=workdir, mode="on")
+    assert not repeated.reused and repeated.scratch_org_id != first.scratch_org_id
+
+
+def test_the_batch_summary_shows_the_proof_in_one_line(hub):
+    workdir, session, handoff = hub
+    proof = prove_scratch_org(session, handoff, workdir=workdir)
+    lines = RunSummary(run_dir=workdir, workdir=workdir, org="local",
+                       phases=[PhaseRun("verify", workdir, workdir, 1.0, "done")]).lines()
+    assert f"Scratch org:    {proof.summary()}" in lines
+    assert any(line.startswith("Scratch org:    created, queried and deleted in ") for line in lines)
+
+
 def test_off_and_auto_on_a_real_org_skip_the_proof(hub):
     workdir, session, handoff = hub
     assert not prove_scratch_org(session, handoff, workdir=workdir, mode="off").ran
@@ -71,7 +92,7 @@ def test_limits_reached_are_refused_before_the_insert_on_a_real_org_and_at_it_on
         assert (before.value.step, before.value.code) == ("read /limits", "LIMIT_EXCEEDED")
         assert "DailyScratchOrgs 0 of" in before.value.sf_message and "sf org delete scratch" in before.value.fix
         with pytest.raises(ScratchOrgProofError) as at_insert:
-            prove_scratch_org(session, handoff, workdir=workdir)
+            prove_scratch_org(session, handoff, workdir=workdir, mode="on")
         assert (at_insert.value.step, at_insert.value.code) == ("insert ScratchOrgInfo", "LIMIT_EXCEEDED")
         assert "daily scratch org signup limit" in at_insert.value.sf_message
     finally:
