@@ -27,12 +27,13 @@ reached a write handler: the flag those calls would have logged, which says a wr
   ``LIMIT_EXCEEDED`` "The request can’t contain more than 25 operations." with ``referenceId`` null
   (body observed in a production log, guardian/support-service-lambdas#766; the top-level 400 and the
   query-limit text are unverified).
-- Unverified as well: a body the org cannot read as a composite request (not JSON, a subrequest
-  without method, url or referenceId, a repeated referenceId, an inherited header such as
-  Authorization in ``httpHeaders``, which the docs say fails the top-level request with 400) is
-  refused with 400 ``JSON_PARSER_ERROR``; a subrequest url outside ``/services/data/vXX.X/`` or naming
-  the Composite resource itself answers that subrequest 404 ``NOT_FOUND``; a create's subresponse
-  carries ``Location`` (documented) built from the new id.
+- Unverified as well: a body the org cannot read as a composite request (not JSON, NaN or nesting
+  deeper than ``jsonbody.MAX_DEPTH``, a subrequest without method, url or referenceId, a repeated
+  referenceId, an inherited header such as Authorization in ``httpHeaders``, which the docs say fails the
+  top-level request with 400, or a header that is no valid HTTP header: a list value, a name that is no
+  token, a CR or LF in a value) is refused with 400 ``JSON_PARSER_ERROR``; a subrequest url outside
+  ``/services/data/vXX.X/`` or naming the Composite resource itself answers that subrequest 404
+  ``NOT_FOUND``; a create's subresponse carries ``Location`` (documented) built from the new id.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from werkzeug.test import EnvironBuilder
 
 from runbook.localorg import ids
 from runbook.localorg.context import Call, OrgContext
+from runbook.localorg.jsonbody import BadJson, read_json
 
 # The REST handler a subrequest goes through: (ctx, request, call, version, path after the version).
 Dispatch = Callable[[OrgContext, Request, Call, str, str], Response]
@@ -61,6 +63,8 @@ _DATA_PATH = re.compile(r"/services/data/v(\d{2}\.\d)(?:/(.*))?")
 _REFERENCE = re.compile(r"@\{(\w+)((?:\.\w+|\[\d+\])+)\}")
 _STEP = re.compile(r"\.(\w+)|\[(\d+)\]")
 _NOT_FOUND = [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110's token
+_HEADER_VALUE_REFUSED = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # controls but HTAB
 
 
 class _Refused(Exception):
@@ -140,9 +144,9 @@ def _unreadable(message: str) -> _Refused:
 def _parse(data: bytes) -> tuple[bool, list[Subrequest]]:
     """``allOrNone`` and the subrequests, or _Refused naming what is wrong with the body."""
     try:
-        payload = json.loads(data or b"null")
-    except ValueError as exc:
-        raise _unreadable(f"The request body is not valid JSON: {exc}") from None
+        payload = read_json(data)
+    except BadJson as exc:
+        raise _unreadable(str(exc)) from None
     items = payload.get("compositeRequest") if isinstance(payload, dict) else None
     if not isinstance(items, list) or not items:
         raise _unreadable("compositeRequest must be a non-empty array of subrequests")
@@ -170,6 +174,11 @@ def _subrequest(item: Any) -> Subrequest:
     headers = item.get("httpHeaders") or {}
     if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
         raise _unreadable(f"httpHeaders of {reference_id} must map header names to strings")
+    malformed = [name for name, value in headers.items()
+                 if not _HEADER_NAME.fullmatch(name) or _HEADER_VALUE_REFUSED.search(value)]
+    if malformed:  # a CRLF would split the header (werkzeug raised ValueError: a 500)
+        raise _unreadable(f"httpHeaders of {reference_id}: {', '.join(map(repr, malformed))} is not a valid HTTP "
+                          "header (a token for its name, no control characters such as CR or LF in its value)")
     inherited = [name for name in headers if name.lower() in _INHERITED_HEADERS]
     if inherited:
         raise _unreadable(f"Subrequest {reference_id} may not set {', '.join(inherited)}: subrequests "

@@ -156,7 +156,14 @@ def _token_response(ctx: OrgContext, app: OAuthApp, user: dict[str, Any], *, kin
             "signature": credentials.sign(ctx.store.get_setting("org_secret"), id_url, issued_at)}
 
 
+# [U] Salesforce's limits: a JWT bearer assertion is ~1 KB (RS256 signature, a few claims; an x5c chain a few KB)
+MAX_ASSERTION_CHARS = 16 * 1024
+MAX_TOKEN_REQUEST_BYTES = 64 * 1024
+
+
 def _verified_assertion(ctx: OrgContext, assertion: str) -> tuple[dict[str, Any], OAuthApp]:
+    if len(assertion) > MAX_ASSERTION_CHARS:  # before any decoding: a 10 MB one took 2 s to decode and verify
+        raise _invalid()
     try:
         header = jwt.get_unverified_header(assertion)
         claims = jwt.decode(assertion, options={"verify_signature": False})
@@ -198,12 +205,25 @@ def _check_audience(ctx: OrgContext, audience: Any) -> None:
 
 
 def _check_expiry(exp: Any) -> None:
+    """``exp`` must be a finite number (or a numeric string) of seconds, or milliseconds, since 1970.
+
+    "nan" and "inf" parse as floats but are no time: NaN compares false with every time (it never
+    expired) and inf never comes. Both, and an integer too large for a float, are "invalid assertion" [U].
+    """
+    from math import isfinite
+
     if isinstance(exp, str):
         try:
             exp = float(exp.strip())
         except ValueError:
             raise _invalid() from None
     if isinstance(exp, bool) or not isinstance(exp, int | float):
+        raise _invalid()
+    try:
+        exp = float(exp)
+    except OverflowError:  # an int past float's range
+        raise _invalid() from None
+    if not isfinite(exp):
         raise _invalid()
     seconds = exp / 1000 if exp > _MILLISECONDS_ABOVE else exp
     if seconds < time.time() - CLOCK_SKEW_SECONDS:
@@ -650,6 +670,8 @@ def token_endpoint(ctx: OrgContext, request: Request, call: Call) -> Response:
     call.operation = "oauth.token"
     if request.method != "POST":
         return _json({"error": "invalid_request", "error_description": "must use HTTP POST"}, 400)
+    if len(request.get_data(cache=True)) > MAX_TOKEN_REQUEST_BYTES:  # read already (the server caps it); not parsed
+        return _json({"error": "invalid_request", "error_description": "request too large"}, 413)  # [U]
     try:
         return _json(token(ctx, request.form))
     except OAuthError as error:

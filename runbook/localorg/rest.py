@@ -16,6 +16,7 @@ from werkzeug import Request, Response
 
 from runbook.localorg import composite, connect_rest, ids, records, soql, tooling
 from runbook.localorg.context import Call, OrgContext, Session, bearer_token
+from runbook.localorg.jsonbody import BadJson, read_json
 from runbook.localorg.records import RecordError
 from runbook.localorg.schema import SOBJECTS, SObject, sobject
 
@@ -181,9 +182,9 @@ def _create(ctx: OrgContext, request: Request, call: Call, schema: SObject) -> R
     call.operation, call.is_write = f"rest.create.{schema.name}", True
     _session(ctx, request, write=True)
     try:
-        data = json.loads(request.get_data() or b"null")
-    except ValueError as exc:
-        return _error(400, "JSON_PARSER_ERROR", f"The request body is not valid JSON: {exc}")
+        data = read_json(request.get_data())
+    except BadJson as exc:
+        return _error(400, "JSON_PARSER_ERROR", str(exc))
     if not isinstance(data, dict):
         return _error(400, "JSON_PARSER_ERROR",
                       "Cannot deserialize instance of sObject from a non-object value")

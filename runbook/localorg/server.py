@@ -1,4 +1,4 @@
-"""The HTTPS server: routing by path, the call log, and a threaded werkzeug server on 127.0.0.1.
+"""The HTTPS server: routing by path, the call log, and a werkzeug server on 127.0.0.1 with a bounded pool.
 
 Paths are matched with or without a trailing slash (simple-salesforce adds one, the Salesforce CLI
 does not). werkzeug decodes ``Transfer-Encoding: chunked`` request bodies, which the CLI uses for its
@@ -7,14 +7,26 @@ token request. Every request is written to the call log with the operation its h
 Connections are kept alive (HTTP/1.1), as Salesforce keeps them: a client session's next call reuses
 its connection instead of paying a new TCP connection and TLS handshake, where the client also loads
 its CA bundle again (~30 ms of CPU each time with certifi's CAs in it).
+
+Threads are bounded: at most ``WORKERS`` (16) threads serve requests, one request at a time each, and a
+connection between requests (or before its first) waits in one selector thread, holding no worker; at
+most ``MAX_CONNECTIONS`` (256) are open, the longest idle closed first beyond that, and an idle one is
+closed after ``IDLE_SECONDS``. So 400 idle connections cost 2 threads, not 400, and still leave every
+worker to the clients that send requests. A body over ``MAX_BODY_BYTES`` (32 MiB) is refused with 413
+before it is read, in the API's own shape (a SOAP fault ``EXCEEDED_MAX_SIZE_REQUEST`` [D ExceptionCode],
+REST's JSON list or OAuth's error [U both]); no bad input answers werkzeug's HTML 500 page.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
+import queue
 import re
+import select
+import selectors
 import socket
 import ssl
 import threading
@@ -23,8 +35,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from werkzeug import Request, Response
-from werkzeug.exceptions import HTTPException
-from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, is_ssl_error
 
 from runbook.localorg import dev_hub, oauth, rest, soap
 from runbook.localorg.context import Call, OrgContext
@@ -34,6 +46,10 @@ from runbook.localorg.soapxml import api_fault, fault_body
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
+WORKERS = 16  # threads serving requests, per org
+MAX_CONNECTIONS = 256  # open connections, per org
+IDLE_SECONDS = 120  # a kept-alive connection without a request is closed after this
+REQUEST_SECONDS = 30  # while a request is read or answered, each socket read or write waits at most this
 _VERSION = r"(?P<version>\d{2}\.\d)"
 Handler = Callable[..., Response]
 _ROUTES: list[tuple[re.Pattern[str], Handler]] = [
@@ -79,18 +95,21 @@ def make_app(ctx: OrgContext, injection: Injection | None = None,
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         request = _Request(environ)
         call = Call()
-        injection.delay()
-        fault = injection.plan.take(request.method, request.path, _body(request))
-        if fault is not None and fault.kind == "timeout":
-            time.sleep(fault.seconds)
         try:
+            injection.delay()
+            fault = injection.plan.take(request.method, request.path, _body(request))
+            if fault is not None and fault.kind == "timeout":
+                _hold(environ, fault.seconds)
             if fault is not None and not fault.after and fault.kind != "timeout":
                 response = _fault_response(fault, request, call)
             else:
                 response = _route(ctx, request, call)
                 if fault is not None and fault.after and fault.kind != "timeout":
                     response = _fault_response(fault, request, call)
-        except HTTPException as exc:  # e.g. a body over MAX_BODY_BYTES
+        except RequestEntityTooLarge:  # a body over MAX_BODY_BYTES, refused before it is read
+            call.operation = "too_large"
+            response = _too_large(request)
+        except HTTPException as exc:
             response = exc.get_response(environ)
         except Exception:
             log.exception("local org: %s %s failed", request.method, request.path)
@@ -106,26 +125,147 @@ def _body(request: Request) -> bytes:
     return request.get_data(cache=True) if request.method in ("POST", "PATCH", "PUT") else b""
 
 
+def _hold(environ: dict[str, Any], seconds: float) -> None:
+    """Hold the answer ``seconds``, or until the client gives up (its socket turns readable: closed).
+
+    The request is served afterwards either way, as an org goes on with a call whose client has gone; but
+    a worker is not kept for a client that is no longer there.
+    """
+    connection = environ.get("werkzeug.socket")
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if connection is None:
+            time.sleep(left)
+            return
+        try:
+            readable, _, _ = select.select([connection], [], [], min(left, 1.0))
+        except (OSError, ValueError):  # closed under us (the org stopping)
+            return
+        if readable:
+            return
+
+
+def _too_large(request: Request) -> Response:
+    """413 for a body over MAX_BODY_BYTES, in the shape the API at that path answers."""
+    limit = f"{MAX_BODY_BYTES // (1024 * 1024)} MB"
+    if request.path.startswith(_SOAP_PREFIX):  # [D] the ExceptionCode; [U] this org's limit and the status
+        fault = api_fault("EXCEEDED_MAX_SIZE_REQUEST", f"The size of the request exceeded {limit}.")
+        return Response(fault_body(fault), status=413, content_type="text/xml; charset=utf-8")
+    if request.path.startswith("/services/oauth2/"):  # [U]
+        return Response(json.dumps({"error": "invalid_request", "error_description": f"request over {limit}"}),
+                        status=413, content_type="application/json;charset=UTF-8")
+    return rest.json_response([{"errorCode": "EXCEEDED_MAX_SIZE_REQUEST",  # [U] for REST
+                                "message": f"The size of the request exceeded {limit}."}], 413)
+
+
 def _fault_response(fault: Fault, request: Request, call: Call) -> Response:
-    """The answer an injected fault gives; the call log names the fault unless the org did the work."""
+    """The answer an injected fault gives; the call log names the fault unless the org did the work.
+
+    On SOAP paths the rate limit and an expired session are SOAP faults, as Salesforce answers them [D
+    ExceptionCode REQUEST_LIMIT_EXCEEDED; O the texts]; an outage is an HTML page on every path.
+    """
     if not fault.after:
         call.operation = f"fault.{fault.kind}"
     if fault.kind == "server_error":
         return Response("<html><body>Service Unavailable</body></html>", status=503, content_type="text/html")
+    soap_path = request.path.startswith(_SOAP_PREFIX)
     if fault.kind == "rate_limit":
+        if soap_path:
+            return Response(fault_body(api_fault("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")),
+                            status=500, content_type="text/xml; charset=utf-8")
         return rest.json_response([{"errorCode": "REQUEST_LIMIT_EXCEEDED",
                                     "message": "TotalRequests Limit exceeded."}], 403)
-    if request.path.startswith(_SOAP_PREFIX):
+    if soap_path:
         return Response(fault_body(api_fault("INVALID_SESSION_ID", "Invalid Session ID found in SessionHeader: "
                                              "Illegal Session")), status=500, content_type="text/xml; charset=utf-8")
     return rest.json_response([{"errorCode": "INVALID_SESSION_ID", "message": "Session expired or invalid"}], 401)
 
 
+class _SocketReader(io.RawIOBase):
+    """The raw stream under a connection's buffered ``rfile``; ``probing`` makes it report "no data yet"
+    without touching the socket, so ``rfile.peek`` tells whether a request is already buffered."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        super().__init__()
+        self._connection = connection
+        self.probing = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:  # type: ignore[override]
+        return None if self.probing else self._connection.recv_into(buffer)
+
+
+class _SocketWriter(io.BufferedIOBase):
+    """``wfile``: every write sent whole (socketserver's unbuffered writer, which is private there)."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        super().__init__()
+        self._connection = connection
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:  # type: ignore[override]
+        self._connection.sendall(data)
+        return len(data)
+
+
 class _QuietHandler(WSGIRequestHandler):
-    """HTTP/1.1 keep-alive; no access log (notebooks would print every call); idle connections close after 2 min."""
+    """HTTP/1.1 keep-alive, one request per ``serve_one()``; no access log (notebooks would print every call).
+
+    socketserver's handlers serve a whole connection from ``__init__``; here the server makes one handler
+    per connection (``for_connection``) and calls ``serve_one`` each time the connection has a request, so
+    a worker thread is held for a request, never for an idle connection.
+    """
 
     protocol_version = "HTTP/1.1"
-    timeout = 120
+    timeout = REQUEST_SECONDS
+
+    @classmethod
+    def for_connection(cls, connection: socket.socket, address: Any, server: TlsServer) -> _QuietHandler:
+        handler = cls.__new__(cls)  # not __init__: it would serve the connection to its end
+        handler.request, handler.client_address, handler.server = connection, address, server
+        handler.setup()
+        return handler
+
+    def setup(self) -> None:
+        """StreamRequestHandler's setup, with a reader whose buffer can be looked into."""
+        self.connection = self.request
+        self.connection.settimeout(self.timeout)
+        self.rfile = io.BufferedReader(_SocketReader(self.connection), 64 * 1024)
+        self.wfile = _SocketWriter(self.connection)
+
+    def serve_one(self) -> bool:
+        """Serve the request on the connection; True when the connection stays open for another.
+
+        The TLS handshake is made here, on the first request, not in the accept loop: one client that
+        connects and stalls holds one worker for at most ``REQUEST_SECONDS``, not the server.
+        """
+        self.close_connection = True
+        try:
+            self.handle_one_request()
+        except (ConnectionError, TimeoutError) as exc:
+            self.connection_dropped(exc)
+            return False
+        except Exception as exc:
+            if is_ssl_error(exc):  # e.g. a client that does not trust the CA: its error to report
+                self.log_error("TLS error: %s", exc)
+                return False
+            raise
+        return not self.close_connection
+
+    def has_buffered_request(self) -> bool:
+        """Whether the next request's bytes were read already (a pipelining client), so no selector sees them."""
+        if getattr(self.connection, "pending", lambda: 0)():
+            return True
+        raw = self.rfile.raw
+        raw.probing = True  # type: ignore[attr-defined]
+        try:
+            return bool(self.rfile.peek(1))
+        finally:
+            raw.probing = False  # type: ignore[attr-defined]
 
     def run_wsgi(self) -> None:
         """Serve one request and keep the connection for the next one, unless the client asked to close it.
@@ -189,15 +329,165 @@ class _QuietHandler(WSGIRequestHandler):
         log.debug("local org: " + format, *args)
 
 
-class TlsServer(ThreadedWSGIServer):
-    """werkzeug's threaded server (what ``make_server(threaded=True, ssl_context=...)`` builds) on 127.0.0.1.
 
-    Two changes: the socket is bound here, so a taken port raises OSError instead of werkzeug's
-    ``sys.exit(1)``; and the TLS handshake moves from the accept loop into each connection's thread,
-    so one client that connects and stalls cannot hold up everyone else.
+class _Connection:
+    """One client connection: its socket, its handler (made on its first request), and when it went idle."""
+
+    def __init__(self, sock: socket.socket, address: Any) -> None:
+        self.sock, self.address = sock, address
+        self.handler: _QuietHandler | None = None
+        self.idle_since = time.monotonic()
+
+
+class _Workers:
+    """At most ``size`` daemon threads running submitted calls, started as calls come (an idle org has one).
+
+    Daemon threads, as werkzeug's threaded server has them: a request held by an injected fault never keeps
+    the process from exiting.
     """
 
-    def __init__(self, port: int, context: ssl.SSLContext) -> None:
+    def __init__(self, size: int, name: str) -> None:
+        self._size, self._name = size, name
+        self._tasks: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            if self._idle == 0 and len(self._threads) < self._size:
+                thread = threading.Thread(target=self._work, name=f"{self._name}:worker{len(self._threads)}",
+                                          daemon=True)
+                self._threads.append(thread)
+                thread.start()
+            self._tasks.put((fn, args))
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            task = self._tasks.get()
+            with self._lock:
+                self._idle -= 1
+            if task is None:
+                return
+            fn, args = task
+            try:
+                fn(*args)
+            except Exception:  # a bug in serving one connection must not end the worker
+                log.exception("local org: a worker failed")
+
+    @property
+    def count(self) -> int:
+        return len(self._threads)
+
+    def close(self) -> None:
+        """Let each worker end after its current call (none is waited for)."""
+        with self._lock:
+            for _ in self._threads:
+                self._tasks.put(None)
+
+
+class _Parking:
+    """Connections waiting for their next request (or their first), watched by one selector thread.
+
+    A connection that turns readable goes to ``ready``; one idle for ``idle_seconds``, or the longest idle
+    while more than ``max_open()`` connections are open, goes to ``expired``.
+    """
+
+    def __init__(self, name: str, ready: Callable[[_Connection], None], expired: Callable[[_Connection], None],
+                 open_count: Callable[[], int], max_open: int, idle_seconds: float) -> None:
+        self._ready, self._expired, self._open_count = ready, expired, open_count
+        self._max_open, self._idle_seconds = max_open, idle_seconds
+        self._selector = selectors.DefaultSelector()
+        self._wake_reader, self._wake_writer = socket.socketpair()
+        self._wake_reader.setblocking(False)
+        self._selector.register(self._wake_reader, selectors.EVENT_READ)
+        self._incoming: list[_Connection] = []
+        self._parked: dict[_Connection, None] = {}  # oldest first
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"{name}:parking", daemon=True)
+        self._thread.start()
+
+    def park(self, connection: _Connection) -> None:
+        connection.idle_since = time.monotonic()
+        with self._lock:
+            if self._closed:
+                self._expired(connection)
+                return
+            self._incoming.append(connection)
+        with contextlib.suppress(OSError):
+            self._wake_writer.send(b"x")
+
+    def close(self) -> None:
+        """Stop watching; every parked connection goes to ``expired``."""
+        with self._lock:
+            self._closed = True
+        with contextlib.suppress(OSError):
+            self._wake_writer.send(b"x")
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while True:
+            events = self._selector.select(timeout=1.0)
+            with self._lock:
+                incoming, self._incoming, closed = self._incoming, [], self._closed
+            for connection in incoming:
+                try:
+                    self._selector.register(connection.sock, selectors.EVENT_READ, connection)
+                    self._parked[connection] = None
+                except (OSError, ValueError):  # closed meanwhile
+                    self._expired(connection)
+            if closed:
+                break
+            for key, _ in events:
+                if key.fileobj is self._wake_reader:
+                    with contextlib.suppress(OSError):
+                        self._wake_reader.recv(4096)
+                elif key.data in self._parked:
+                    self._unpark(key.data)
+                    self._ready(key.data)
+            self._expire()
+        for connection in list(self._parked):
+            self._unpark(connection)
+            self._expired(connection)
+        self._selector.close()
+        self._wake_reader.close()
+        self._wake_writer.close()
+
+    def _unpark(self, connection: _Connection) -> None:
+        self._parked.pop(connection, None)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._selector.unregister(connection.sock)
+
+    def _expire(self) -> None:
+        """Close connections idle too long, then the longest idle ones while too many are open."""
+        now = time.monotonic()
+        for connection in [c for c in self._parked if now - c.idle_since > self._idle_seconds]:
+            self._unpark(connection)
+            self._expired(connection)
+        excess = self._open_count() - self._max_open
+        for connection in sorted(self._parked, key=lambda c: c.idle_since)[:max(excess, 0)]:
+            self._unpark(connection)
+            self._expired(connection)
+
+
+class TlsServer(BaseWSGIServer):
+    """werkzeug's server on 127.0.0.1 with TLS, a bounded worker pool and parked idle connections.
+
+    What ``make_server(threaded=True, ssl_context=...)`` builds, with these changes: the socket is bound
+    here, so a taken port raises OSError instead of werkzeug's ``sys.exit(1)``; a connection waits for its
+    requests in one selector thread (``_Parking``) and each request is served by one of at most ``workers``
+    threads (``_Workers``), instead of a thread per connection for its whole life; and the TLS handshake is
+    made by the worker serving the first request, so the accept loop never waits for a client.
+    """
+
+    multithread = True  # werkzeug puts it in wsgi.multithread
+    _closed = False  # until server_close (which werkzeug also calls when its __init__ fails)
+
+    def __init__(self, port: int, context: ssl.SSLContext, *, workers: int = WORKERS,
+                 max_connections: int = MAX_CONNECTIONS, idle_seconds: float = IDLE_SECONDS) -> None:
         listener = socket.create_server(("127.0.0.1", port))
         try:
             super().__init__("127.0.0.1", listener.getsockname()[1], app=None,  # type: ignore[arg-type]
@@ -205,29 +495,74 @@ class TlsServer(ThreadedWSGIServer):
         finally:
             listener.close()  # werkzeug holds its own duplicate of the descriptor
         self.socket.do_handshake_on_connect = False  # type: ignore[attr-defined]
-        self._connections: set[socket.socket] = set()
+        name = f"localorg:{self.port}"
+        self._connections: dict[socket.socket, _Connection] = {}
         self._connections_lock = threading.Lock()
+        self._workers = _Workers(workers, name)
+        self._parking = _Parking(name, ready=lambda c: self._workers.submit(self._serve, c), expired=self._end,
+                                 open_count=self.open_connections, max_open=max_connections,
+                                 idle_seconds=idle_seconds)
+
+    @property
+    def threads(self) -> int:
+        """The threads serving this org besides the accept loop: the workers started so far and the parking one."""
+        return self._workers.count + 1
+
+    def open_connections(self) -> int:
+        with self._connections_lock:
+            return len(self._connections)
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        """A new connection waits, parked, for its first request (a silent client holds no worker)."""
+        connection = _Connection(request, client_address)
         with self._connections_lock:
-            self._connections.add(request)
+            self._connections[request] = connection
         # an answer goes out as two writes (head, body): without this, Nagle's algorithm holds the body
         # back until the client's delayed ACK of the head (up to 40 ms) on a reused connection
         with contextlib.suppress(OSError):
             request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().process_request(request, client_address)
+        self._parking.park(connection)
 
-    def shutdown_request(self, request: Any) -> None:
+    def _serve(self, connection: _Connection) -> None:
+        """One request of ``connection`` (in a worker); then the connection is parked again, or closed."""
+        keep = False
+        try:
+            if connection.handler is None:
+                connection.handler = _QuietHandler.for_connection(connection.sock, connection.address, self)
+            keep = connection.handler.serve_one() and not self._closed
+        except Exception:
+            self.handle_error(connection.sock, connection.address)
+        if not keep:
+            self._end(connection)
+        elif connection.handler is not None and connection.handler.has_buffered_request():
+            self._workers.submit(self._serve, connection)
+        else:
+            self._parking.park(connection)
+
+    def _end(self, connection: _Connection) -> None:
         with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
+            self._connections.pop(connection.sock, None)
+        if connection.handler is not None:
+            with contextlib.suppress(Exception):
+                connection.handler.finish()
+        self.shutdown_request(connection.sock)
 
     def close_connections(self) -> None:
-        """End idle keep-alive connections, whose threads would otherwise outlive the server."""
+        """End every connection: parked ones are closed, busy ones shut down (their worker then ends them)."""
+        self._parking.close()
         with self._connections_lock:
-            for connection in list(self._connections):
-                with contextlib.suppress(OSError):
-                    connection.shutdown(socket.SHUT_RDWR)
+            busy = list(self._connections)
+        for sock in busy:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def server_close(self) -> None:
+        """Stop accepting, end the connections and let the workers go (werkzeug's serve_forever calls this)."""
+        if not self._closed and hasattr(self, "_parking"):
+            self._closed = True
+            self.close_connections()
+            self._workers.close()
+        super().server_close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("local org: connection from %s ended with an error", client_address, exc_info=True)

@@ -1,7 +1,13 @@
 """SOAP envelopes in and out: safe parsing, component trees, responses and faults.
 
 Requests are parsed with defusedxml with DTDs forbidden, so an entity-expansion bomb is refused at
-its DOCTYPE, before any expansion. Element names are matched by local name, so any prefix works
+its DOCTYPE, before any expansion. Before parsing, a body with more than ``MAX_TAGS`` markup characters
+(``<``) is refused at once with 413 (a 31 MB body of empty elements cost 11 s of CPU to parse, with no
+session needed); after it, one nested deeper than ``MAX_DEPTH`` is refused as malformed, before the
+recursive readers below meet it. Real requests are far inside both: a deploy carries its zip as one
+base64 element, a CRUD call a few hundred elements 10 deep [U Salesforce's own limits].
+
+Element names are matched by local name, so any prefix works
 (zeep's ``soap-env``/``ns0``, simple-salesforce's ``soapenv``/``met``/``env``/``n1``). Responses
 use unprefixed elements in a default namespace: simple-salesforce's login reads ``sessionId`` by
 literal tag name, and zeep resolves ``xsi:type="ConnectedApp"`` against the default namespace.
@@ -29,6 +35,8 @@ _XSI_NIL = f"{{{XSI}}}nil"
 # Booleans by name (isAdminApproved, shouldRotateConsumerKey ...): simple-salesforce's hand-built XML
 # writes Python's True/False, which zeep would read back as false.
 _BOOLEAN_NAME = re.compile(r"(is|should|has|enable|allow)[A-Z]")
+MAX_TAGS = 50_000  # "<" in a request body: start and end tags, comments, processing instructions
+MAX_DEPTH = 64  # element nesting, the envelope's included
 
 
 class SoapFault(Exception):
@@ -75,12 +83,30 @@ def xsi_type(element: Element) -> str:
 
 
 def parse_xml(data: bytes) -> Element:
-    """A parsed XML document; raises SoapFault(soapenv:Client) for malformed XML, DTDs and entities."""
+    """A parsed XML document; raises SoapFault(soapenv:Client) for malformed XML, DTDs and entities, and for
+    more than MAX_TAGS tags (413, before parsing) or nesting deeper than MAX_DEPTH."""
+    if data.count(b"<") > MAX_TAGS:
+        raise SoapFault("soapenv:Client", f"The request has more than {MAX_TAGS} XML tags; this org reads at most "
+                        f"{MAX_TAGS}.", status=413)
     try:
-        return defusedxml.ElementTree.fromstring(data, forbid_dtd=True)
+        root = defusedxml.ElementTree.fromstring(data, forbid_dtd=True)
     except (DefusedXmlException, ParseError, ValueError) as exc:
         raise SoapFault("soapenv:Client",
                         f"Could not parse the request: {type(exc).__name__}: {exc}") from None
+    if _depth(root) > MAX_DEPTH:
+        raise SoapFault("soapenv:Client", f"Could not parse the request: elements nested deeper than {MAX_DEPTH}")
+    return root
+
+
+def _depth(root: Element) -> int:
+    """How deep ``root``'s elements nest (1 for a lone element), without recursion."""
+    deepest, level = 0, [(root, 1)]
+    while level:
+        element, depth = level.pop()
+        deepest = max(deepest, depth)
+        if depth <= MAX_DEPTH:  # no need to walk further down a tree already too deep
+            level.extend((child, depth + 1) for child in element)
+    return deepest
 
 
 def parse_envelope(data: bytes) -> Envelope:
