@@ -1,7 +1,11 @@
 """Metadata API CRUD through simple-salesforce's zeep client, as plain dicts and runbook errors.
 
 simple-salesforce raises a bare ``Exception("\\nName: (CODE, message), ")`` on a failed save and
-zeep a ``Fault`` on a SOAP fault; both become ``SalesforceError`` with Salesforce's code kept.
+zeep a ``Fault`` on a SOAP fault; both become ``SalesforceError`` with Salesforce's code kept. An answer that
+is no SOAP envelope (an outage page, a proxy's JSON) is named by its HTTP status before zeep reads it (zeep
+would fail on it with ``AttributeError``), and Salesforce's rate limit by its code, ``REQUEST_LIMIT_EXCEEDED``,
+however it came; a call that got no answer within the timeout (``runbook.retry.http_timeout``) says how long
+it waited and how often it asked.
 
 simple-salesforce parses its bundled 1.5 MB Metadata WSDL for every ``Salesforce`` object (0.35 s of
 CPU, a third of a kernel's work in a run, again after every re-login); here it is parsed once per
@@ -11,20 +15,64 @@ forked from a process that has parsed it already (``runbook.kernelpool``), so th
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from runbook.errors import NO_ANSWER, SalesforceError
 from runbook.org import OrgSession
-from runbook.retry import HTTP_TIMEOUT, RetryingSession
+from runbook.retry import RetryingSession, no_answer, timeout_fix
 
 # A SOAP fault INSUFFICIENT_ACCESS is the user's permissions, never the org's connected-app restriction (that
 # one is a save result of createMetadata / deploy): the fix names the permissions [D Metadata API guide].
 MISSING_PERMISSION_FIX = ("log in as a user with the \"Modify All Data\" (Metadata API), \"Customize Application\" "
                           "and \"Manage Connected Apps\" permissions, e.g. a System Administrator")
 _SAVE_ERROR = re.compile(r"\((?P<code>[A-Z_]+), (?P<message>.*?)\), ", re.S)
+RATE_LIMITED = "REQUEST_LIMIT_EXCEEDED"
+# [D "API Request Limits and Allocations"] the org's rolling 24-hour API request allocation, or a
+# concurrency limit, was reached
+RATE_LIMIT_FIX = ("the org's API request limit was reached: wait and rerun (Setup > System Overview shows the "
+                  "API requests used in the last 24 hours); the runbook reads the org first, so nothing is made twice")
+_FIXES = {"INSUFFICIENT_ACCESS": MISSING_PERMISSION_FIX, RATE_LIMITED: RATE_LIMIT_FIX}
+
+
+class NotSoapAnswer(Exception):
+    """The org's HTTP answer to a Metadata API call was no SOAP envelope (an outage page, a proxy, REST's JSON)."""
+
+    def __init__(self, response: requests.Response) -> None:
+        super().__init__(response.status_code)
+        self.status = response.status_code
+        self.content_type = response.headers.get("Content-Type", "").split(";")[0].strip() or "no content type"
+        self.rate_limited = RATE_LIMITED.encode() in response.content[:4000]
+
+
+def _soap_transport(http: requests.Session):
+    """zeep's transport on ``http``, refusing an answer that is no SOAP envelope before zeep parses it.
+
+    zeep reads such an answer with a recovering XML parser (simple-salesforce's ``strict=False``), gets
+    nothing, and fails with ``AttributeError: 'NoneType' object has no attribute 'getroottree'``; a
+    ``NotSoapAnswer`` keeps the status and whether it was Salesforce's rate limit. The timeout is the
+    session's (``operation_timeout=None``).
+    """
+    return _soap_transport_class()(session=http, operation_timeout=None)
+
+
+@functools.cache
+def _soap_transport_class():
+    from zeep.transports import Transport
+
+    class SoapTransport(Transport):
+        def post_xml(self, address, envelope, headers):  # zeep's documented hook around sending
+            response = super().post_xml(address, envelope, headers)
+            if b"Envelope" not in response.content[:1000]:
+                raise NotSoapAnswer(response)
+            return response
+
+    return SoapTransport
 
 
 _wsdl_lock = threading.Lock()
@@ -60,8 +108,8 @@ def metadata_client(session: OrgSession):
 
     zeep would build its own requests.Session; it sends through the REST calls' session instead (a
     ``RetryingSession``: the same safe-retry rules, and one connection to the org for both), with the
-    same timeout (zeep passes ``timeout=None`` to the session on every call unless its transport has an
-    ``operation_timeout``).
+    same timeout: zeep passes ``timeout=None`` (no ``operation_timeout``), which the session replaces by
+    ``runbook.retry.http_timeout()`` at each call.
     """
     sf = session.sf
     if sf._mdapi is None:
@@ -73,7 +121,6 @@ def _metadata_client(sf):
     """What ``sf.mdapi`` builds (simple-salesforce 1.12's ``SfdcMetadataApi.__init__``), minus the WSDL parse."""
     from simple_salesforce.metadata import SfdcMetadataApi
     from zeep import Client
-    from zeep.transports import Transport
 
     mdapi = SfdcMetadataApi.__new__(SfdcMetadataApi)
     mdapi.session, mdapi._session_id, mdapi._instance = sf.session, sf.session_id, sf.sf_instance
@@ -81,7 +128,7 @@ def _metadata_client(sf):
     mdapi._deploy_zip = None
     http = sf.session if isinstance(sf.session, RetryingSession) else RetryingSession()
     user_agent = http.headers.get("User-Agent")
-    transport = Transport(session=http, operation_timeout=HTTP_TIMEOUT)
+    transport = _soap_transport(http)
     if user_agent is not None:  # zeep sets its own on the session it is given: the REST calls keep theirs
         http.headers["User-Agent"] = user_agent
     mdapi._client = Client(metadata_wsdl(), transport=transport, settings=_zeep_settings())
@@ -111,24 +158,35 @@ def _call(session: OrgSession, operation: str, metadata_type: str, method: str, 
             return _target(session, metadata_type, method)(arg)
     except zeep.exceptions.Fault as fault:
         if not fault.code:  # zeep's "Unknown fault occured": an outage page or a proxy, not Salesforce's fault
-            raise _no_answer(operation, "an answer that is no SOAP fault (an outage page?)") from None
+            raise no_answer_error(operation, "the org's answer was no Salesforce fault (an outage page?)") from None
         code = str(fault.code).removeprefix("sf:")
-        fix = MISSING_PERMISSION_FIX if code == "INSUFFICIENT_ACCESS" else ""
-        raise SalesforceError(operation, code, str(fault.message), fix) from None
+        said = str(fault.message).removeprefix(f"{code}: ").rstrip(".")  # the faultstring repeats the code
+        raise SalesforceError(operation, code, said, _FIXES.get(code, "")) from None
+    except NotSoapAnswer as answer:
+        if answer.rate_limited:  # REST's 403 JSON shape, from a proxy or an emulator: still the rate limit
+            raise SalesforceError(operation, RATE_LIMITED, f"the org answered HTTP {answer.status} with "
+                                  f"{RATE_LIMITED}", RATE_LIMIT_FIX) from None
+        raise no_answer_error(operation, f"the org answered HTTP {answer.status} ({answer.content_type}), not a SOAP "
+                              "message: an outage page or a proxy") from None
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise no_answer_error(operation, f"the org did not answer: {no_answer(exc)}",
+                              timeout=isinstance(exc, requests.Timeout)) from None
     except SalesforceError:
         raise
     except Exception as exc:  # simple-salesforce's save-result failure, or a transport failure
         match = _SAVE_ERROR.search(str(exc))
         if not match:
-            raise _no_answer(operation, type(exc).__name__) from None
+            raise no_answer_error(operation, f"the org did not answer ({type(exc).__name__})") from None
         raise SalesforceError(operation, match["code"], match["message"]) from None
 
 
-def _no_answer(operation: str, what: str) -> SalesforceError:
-    """The org's answer was lost or was not Salesforce's: a write may or may not have happened."""
-    return SalesforceError(operation, NO_ANSWER, f"the org did not answer ({what})",
+def no_answer_error(operation: str, what: str, *, timeout: bool = False) -> SalesforceError:
+    """NO_ANSWER: the org's answer was lost or was not Salesforce's (``what`` says which), so a write may or may
+    not have happened; ``timeout`` adds the setting that waits longer."""
+    slow = f"; {timeout_fix()}" if timeout else ""
+    return SalesforceError(operation, NO_ANSWER, what,
                            "check the org is up (status.salesforce.com) and rerun: the runbook reads the org first, "
-                           "so nothing is made twice")
+                           f"so nothing is made twice{slow}")
 
 
 def _plain(value: Any) -> Any:

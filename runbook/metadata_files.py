@@ -7,27 +7,36 @@ out is cleared (a Global OAuth settings file without ``<certificate>`` drops the
 
 Components are plain dicts, as ``runbook.metadata`` reads them; the XML is written in XSD order,
 which for these types is alphabetical [V wire facts §1.3], and ``fullName`` is the file's name.
+
+Every call (deploy, checkDeployStatus, retrieve, checkRetrieveStatus) goes through the session's
+``RetryingSession`` and so has its timeout (``runbook.retry.http_timeout``); checkDeployStatus and the
+retrieve's start are reads, asked again on a lost answer; a deploy is not, nor checkRetrieveStatus (a
+finished retrieve's zip is handed out once). A call that got no answer raises NO_ANSWER saying how long it
+waited.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import tempfile
 import time
 import xml.etree.ElementTree as ET
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+import requests
 from defusedxml.ElementTree import fromstring
 
 from runbook.errors import NO_ANSWER, SalesforceError
-from runbook.metadata import metadata_client
+from runbook.metadata import metadata_client, no_answer_error
 from runbook.org import OrgSession
-from runbook.retry import HTTP_TIMEOUT
+from runbook.retry import no_answer
 
 NS = "http://soap.sforce.com/2006/04/metadata"
 Layout = dict[str, tuple[str, str]]  # type -> (folder, suffix) of its files in a metadata-format zip
@@ -119,7 +128,7 @@ def destroy(session: OrgSession, doomed: list[tuple[str, str]], *, wait_seconds:
 def _deploy(session: OrgSession, what: str, archive: bytes, check_only: bool, wait_seconds: float, *,
             perform_retrieve: bool = False) -> ET.Element:
     """Start the deploy and poll it to the end; the final DeployResult (with details) as XML."""
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _answered(what):
         path = Path(tmp) / "deploy.zip"
         path.write_bytes(archive)
         started = session.sf.deploy(str(path), sandbox=False, checkOnly=check_only, rollbackOnError=True,
@@ -156,9 +165,10 @@ def check_deploy_status(session: OrgSession, async_id: str) -> ET.Element:
     with performRetrieve included); an expired session is renewed once (a status read is safe to repeat)."""
     for attempt in (1, 2):
         body = _CHECK.format(ns=NS, sid=escape(session.access_token), id=escape(async_id))
-        response = session.sf.session.post(f"{session.instance_url}/services/Soap/m/{session.api_version}",
-                                           data=body.encode(), timeout=HTTP_TIMEOUT,
-                                           headers={"Content-Type": "text/xml", "SOAPAction": "checkDeployStatus"})
+        with _answered(f"checkDeployStatus {async_id}"):  # the session's timeout; a status read is asked again
+            response = session.sf.session.post(f"{session.instance_url}/services/Soap/m/{session.api_version}",
+                                               data=body.encode(), headers={"Content-Type": "text/xml",
+                                                                            "SOAPAction": "checkDeployStatus"})
         if "INVALID_SESSION_ID" in response.text and attempt == 1:
             session.reauthenticate()
             continue
@@ -171,6 +181,16 @@ def check_deploy_status(session: OrgSession, async_id: str) -> ET.Element:
                                   f"the org answered HTTP {response.status_code} without a DeployResult")
         return result
     raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _answered(operation: str) -> Iterator[None]:
+    """A call that got no answer (within the session's timeout, after its retries) as NO_ANSWER naming the wait."""
+    try:
+        yield
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise no_answer_error(operation, f"the org did not answer: {no_answer(exc)}",
+                              timeout=isinstance(exc, requests.Timeout)) from None
 
 
 def _problems(errors: list[dict]) -> str:
@@ -214,12 +234,14 @@ def retrieve(session: OrgSession, members: dict[str, list[str]], layout: Layout,
     """
     mdapi = metadata_client(session)
     what = f"retrieve {', '.join(members)}"
-    async_id, _state = mdapi.retrieve("", unpackaged=members, single_package=True)
+    with _answered(what):
+        async_id, _state = mdapi.retrieve("", unpackaged=members, single_package=True)
     if not async_id:
         raise SalesforceError(what, NO_ANSWER, "the org gave no retrieve id")
     deadline, pause = time.monotonic() + wait_seconds, 0.2
     while True:
-        result = mdapi.retrieve_retrieve_result(async_id, "true")
+        with _answered(f"checkRetrieveStatus {async_id}"):
+            result = mdapi.retrieve_retrieve_result(async_id, "true")
         status = result.findtext(f"{{{NS}}}status") or ""
         if status in ("Succeeded", "Failed") or result.findtext(f"{{{NS}}}done") == "true":
             break

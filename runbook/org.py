@@ -34,7 +34,7 @@ import requests
 
 from runbook.errors import InputError, OrgConnectionError
 from runbook.files import PUBLIC, write_atomic
-from runbook.retry import RetryingSession
+from runbook.retry import RetryingSession, no_answer, timeout_fix
 from runbook.urls import without_userinfo
 
 if TYPE_CHECKING:
@@ -245,20 +245,45 @@ def _soap_login(login_url: str, username: str, password: str, token: str, api_ve
     # simple-salesforce always builds https://{domain}.salesforce.com/...: the fragment cuts the suffix off
     domain = f"{host}/services/Soap/u/{login_version}#" if not host.endswith(".salesforce.com") else \
         host.removesuffix(".salesforce.com")
+    http = _http_session()
+    statuses: list[int] = []  # every answer's status, retries included (a requests response hook)
+    http.hooks["response"].append(lambda response, *args, **kwargs: statuses.append(response.status_code))
     try:
         session_id, instance = SalesforceLogin(username=username, password=password, security_token=token,
-                                               domain=domain, sf_version=login_version, session=_http_session())
+                                               domain=domain, sf_version=login_version, session=http)
     except SalesforceAuthenticationFailed as exc:
-        if exc.code == "INVALID_LOGIN":
-            raise OrgConnectionError(method, f"SOAP login as {username} was refused ({exc.code})",
-                                     "check the username, password and security token") from None
-        raise OrgConnectionError(method, f"SOAP login as {username} was refused: {exc.code}: {exc.auth_message}",
-                                 "see Troubleshooting in the README for this code") from None
+        raise _login_refusal(exc, method, username, login_url, statuses) from None
     except requests.RequestException as exc:
-        raise OrgConnectionError(method, f"{without_userinfo(login_url)} did not answer ({type(exc).__name__})",
-                                 "check the URL and the network") from None
+        slow = f"; {timeout_fix()}" if isinstance(exc, requests.Timeout) else ""
+        raise OrgConnectionError(method, f"{without_userinfo(login_url)} did not answer ({no_answer(exc)})",
+                                 f"check the URL and the network{slow}") from None
     return OrgSession(instance_url=f"https://{instance}", access_token=session_id, api_version=api_version,
                       method=method, login_url=login_url.rstrip("/"), username=username)
+
+
+def _login_refusal(exc, method: str, username: str, login_url: str, statuses: list[int]) -> OrgConnectionError:
+    """simple-salesforce's refusal of a SOAP login, named as what it is; ``statuses``: each HTTP answer's status.
+
+    A SOAP fault carries Salesforce's code (INVALID_LOGIN: a wrong password, a missing security token, or a
+    user locked out after too many failed logins [D: 10 by default, for 15 minutes]). An answer that is no
+    SOAP fault (an outage page, a proxy; simple-salesforce then has no code) never checked the credentials;
+    a 5xx or 429 was asked for again (``RetryingSession``) before it got here.
+    """
+    code, said = exc.code, exc.auth_message
+    if code == "INVALID_LOGIN":
+        return OrgConnectionError(method, f"SOAP login as {username} was refused ({code}: {said})",
+                                  "check the username, password and security token; after 10 failed logins "
+                                  "Salesforce locks the user out for 15 minutes by default (Setup > Users > "
+                                  "Unlock, or wait)")
+    if isinstance(code, str) and code:
+        return OrgConnectionError(method, f"SOAP login as {username} was refused: {code}: {said}",
+                                  "see Troubleshooting in the README for this code")
+    status = statuses[-1] if statuses else code
+    times = f" {len(statuses)} times" if len(statuses) > 1 and len(set(statuses)) == 1 else ""
+    return OrgConnectionError(method, f"the org answered {status or 'no SOAP answer'}{times} to the SOAP login at "
+                              f"{without_userinfo(login_url)}, never with a SOAP fault (an outage page or a proxy): "
+                              "the username and password were not checked",
+                              "check the org is up (status.salesforce.com) and the login URL, then rerun")
 
 
 def _connect_env(api_version: str, login_url: str, token_var: str = ENV_TOKEN,

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from email.utils import parsedate_to_datetime
 from html import escape
+from http import HTTPStatus
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -40,7 +41,7 @@ from runbook.certificate import _read_passphrase, fingerprint, load_certificate,
 from runbook.errors import InputError, LoginError, RunbookError
 from runbook.org import OrgSession
 from runbook.rest import query, quote
-from runbook.retry import HTTP_TIMEOUT
+from runbook.retry import DEFAULT_POLICY, http_timeout, is_transient, no_answer, timeout_fix
 from runbook.urls import without_userinfo
 from runbook.workdir import open_workdir
 
@@ -217,7 +218,9 @@ def jwt_login(*, consumer_key: str, username: str, key_path: Path, login_url: st
     ``invalid_client_id`` is polled for up to ``propagation_timeout`` seconds: a new or changed app
     answers it for about 2–10 minutes on a real org. Polls start 1 s apart and grow to 4 s, so the
     login lands within seconds of the app becoming usable; ``progress`` shows the wait. ``clock`` is
-    this machine's clock (the JWT's ``exp`` is computed from it); each attempt signs a fresh JWT.
+    this machine's clock (the JWT's ``exp`` is computed from it); each attempt signs a fresh JWT. An org that
+    answers 5xx, 429 or REQUEST_LIMIT_EXCEEDED, or not at all, is asked again as a read would be, and then
+    named as what it is (``_token_answer``).
     """
     login_url = check_login_url(login_url)  # before the key is read or anything is sent
     if not login_url:
@@ -228,10 +231,8 @@ def jwt_login(*, consumer_key: str, username: str, key_path: Path, login_url: st
     token_url = f"{login_url.rstrip('/')}/services/oauth2/token"
     started, attempts, wait = time.monotonic(), 0, POLL_FIRST
     while True:
-        now = clock()
-        assertion = jwt.encode(_claims(consumer_key, username, aud, now), key, algorithm="RS256")
-        response = http.post(token_url, data={"grant_type": JWT_GRANT, "assertion": assertion},
-                             timeout=HTTP_TIMEOUT)
+        response, now = _token_answer(http, token_url, clock=clock, sleep=sleep, sign=lambda at: jwt.encode(
+            _claims(consumer_key, username, aud, at), key, algorithm="RS256"))
         body = _json(response)
         elapsed = time.monotonic() - started
         if response.status_code == 200 and "access_token" in body:
@@ -255,6 +256,62 @@ def jwt_login(*, consumer_key: str, username: str, key_path: Path, login_url: st
                          login_url=login_url.rstrip("/"), audience=aud, scope=body.get("scope", ""),
                          waited=round(elapsed, 1) if attempts else 0.0)
     return result, body["access_token"]
+
+
+def _token_answer(http: requests.Session, token_url: str, *, sign: Callable[[float], str],
+                  clock: Callable[[], float], sleep: Callable[[float], None]) -> tuple[requests.Response, float]:
+    """The token endpoint's answer to a JWT signed at ``clock()``, and that time.
+
+    A JWT exchange changes nothing in the org, so it is asked again like a read (``runbook.retry``'s policy,
+    a freshly signed JWT each time) while the org answers 5xx, 429 or REQUEST_LIMIT_EXCEEDED, or does not
+    answer within the timeout; after the last try a LoginError names that fault, never the app or the key.
+    """
+    delays, statuses = DEFAULT_POLICY.delays(), []
+    while True:
+        now, failure, response = clock(), None, None
+        try:
+            response = http.post(token_url, data={"grant_type": JWT_GRANT, "assertion": sign(now)},
+                                 timeout=http_timeout().as_requests())
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            failure = exc
+        else:
+            if not is_transient(response):
+                return response, now
+            statuses.append(response.status_code)
+        delay = next(delays, None)
+        if delay is None:
+            raise _token_endpoint_unavailable(token_url, response, statuses, failure, DEFAULT_POLICY.attempts) \
+                from failure  # phase 4 names a DNS or TLS failure as the login_url problem it is
+        sleep(delay)
+
+
+def _token_endpoint_unavailable(token_url: str, response: requests.Response | None, statuses: list[int],
+                                failure: BaseException | None, tries: int) -> LoginError:
+    """The LoginError for a token endpoint that stayed down, rate-limited or silent for every try."""
+    where = without_userinfo(token_url)
+    if response is None:
+        return LoginError("no answer", f"{no_answer(failure)} from {where}" if failure else where,
+                          f"the token endpoint was asked {tries} times; the app, user and key were not checked.",
+                          f"check the login URL and the network, then rerun phase 4; {timeout_fix()}")
+    status, times = response.status_code, f" {len(statuses)} times" if len(set(statuses)) == 1 else ""
+    if status == 429 or b"REQUEST_LIMIT_EXCEEDED" in response.content[:4000]:
+        code = "REQUEST_LIMIT_EXCEEDED" if b"REQUEST_LIMIT_EXCEEDED" in response.content[:4000] else f"HTTP {status}"
+        return LoginError(code, f"the org answered {status}{times} ({_phrase(status, 'rate limited')})",
+                          "The org's request limit was reached; the app, user and key were not checked.",
+                          "wait a few minutes and rerun phase 4 (Setup > System Overview shows the API requests of "
+                          "the last 24 hours)")
+    return LoginError(f"HTTP {status}", f"the org answered {status}{times} ({_phrase(status, 'server error')})",
+                      "The token endpoint is down or in maintenance (no OAuth error came back); the app, user and "
+                      "key were not checked.", f"check status.salesforce.com for the org's instance ({where}) and "
+                      "rerun phase 4 in a few minutes")
+
+
+def _phrase(status: int, default: str) -> str:
+    """The standard reason phrase of ``status`` ("Service Unavailable"), whatever case the server sent."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return default
 
 
 def _json(response: requests.Response) -> dict:
