@@ -47,6 +47,7 @@ class CertificateInfo:
     self_signed: bool
     backup: str | None = None
     warnings: list[str] = field(default_factory=list)
+    passphrase_env: str = ""  # the NAME of the variable holding the key's passphrase (never the value)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -128,7 +129,7 @@ def plan_certificate_request(
                          "bring your own pair with both key_path and cert_path, or leave both empty")
     for name, path in (("key_path", key), ("cert_path", cert)):
         _check_folder_not_world_writable(path, name)
-    passphrase = _read_passphrase(passphrase_env)
+    passphrase = read_passphrase(passphrase_env)
     cn = common_name or (f"{app_name} JWT" if app_name else "Salesforce JWT runbook")
     if len(cn) > 64:
         raise InputError("common_name", cn, "use at most 64 characters (X.509 CN limit)")
@@ -166,7 +167,7 @@ def _check_folder_not_world_writable(path: Path, name: str) -> None:
                          problem=f"its folder {folder} is writable by everyone (mode {stat.S_IMODE(mode):04o})")
 
 
-def _read_passphrase(passphrase_env: str) -> bytes | None:
+def read_passphrase(passphrase_env: str) -> bytes | None:
     """The key passphrase from the environment variable *named* by the parameter, never the value."""
     if not passphrase_env:
         return None
@@ -205,6 +206,7 @@ def ensure_certificate(**params) -> CertificateInfo:
     else:
         info = _generate(req, action="generated")
     info.warnings += [f"removed {path}: an interrupted run left this temp copy behind" for path in leftovers]
+    info.passphrase_env = str(params.get("passphrase_env") or "")
     open_workdir(workdir).save("certificate", info.as_dict())
     return info
 

@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from runbook.certificate import _read_passphrase, fingerprint, load_certificate, load_private_key
+from runbook.certificate import fingerprint, load_certificate, load_private_key, read_passphrase
 from runbook.errors import InputError, RunbookError
 from runbook.files import PRIVATE, write_atomic
 from runbook.urls import without_userinfo
@@ -117,7 +117,7 @@ def _checked_key(wd: Workdir, key_path: Path, cert_path: Path, *, passphrase_env
 
 def _opened_key(key_path: Path, passphrase_env: str) -> rsa.RSAPrivateKey:
     """The private key, decrypted with the passphrase ``passphrase_env`` names where it is given."""
-    passphrase = _read_passphrase(passphrase_env)
+    passphrase = read_passphrase(passphrase_env)
     try:
         return load_private_key(key_path, passphrase)
     except InputError as exc:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from runbook.apps import AppSpec, AppState, kind_named
-from runbook.certificate import certificate_pem, fingerprint, load_certificate
+from runbook.certificate import certificate_pem, fingerprint, load_certificate, read_passphrase
 from runbook.errors import LoginError, RunbookError
 from runbook.org import OrgSession
 from runbook.verify import PROPAGATION_TIMEOUT, jwt_login
@@ -58,6 +58,7 @@ def cut_over(session: OrgSession, spec: AppSpec, after: AppState, *, workdir: st
     try:
         jwt_login(consumer_key=after.consumer_key, username=verified["logins"][0]["username"], key_path=key_path,
                   login_url=login_url or verified.get("login_url") or session.login_url,
+                  passphrase=read_passphrase(record.get("passphrase_env") or ""),
                   propagation_timeout=propagation_timeout)
     except LoginError as refusal:
         _restore(session, spec, after, backup, key_path, cert_path, record, wd)

@@ -37,7 +37,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from runbook.apps import kind_named
-from runbook.certificate import _read_passphrase, fingerprint, load_certificate, load_private_key
+from runbook.certificate import fingerprint, load_certificate, load_private_key, read_passphrase
 from runbook.errors import InputError, LoginError, RunbookError
 from runbook.org import OrgSession
 from runbook.rest import query, quote
@@ -534,7 +534,7 @@ class Signer:
 
 def key_passphrase(key: Path, passphrase_env: str) -> bytes | None:
     """The passphrase the variable ``passphrase_env`` names, once the key opens with it (None: unencrypted key)."""
-    passphrase = _read_passphrase(passphrase_env)
+    passphrase = read_passphrase(passphrase_env)
     try:
         load_private_key(key, passphrase)
     except InputError as exc:

@@ -87,3 +87,25 @@ def test_a_rotation_whose_login_fails_restores_the_old_certificate_and_the_old_k
     assert pem_fingerprint(kind_named(kind).read(session, name).certificate) == old.sha256_fingerprint
     assert Path(old.key_path).read_bytes() == old_key and _logs_in(org, app, old.key_path)
     assert open_workdir(tmp_path).load("certificate")["sha256_fingerprint"] == old.sha256_fingerprint
+
+
+def test_a_rotation_of_a_passphrase_protected_key_is_proven_with_the_passphrase(org, session, tmp_path, monkeypatch):
+    """Phase 1 records the passphrase's variable NAME; the cut-over reads the new key with it."""
+    monkeypatch.setenv("ROTATE_PASSPHRASE", "correct horse battery staple")
+    ensure_certificate(workdir=tmp_path, passphrase_env="ROTATE_PASSPHRASE")
+    port = free_callback_port()
+
+    def spec():
+        return build_spec(app_name="Rotate_Encrypted", contact_email="admin@example.com", callback_port=port,
+                          workdir=tmp_path)
+
+    ensure_connected_app(session, spec(), workdir=tmp_path)
+    ensure_access(session, build_access_spec(app_name="Rotate_Encrypted", workdir=tmp_path), workdir=tmp_path)
+    verify_setup(session, workdir=tmp_path, propagation_timeout=0, passphrase_env="ROTATE_PASSPHRASE")
+    new = ensure_certificate(workdir=tmp_path, rotate=True, passphrase_env="ROTATE_PASSPHRASE")
+
+    _plan, rotated = ensure_connected_app(session, spec(), workdir=tmp_path)
+
+    assert rotated.certificate_fingerprint == new.sha256_fingerprint
+    assert any("CI must get the new key" in w for w in rotated.warnings)
+    assert "correct horse" not in (tmp_path / "phases" / "certificate.json").read_text()
