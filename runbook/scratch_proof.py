@@ -130,8 +130,9 @@ def prove_scratch_org(session: OrgSession, handoff: HandOff, *, workdir: str | P
                       workaround: bool = True, poll: float | None = None) -> ScratchProof:
     """Create, query and delete a scratch org through the Dev Hub's JWT app; the proof, also recorded in ``verify``.
 
-    ``username`` is the Dev Hub user (default: the first user phase 4 verified). ``definition`` is a scratch
-    org definition (``{"edition": "developer", ...}``, as in a definition file; ``settings`` are not sent).
+    ``username`` is the Dev Hub user (default: phase 3's ``ci_user`` if any, else the first user phase 4
+    verified). ``definition`` is a scratch org definition (``{"edition": "developer", ...}``, as in a
+    definition file; ``settings`` are not sent).
     ``workaround`` (for an External Client App hub): sign up with PlatformCLI; False sends the app's own key, as
     the CLI does by default, and meets C-1016.
     """
@@ -147,7 +148,8 @@ def prove_scratch_org(session: OrgSession, handoff: HandOff, *, workdir: str | P
     cert, app, verify = wd.load("certificate"), wd.load("connected_app"), wd.load("verify") or {}
     if cert is None or app is None:
         raise InputError("workdir", str(wd.root), "run phases 1 to 4 first")
-    user = username or (handoff.logins[0].username if handoff.logins else session.username)
+    ci_user = (wd.load("ci_user") or {}).get("username", "")  # phase 3's CI user: the one CI logs in as
+    user = username or ci_user or (handoff.logins[0].username if handoff.logins else session.username)
     key = Path(handoff.key_path or cert["key_path"])
     passphrase = key_passphrase(key, verify.get("passphrase_env", ""))
     run = _Run(proof=ScratchProof(mode=mode, ran=True, result="", hub_username=user), http=requests.Session(),

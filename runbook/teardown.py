@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
+from runbook import rest
 from runbook.apps import DeleteStep, find_app_kind
 from runbook.consumer_secret import secret_file
 from runbook.errors import InputError, SalesforceError
@@ -56,9 +57,31 @@ def plan_teardown(session: OrgSession, app_name: str, *, workdir: str | Path | N
         record = wd.load("connected_app") or {}
         if record.get("full_name") == app_name:
             plan.files = [wd.record_path(p.name) for p in after("certificate") if wd.record_path(p.name).is_file()]
+            plan.steps += _ci_user_steps(session, wd.load("ci_user"))
+            plan.files += [wd.record_path(r) for r in ("ci_user", "scratch_proof") if wd.record_path(r).is_file()]
         secret = secret_file(workdir, app_name)
         plan.files += [secret] if secret.is_file() else []
     return plan
+
+
+def _ci_user_steps(session: OrgSession, record: dict | None) -> list[DeleteStep]:
+    """Phase 3's CI user: remove the assignment and the permission set the runbook created, never the user.
+
+    Users are deactivated, never deleted, and only when asked: the user stays, without the Dev Hub set.
+    """
+    if not record or not record.get("permission_set_id"):
+        return []
+    set_id, user_id = record["permission_set_id"], record.get("user_id", "")
+    held = rest.query(session, f"SELECT Id FROM PermissionSetAssignment WHERE PermissionSetId = {rest.quote(set_id)} "
+                               f"AND AssigneeId = {rest.quote(user_id)}") if record.get("created_assignment") else []
+    steps = [DeleteStep(f"remove the assignment of {record['permission_set']} from {record['username']} "
+                        "(the user stays)", lambda row=row: rest.delete(session, "PermissionSetAssignment", row["Id"]))
+             for row in held]
+    if record.get("created_set") and rest.query(session, f"SELECT Id FROM PermissionSet WHERE Id = "
+                                                         f"{rest.quote(set_id)}"):
+        steps.append(DeleteStep(f"delete permission set {record['permission_set']} (created by phase 3's ci_user)",
+                                lambda: rest.delete(session, "PermissionSet", set_id)))
+    return steps
 
 
 def apply_teardown(session: OrgSession, plan: TeardownPlan) -> None:
