@@ -21,12 +21,18 @@ def _certificate(p: dict[str, Any], _selected: list[str]) -> None:
                              app_name=p["app_name"], passphrase_env=p["passphrase_env"], rotate=p["rotate"])
 
 
+def check_common(p: dict[str, Any], _selected: list[str]) -> None:
+    """What every phase that talks to the org shares: the API version."""
+    from runbook.org import check_api_version
+
+    if "api_version" in p:
+        check_api_version(p["api_version"])
+
+
 def _connected_app(p: dict[str, Any], selected: list[str]) -> None:
     """Phase 2's spec; a certificate phase 1 is still to make this run is not looked for yet."""
     from runbook.connected_app import build_spec
-    from runbook.org import check_api_version
 
-    check_api_version(p["api_version"])
     coming = "certificate" in selected and not p["cert_path"] and open_workdir(p["workdir"]).load("certificate") is None
     flows = p["flows"]
     if coming:

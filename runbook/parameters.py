@@ -146,9 +146,11 @@ def check_run(params: dict[str, Any], *, phases: list[str] | None = None) -> dic
             coerced[name] = usable[name] = coerce(name, value, defaults[name]) if name in defaults else value
         except InputError as exc:
             problems.append(exc)
-    from runbook.checks import PHASE_CHECKS
+    from runbook.checks import PHASE_CHECKS, check_common
 
     selected = [p for p in PHASES if not phases or p.name in phases]
+    problems += _phase_problems(selected[0], {**effective(selected[0], usable), **usable},
+                                [p.name for p in selected], check_common) if selected else []
     for phase in selected:
         problems += _phase_problems(phase, effective(phase, usable), [p.name for p in selected],
                                     PHASE_CHECKS[phase.name])

@@ -364,6 +364,14 @@ def _card(title: str, body: str) -> str:
             f"margin:6px 0'><div style='font-weight:600;margin-bottom:4px'>{escape(title)}</div>{body}</div>")
 
 
+def _defaults(phase: str) -> dict[str, Any]:
+    """A phase's parameters and their defaults, as its notebook's parameters cell declares them (one source)."""
+    from runbook.parameters import phase_parameters
+    from runbook.phases import phase_named
+
+    return {name: p.default for name, p in phase_parameters(phase_named(phase)).items()}
+
+
 def _params(ns: MutableMapping | None, overrides: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     """The form's starting values: defaults, then the notebook's variables, then explicit keyword arguments."""
     unknown = set(overrides) - set(defaults)
@@ -387,9 +395,6 @@ def _overview(workdir: str, session=None):
 
 # ---------------------------------------------------------------- phase 1: certificate
 
-CERTIFICATE_DEFAULTS = {"workdir": "work", "app_name": "Runbook_CI", "key_path": "", "cert_path": "",
-                        "key_size": 2048, "valid_days": 365, "common_name": "", "passphrase_env": "",
-                        "rotate": False}
 
 
 @dataclass
@@ -432,7 +437,7 @@ def certificate_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     """Phase 1's form: the key pair's location, size, validity and subject; Apply creates or checks it."""
     from runbook.certificate import KEY_SIZES, plan_certificate_request
 
-    p = _params(ns, params, CERTIFICATE_DEFAULTS)
+    p = _params(ns, params, _defaults("certificate"))
     fields = [
         text_field("workdir", "Work folder", p["workdir"]),
         text_field("app_name", "App API name", p["app_name"]),
@@ -469,13 +474,6 @@ def certificate_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
 
 # as notebooks/02_connected_app.ipynb's parameters cell has them (tests/test_widgets.py compares); its apply is the
 # form's own Preview / Apply
-CONNECTED_APP_DEFAULTS = {"org": "local", "workdir": "work", "api_version": "62.0", "app_name": "Runbook_CI",
-                          "label": "", "contact_email": "admin@example.com",
-                          "description": "JWT bearer access for CI and the Salesforce CLI, set up by the runbook",
-                          "callback_port": 1717, "scopes": ["api", "web", "refresh_token offline_access"],
-                          "cert_path": "", "flows": ["jwt"], "app_kind": "auto",
-                          "consumer_secret_by": "runbook", "sfdx_project": "", "create_sfdx_project": False,
-                          "adopt": False}
 
 
 def _app_spec(values: dict):
@@ -503,7 +501,7 @@ def connected_app_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     """Phase 2's form: App Manager → New Connected App, as fields; Apply creates or updates the app."""
     from runbook.connected_app import APP_KINDS, SCOPES
 
-    p = _params(ns, params, CONNECTED_APP_DEFAULTS)
+    p = _params(ns, params, _defaults("connected_app"))
     fields = [
         org_field(p["org"]),
         text_field("workdir", "Work folder", p["workdir"]),
@@ -554,10 +552,6 @@ def connected_app_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
 
 # ---------------------------------------------------------------- phase 3: policies and access
 
-ACCESS_DEFAULTS = {"org": "local", "workdir": "work", "api_version": "62.0", "app_name": "Runbook_CI",
-                   "permitted_users": "admin_approved", "ip_relaxation": "ENFORCE",
-                   "refresh_token_policy": "infinite", "profiles": ["System Administrator"], "permission_sets": [],
-                   "create_permission_sets": False, "assign_users": [], "exclusive": False}
 _ACCESS_SPEC_NAMES = ("app_name", "permitted_users", "ip_relaxation", "refresh_token_policy", "profiles",
                       "permission_sets", "create_permission_sets", "assign_users", "exclusive")
 
@@ -573,7 +567,7 @@ def access_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     """Phase 3's form: Manage → Edit Policies and Manage Profiles / Permission Sets; Apply converges."""
     from runbook.access import IP_RELAXATION
 
-    p = _params(ns, params, ACCESS_DEFAULTS)
+    p = _params(ns, params, _defaults("access"))
     fields = [
         org_field(p["org"]),
         text_field("workdir", "Work folder", p["workdir"]),
@@ -622,9 +616,6 @@ def access_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
 # ---------------------------------------------------------------- phase 4: verification
 
 # as notebooks/04_verify.ipynb's parameters cell has them (tests/test_widgets.py compares)
-VERIFY_DEFAULTS = {"org": "local", "workdir": "work", "api_version": "62.0", "username": "", "usernames": [],
-                   "login_url": "", "audience": "", "key_path": "", "passphrase_env": "", "propagation_timeout": 900,
-                   "web_flow": "auto", "consumer_secret_file": "", "web_flow_timeout": 120}
 
 
 @dataclass
@@ -670,7 +661,7 @@ def preview_verify(*, workdir: str, username: str = "", usernames: list[str] | s
 @_unless_batch("verify")
 def verify_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     """Phase 4's form: who logs in, where; Apply does a real JWT bearer exchange and shows the hand-off."""
-    p = _params(ns, params, VERIFY_DEFAULTS)
+    p = _params(ns, params, _defaults("verify"))
     fields = [
         org_field(p["org"]),
         text_field("workdir", "Work folder", p["workdir"]),
@@ -689,9 +680,13 @@ def verify_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
         text_field("consumer_secret_file", "Consumer secret file", p["consumer_secret_file"],
                    "empty: the 0600 file phase 2 wrote; never the secret"),
         int_field("web_flow_timeout", "Wait for the browser (s)", p["web_flow_timeout"]),
+        choice_field("prove_scratch_org", "Scratch-org proof", p["prove_scratch_org"],
+                     [("auto: on the local org only", "auto"), ("on: spends one of the day's scratch orgs", "on"),
+                      ("off", "off")]),
     ]
 
     def apply(values: dict, step: Step) -> Outcome:
+        from runbook import scratch_proof
         from runbook.verify import verify_setup, verify_web_flow
 
         session = _connect(values, step)
@@ -705,6 +700,9 @@ def verify_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
         handoff = verify_web_flow(session, handoff, workdir=values["workdir"], web_flow=values["web_flow"],
                                   consumer_secret_file=values["consumer_secret_file"],
                                   timeout=values["web_flow_timeout"])
+        step("Scratch-org proof…")
+        scratch_proof.prove_scratch_org(session, handoff, workdir=values["workdir"],
+                                        mode=values["prove_scratch_org"])
         users = ", ".join(lr.username for lr in handoff.logins)
         status = f"JWT login as {users} works — consumer key {handoff.consumer_key}"
         return Outcome(handoff, status, {**values, "session": session, "handoff": handoff},
@@ -715,7 +713,7 @@ def verify_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
         intro="What <code>sf org login jwt</code> would do: sign a JWT with phase 1's key and exchange it for a "
               "token as each user.",
         fields=fields, check=lambda v: preview_verify(**v) and None, preview=lambda v, _step: preview_verify(**v),
-        apply=apply, steps=3, ns=ns, apply_label="Log in with JWT", local_preview=True)
+        apply=apply, steps=4, ns=ns, apply_label="Log in with JWT", local_preview=True)
 
 
 # ---------------------------------------------------------------- credentials without a widget

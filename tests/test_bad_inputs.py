@@ -48,9 +48,11 @@ BAD_INPUTS = [
 
 
 def _snapshot(workdir: Path) -> dict[str, str]:
-    """Every file of the work folder (but the org's live database) with a hash of its content."""
+    """Every file of the work folder with a hash of its content, but the org's live database, the run lock and the
+    batch's outcome records (``<phase>.run.json``: a failed run is recorded, so --resume reruns it)."""
     return {str(p.relative_to(workdir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(workdir.rglob("*")) if p.is_file() and "localorg" not in p.parts}
+            for p in sorted(workdir.rglob("*")) if p.is_file() and "localorg" not in p.parts
+            and p.name != ".lock" and not p.name.endswith(".run.json")}
 
 
 @pytest.fixture(scope="module")

@@ -288,7 +288,7 @@ def test_whole_setup_through_the_forms_in_jupyterlab(lab, local_org, browser, sc
         nb.shot("02-connected-app-updated", form)
     app = metadata.read(_session(org), "ConnectedApp", "Runbook_CI")
     assert app["contactEmail"] == "ci-team@example.com"
-    assert app["description"] == "Set up through the browser walkthrough"
+    assert app["description"] == "Set up through the browser walkthrough [managed by sf-connected-app-runbook]"
     assert app["oauthConfig"]["consumerKey"] == consumer_key
     timings["02_connected_app"] = time.perf_counter() - started
 
