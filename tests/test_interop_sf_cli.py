@@ -382,13 +382,12 @@ class WebApp:
 @pytest.fixture(scope="module")
 def web_app(produced, tmp_path_factory) -> WebApp:
     """Phases 1–4 for a second app with the web server flow, in the same served org (its state folder linked
-    in), on the CLI's port 1717 when it is free; phase 4's web flow has checked and revoked a refresh token."""
-    from runbook.ports import port_is_free
-
+    in), on a free port that the CLI is told through sfdx-project.json's oauthLocalPort (1717 itself is held by
+    other tests now and then); phase 4's web flow has checked and revoked a refresh token."""
     root = tmp_path_factory.mktemp("interop-web")
     (root / "work").mkdir()
     (root / "work" / "localorg").symlink_to(produced["org"].state_dir)  # the runner uses the org it finds served
-    port = CLI_PORT if port_is_free(CLI_PORT) else free_callback_port()
+    port = free_callback_port()
     started = time.perf_counter()
     run_phases(root, app_name="Interop_Web", flows=["jwt", "web"], callback_port=port)
     _step(f"runbook run (4 phases, app Interop_Web with flows jwt+web, callback port {port})",
