@@ -139,14 +139,16 @@ def bench_runbook() -> None:
         floor = _floor_run(floor_dir, free_port())
         work = root / "work"
         org = start_local_org(work / "localorg")
-        params = {"callback_port": free_port()}  # 1717 may be taken on a busy machine; the same port twice
+        # 1717 may be taken on a busy machine; the same port twice. The scratch-org proof is measured apart.
+        params = {"callback_port": free_port(), **FOUR_PHASES}
         fresh_times, fresh_calls, fresh_total = _papermill_run(work, root / "runs", org, params)
         _rerun_times, rerun_calls, rerun_total = _papermill_run(work, root / "runs", org, params)
         eca_work = root / "eca"
         eca_org = start_local_org(eca_work / "localorg")
-        eca_params = {"callback_port": free_port(), "app_kind": "external_client_app"}
+        eca_params = {"callback_port": free_port(), "app_kind": "external_client_app", **FOUR_PHASES}
         _t, eca_fresh, _s = _papermill_run(eca_work, root / "runs", eca_org, eca_params)
         _t, eca_rerun, _s = _papermill_run(eca_work, root / "runs", eca_org, eca_params)
+        proof_calls, proof_seconds = _proof_run(work, root / "runs", org, params)
         stop_local_orgs()
     floor_total = sum(floor.values()) + kernel + imports
     print("\n## Wall time, fresh setup (seconds)")
@@ -162,6 +164,24 @@ def bench_runbook() -> None:
     _round_trips(fresh_calls, rerun_calls, fresh_goal=8, reads_goal=4)
     print("\nExternal Client App (app_kind=external_client_app)")
     _round_trips(eca_fresh, eca_rerun, fresh_goal=10)
+    print(f"\nscratch-org proof (phase 4, prove_scratch_org=on, apart from the figures above): "
+          f"{proof_calls['read']}/{proof_calls['write']} round trips r/w beyond phase 4's login, {proof_seconds:.2f} s")
+
+
+def _proof_run(workdir: Path, runs: Path, org, params: dict) -> tuple[Counter, float]:
+    """Phase 4 again with the scratch-org proof on: its calls beyond the plain phase 4, and its seconds."""
+    from runbook.batch import run_runbook
+
+    before = len(org.call_log())
+    started = time.perf_counter()
+    summary = run_runbook(workdir=workdir, runs_dir=runs, phases=["verify"], progress=lambda _m: None,
+                          params={**params, "prove_scratch_org": "on"})
+    seconds = time.perf_counter() - started
+    assert summary.ok, summary.lines()
+    calls = Counter("write" if c.is_write else "read" for c in org.call_log()[before:])
+    calls["read"] -= 1  # phase 4's own JWT login
+    proof = json.loads((workdir / "phases" / "verify.json").read_text()).get("scratch_proof") or {}
+    return calls, float(sum((proof.get("steps") or {}).values()) or seconds)
 
 
 def _round_trips(fresh: dict[str, Counter], rerun: dict[str, Counter], *, fresh_goal: int,
@@ -177,6 +197,7 @@ def _round_trips(fresh: dict[str, Counter], rerun: dict[str, Counter], *, fresh_
           + (f" (goal <= {reads_goal})" if reads_goal is not None else ""))
 
 
+FOUR_PHASES = {"prove_scratch_org": "off"}  # the four phases' goals stand without the scratch-org proof
 FLEET_SIZE = 100
 FLEET_LATENCY_MS = 100
 
@@ -319,7 +340,8 @@ def bench_fleet() -> None:
     jobs = default_jobs()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        orgs = [FleetOrg(f"org{i:02d}", "local", root / "work" / f"org{i:02d}", {"callback_port": "auto"})
+        orgs = [FleetOrg(f"org{i:02d}", "local", root / "work" / f"org{i:02d}", {"callback_port": "auto",
+                                                                               **FOUR_PHASES})
                 for i in range(FLEET_SIZE)]
         server = _OrgServer([o.workdir / "localorg" for o in orgs], FLEET_LATENCY_MS)
         try:
@@ -405,7 +427,7 @@ def bench_jwt_vs_cli() -> None:
         root = Path(tmp)
         org = start_local_org(root / "work" / "localorg")
         summary = run_runbook(workdir=root / "work", runs_dir=root / "runs", progress=lambda _m: None,
-                              params={"callback_port": "auto"})
+                              params={"callback_port": "auto", **FOUR_PHASES})
         assert summary.ok, summary.lines()
         verify = json.loads((root / "work" / "phases" / "verify.json").read_text())
         key = json.loads((root / "work" / "phases" / "certificate.json").read_text())["key_path"]
@@ -451,7 +473,7 @@ def bench_propagation() -> None:
         org = start_local_org(root / "work" / "localorg", propagation_s=PROPAGATION_S)
         started = time.time()
         summary = run_runbook(workdir=root / "work", runs_dir=root / "runs", progress=lambda _m: None,
-                              params={"callback_port": "auto"})
+                              params={"callback_port": "auto", **FOUR_PHASES})
         assert summary.ok, summary.lines()
         key = json.loads((root / "work" / "phases" / "connected_app.json").read_text())["consumer_key"]
         saved = dt.datetime.strptime(org.store.component_by_consumer_key(key).last_modified_date,
