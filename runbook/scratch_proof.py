@@ -28,12 +28,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from html import escape
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from runbook.cards import RowsCard
 from runbook.errors import InputError, SalesforceError
 from runbook.org import OrgSession
 from runbook.rest import quote
@@ -67,7 +67,7 @@ class ScratchOrgProofError(SalesforceError):
 
 
 @dataclass
-class ScratchProof:
+class ScratchProof(RowsCard):
     """What the proof did: each step's seconds, the scratch org it made (and deleted). Holds no token."""
 
     mode: str
@@ -109,13 +109,6 @@ class ScratchProof:
             rows.append(("Workaround", self.workaround))
         return rows
 
-    def __str__(self) -> str:
-        return "\n".join(f"{k}: {v}" for k, v in self.rows())
-
-    def _repr_html_(self) -> str:
-        body = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td><code>{escape(v)}</code></td></tr>"
-                       for k, v in self.rows())
-        return f"<table>{body}</table>"
 
 
 def should_run(session: OrgSession, mode: str) -> bool:

@@ -37,6 +37,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from runbook.apps import kind_named
+from runbook.cards import RowsCard
 from runbook.certificate import fingerprint, load_certificate, load_private_key, read_passphrase
 from runbook.errors import InputError, LoginError, RunbookError
 from runbook.org import OrgSession
@@ -391,7 +392,7 @@ def sf_login_command(*, consumer_key: str, key_path: str | Path, username: str, 
 
 
 @dataclass
-class HandOff:
+class HandOff(RowsCard):
     """The summary card of a verified setup."""
 
     app_name: str
@@ -426,13 +427,6 @@ class HandOff:
                                                                     strict=False)),
                 *(("Note", note) for note in self.notes)]
 
-    def __str__(self) -> str:
-        return "\n".join(f"{k}: {v}" for k, v in self.rows())
-
-    def _repr_html_(self) -> str:
-        body = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td><code>{escape(v)}</code></td></tr>"
-                       for k, v in self.rows())
-        return f"<table>{body}</table>"
 
 
 def public_key_fingerprint(public_key) -> str:
