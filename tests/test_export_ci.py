@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import run_phases
+from cryptography.hazmat.primitives import serialization
 
 from runbook.certificate import ensure_certificate
 from runbook.cli import main
@@ -325,7 +326,7 @@ def test_export_with_passphrase_env_hands_ci_the_key_decrypted_and_it_logs_in(en
         key_file = tmp_path / "server.key"  # what CI does: echo "$SF_JWT_KEY_BASE64" | base64 -d > server.key
         key_file.write_bytes(base64.b64decode(values["SF_JWT_KEY_BASE64"]))
         key_file.chmod(0o600)
-        assert key_file.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+        serialization.load_pem_private_key(key_file.read_bytes(), password=None)  # unencrypted: no passphrase needed
         assert os.environ[PASSPHRASE_ENV] not in out.read_text() + result.output
         login, _token = jwt_login(consumer_key=values["SF_CONSUMER_KEY"], username=values["SF_USERNAME"],
                                   key_path=key_file, login_url=values["SF_INSTANCE_URL"])
