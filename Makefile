@@ -17,10 +17,12 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# The local org's state stays in work/localorg (shared with make lab): a rerun converges; make clean starts over
 run: setup
-	$(BIN)/runbook run --fresh-org
+	$(BIN)/runbook run
 
-# JupyterLab on notebooks/ with the local org already running (state in .runbook/localorg); LAB_ARGS go to Lab
+# JupyterLab on notebooks/ with the local org already running: make run's org and work folder (work/); LAB_ARGS
+# go to Lab
 lab: setup
 	$(BIN)/python -m runbook.lab $(LAB_ARGS)
 

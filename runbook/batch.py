@@ -50,7 +50,7 @@ from runbook.resume import decide as resume_decisions
 from runbook.resume import inputs_of, record_outcome
 from runbook.summary import PhaseRun, RunSummary
 from runbook.widgets import BATCH_ENV
-from runbook.workdir import open_workdir
+from runbook.workdir import DEFAULT_WORKDIR, open_workdir, resolve_workdir
 
 if TYPE_CHECKING:
     from runbook.kernelpool import KernelTemplate
@@ -97,7 +97,7 @@ def import_papermill():
     return papermill
 
 
-def run_runbook(*, org: str = "local", workdir: str | Path = "work", params: dict[str, Any] | None = None,
+def run_runbook(*, org: str = "local", workdir: str | Path = DEFAULT_WORKDIR, params: dict[str, Any] | None = None,
                 runs_dir: str | Path = "runs", fresh_org: bool = False, phases: list[str] | None = None,
                 progress=print, resume: bool = False, run_dir: str | Path | None = None,
                 local_org: dict[str, Any] | None = None, kernel_template: KernelTemplate | None = None,
@@ -114,7 +114,7 @@ def run_runbook(*, org: str = "local", workdir: str | Path = "work", params: dic
     """
     params = dict(params or {})
     check_no_secret_params(params)
-    workdir = Path(workdir).expanduser().resolve()
+    workdir = resolve_workdir(workdir)
     # every phase's parameters, checked (and coerced) before anything is written; all problems at once
     params = {k: v for k, v in check_run({**params, "org": org, "workdir": str(workdir)}, phases=phases).items()
               if k not in ("org", "workdir")}

@@ -10,6 +10,7 @@ import click
 import yaml
 
 from runbook.errors import RunbookError
+from runbook.workdir import DEFAULT_WORKDIR, resolve_workdir
 
 
 def _read_config(path: Path) -> dict:
@@ -62,7 +63,7 @@ def main() -> None:
 @main.command(short_help="Run the four phases in order against an org; stop at the first failure.")
 @click.option("--org", default="local", show_default=True,
               help='"local" (the emulated Dev Hub), a Salesforce CLI alias or username, "env" or "password".')
-@click.option("--workdir", default="work", show_default=True, type=click.Path(file_okay=False),
+@click.option("--workdir", default=DEFAULT_WORKDIR, show_default=True, type=click.Path(file_okay=False),
               help="Folder for keys and phase records (kept between runs: reruns reuse the key).")
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False),
               help="Executed notebooks go to RUNS_DIR/<timestamp>/.")
@@ -120,7 +121,7 @@ def _check_only(org: str, workdir: str, params: dict) -> None:
 
     try:
         check_no_secret_params(params)
-        check_run({**params, "org": org, "workdir": str(Path(workdir).expanduser().resolve())})
+        check_run({**params, "org": org, "workdir": str(resolve_workdir(workdir))})
     except RunbookError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
@@ -167,7 +168,7 @@ def org() -> None:
 
 
 @org.command(short_help="Serve the local org in the foreground (Ctrl-C stops it).")
-@click.option("--state", "state_dir", default=".runbook/localorg", show_default=True,
+@click.option("--state", "state_dir", default=f"{DEFAULT_WORKDIR}/localorg", show_default=True,
               type=click.Path(file_okay=False), help="Folder with the org's SQLite state and CA.")
 @click.option("--port", default=8443, show_default=True, type=click.IntRange(0, 65535),
               help="Port on 127.0.0.1 (0 = any free port).")
@@ -261,7 +262,7 @@ def init(folder: Path, force: bool) -> None:
 @click.option("--app", "app_name", required=True, help="The app's API name (fullName), e.g. Runbook_CI.")
 @click.option("--org", default="local", show_default=True,
               help='"local" (the emulated Dev Hub), a Salesforce CLI alias or username, "env" or "password".')
-@click.option("--workdir", default="work", show_default=True, type=click.Path(file_okay=False),
+@click.option("--workdir", default=DEFAULT_WORKDIR, show_default=True, type=click.Path(file_okay=False),
               help="Work folder: the app's phase records and consumer secret file there go too.")
 @click.option("--yes", is_flag=True, help="Delete without asking (after printing the plan).")
 def teardown(app_name: str, org: str, workdir: str, yes: bool) -> None:
@@ -287,7 +288,7 @@ def teardown(app_name: str, org: str, workdir: str, yes: bool) -> None:
 
 
 @main.command("export-ci")
-@click.option("--workdir", default="work", show_default=True, type=click.Path(file_okay=False),
+@click.option("--workdir", default=DEFAULT_WORKDIR, show_default=True, type=click.Path(file_okay=False),
               help="The work folder phase 4 verified.")
 @click.option("--push", type=click.Choice(["github", "gitlab"]), default=None,
               help="Set the variables in CI instead of writing a file: `gh secret set` / `glab variable set`, "

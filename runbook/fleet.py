@@ -42,6 +42,7 @@ from runbook.files import make_private_dir
 from runbook.kernelpool import KernelTemplate, forking_supported, template_for
 from runbook.phases import PHASE_NAMES
 from runbook.summary import RunSummary
+from runbook.workdir import DEFAULT_WORKDIR
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ORG_KEYS = {"name", "org", "workdir", "params", "local_org", "fresh_org"}
@@ -101,7 +102,7 @@ def load_fleet(path: str | Path) -> list[FleetOrg]:
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise InputError("defaults", defaults, "give the shared parameters as a mapping")
-    root = _relative_to(path, data["workdir"]) if data.get("workdir") else Path("work")
+    root = _relative_to(path, data["workdir"]) if data.get("workdir") else Path(DEFAULT_WORKDIR)
     entries = data["orgs"]
     if isinstance(entries, dict):
         entries = [{"name": name, **(spec or {})} for name, spec in entries.items()]

@@ -5,6 +5,11 @@ process whose environment (inherited by every kernel) names the org: ``RUNBOOK_L
 ``org = "local"`` in any notebook reaches this org instead of starting its own),
 ``RUNBOOK_LOCAL_ORG_URL``, and ``REQUESTS_CA_BUNDLE`` (the org's ``ca-bundle.pem``: the usual public CAs
 plus the org's own CA, so kernels can still reach a real Dev Hub too). The org stops when JupyterLab exits.
+
+It is the org and work folder of `make run` and the CLI: the state is ``work/localorg`` (the CLI's default
+``--workdir work``), and ``RUNBOOK_PROJECT_DIR`` (the folder the lab started in) makes the notebooks'
+relative ``workdir = "work"`` that same ``work/``, not ``notebooks/work``. So `runbook export-ci` after a
+walkthrough exports the app the walkthrough made, and `make run` while the lab is open uses the lab's org.
 """
 
 from __future__ import annotations
@@ -18,14 +23,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runbook.org import LOCAL_STATE_ENV
+from runbook.workdir import DEFAULT_WORKDIR, PROJECT_DIR_ENV
 
 LOCAL_URL_ENV = "RUNBOOK_LOCAL_ORG_URL"
-DEFAULT_STATE = Path(".runbook/localorg")  # shared with `runbook org serve`
+DEFAULT_STATE = Path(DEFAULT_WORKDIR) / "localorg"  # `runbook run`'s (default --workdir work) and `runbook org serve`'s
 
 
-def lab_environment(*, state_dir: Path, url: str, ca_bundle: Path) -> dict[str, str]:
-    """The variables a Lab server (and so its kernels) needs to use an already running local org."""
-    return {LOCAL_STATE_ENV: str(Path(state_dir).resolve()), LOCAL_URL_ENV: url, "REQUESTS_CA_BUNDLE": str(ca_bundle)}
+def lab_environment(*, state_dir: Path, url: str, ca_bundle: Path, project_dir: Path) -> dict[str, str]:
+    """The variables a Lab server (and so its kernels) needs to use an already running local org, and the
+    folder the notebooks' relative work folder is under."""
+    return {LOCAL_STATE_ENV: str(Path(state_dir).resolve()), LOCAL_URL_ENV: url, "REQUESTS_CA_BUNDLE": str(ca_bundle),
+            PROJECT_DIR_ENV: str(Path(project_dir).resolve())}
 
 
 def lab_command(*, root: Path, port: int | None = None, token: bool = True, open_browser: bool = True,
@@ -55,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     org = LocalOrg(args.state).start()
     try:
-        env = {**os.environ, **lab_environment(state_dir=org.state_dir, url=org.url, ca_bundle=org.ca_bundle)}
+        env = {**os.environ, **lab_environment(state_dir=org.state_dir, url=org.url, ca_bundle=org.ca_bundle,
+                                               project_dir=Path.cwd())}
         print(f"Local org: {org.url} (admin {ADMIN_USERNAME}, state {args.state.resolve()})", flush=True)
         proc = subprocess.Popen(lab_command(root=args.notebooks, port=args.port, open_browser=not args.no_browser,
                                             extra=extra), env=env)

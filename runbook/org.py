@@ -36,6 +36,7 @@ from runbook.errors import InputError, OrgConnectionError
 from runbook.files import PUBLIC, write_atomic
 from runbook.retry import RetryingSession, no_answer, timeout_fix
 from runbook.urls import without_userinfo
+from runbook.workdir import DEFAULT_WORKDIR, resolve_workdir
 
 if TYPE_CHECKING:
     from simple_salesforce import Salesforce
@@ -100,7 +101,7 @@ def _http_session() -> requests.Session:
     return RetryingSession()
 
 
-def connect(org: str = "local", *, workdir: str | Path = "work", api_version: str = DEFAULT_API_VERSION,
+def connect(org: str = "local", *, workdir: str | Path = DEFAULT_WORKDIR, api_version: str = DEFAULT_API_VERSION,
             login_url: str = "") -> OrgSession:
     """A session with ``org``, logging in once per process; raises OrgConnectionError naming the method."""
     check_api_version(api_version)
@@ -158,7 +159,7 @@ def check_api_version(api_version: str) -> None:
 def local_state_dir(workdir: str | Path) -> Path:
     """Where the local org keeps its state: $RUNBOOK_LOCAL_ORG_STATE, else <workdir>/localorg."""
     env = os.environ.get(LOCAL_STATE_ENV)
-    return Path(env).resolve() if env else (Path(workdir).expanduser() / "localorg").resolve()
+    return Path(env).resolve() if env else resolve_workdir(workdir) / "localorg"
 
 
 def start_local_org(state_dir: Path, **options) -> LocalOrg:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from runbook.errors import RunbookError
 from runbook.phases import PHASES
-from runbook.workdir import open_workdir
+from runbook.workdir import DEFAULT_WORKDIR, open_workdir
 
 STATES = ("done", "pending", "failed")
 _BADGE = {"done": ("✓ done", "#1a7f37", "#dafbe1"), "pending": ("○ pending", "#57606a", "#f6f8fa"),
@@ -88,7 +88,7 @@ def phase_overview(workdir: str | Path, session=None) -> Overview:
     return Overview(wd.root, checked, [PhaseState(p.name, p.title, p.notebook, *states[p.name]) for p in PHASES])
 
 
-def show_overview(org: str = "local", *, workdir: str | Path = "work", api_version: str = "62.0") -> Overview:
+def show_overview(org: str = "local", *, workdir: str | Path = DEFAULT_WORKDIR, api_version: str = "62.0") -> Overview:
     """Connect to ``org`` (as the phases do) and return the overview; without a connection, the work folder only."""
     from runbook.org import connect
 

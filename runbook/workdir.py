@@ -23,6 +23,8 @@ from typing import Any
 from runbook.errors import RunbookError
 from runbook.files import PUBLIC, make_private_dir, write_atomic
 
+DEFAULT_WORKDIR = "work"  # the notebooks' ``workdir`` default too (a test holds them equal)
+PROJECT_DIR_ENV = "RUNBOOK_PROJECT_DIR"  # set by `make lab` for its kernels: what a relative workdir is under
 LOCK_NAME = ".lock"
 LOCK_WAIT = 5.0  # seconds a run waits for another run to finish with the work folder before refusing
 _LOCK_POLL = 0.1
@@ -106,6 +108,18 @@ def _holder_pid(fd: int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def resolve_workdir(workdir: str | Path) -> Path:
+    """``workdir`` as an absolute path: a relative one is under ``$RUNBOOK_PROJECT_DIR`` when that is set.
+
+    A notebook's kernel runs in the notebook's folder, so under `make lab` the notebooks' ``workdir = "work"``
+    would be ``notebooks/work``, another folder than the ``work/`` of `make run` and `runbook export-ci`.
+    The lab names the folder it was started in, and every relative work folder is taken from there.
+    """
+    path = Path(workdir).expanduser()
+    base = os.environ.get(PROJECT_DIR_ENV, "")
+    return (Path(base) / path if base and not path.is_absolute() else path).resolve()
+
+
 def open_workdir(workdir: str | Path) -> Workdir:
     """The work folder for ``workdir`` (created lazily, on first write)."""
-    return Workdir(Path(workdir).expanduser().resolve())
+    return Workdir(resolve_workdir(workdir))

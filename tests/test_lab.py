@@ -36,7 +36,7 @@ def test_lab_serves_the_notebooks_with_the_org_in_its_environment_and_stops_both
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "runbook.lab", "--no-browser", "--port", str(port),
                                  "--state", str(state), "--notebooks", str(tmp_path)], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 60
         status = None
@@ -51,9 +51,35 @@ def test_lab_serves_the_notebooks_with_the_org_in_its_environment_and_stops_both
         assert lab_env["RUNBOOK_LOCAL_ORG_STATE"] == str(state.resolve())
         assert lab_env["RUNBOOK_LOCAL_ORG_URL"] == org["url"]
         assert lab_env["REQUESTS_CA_BUNDLE"] == org["ca_bundle"]
+        assert lab_env["RUNBOOK_PROJECT_DIR"] == str(tmp_path.resolve())  # the folder `make lab` ran in
         requests.get(f"{org['url']}/services/data", verify=org["ca_bundle"], timeout=5).raise_for_status()
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) is not None
     assert not (state / "org.json").exists()  # the org stopped after Lab
     log.unlink()  # it holds Lab's login token: the suite's secret scan would rightly flag it
+
+
+def test_lab_and_cli_share_one_work_folder_and_local_org_by_default(tmp_path, monkeypatch):
+    """`make lab`'s kernels (cwd: the notebooks' folder) and `make run` (cwd: the project) use the same work/."""
+    from runbook.cli import main
+    from runbook.lab import DEFAULT_STATE
+    from runbook.org import local_state_dir
+    from runbook.parameters import phase_parameters
+    from runbook.phases import PHASES
+    from runbook.workdir import DEFAULT_WORKDIR, PROJECT_DIR_ENV, open_workdir
+
+    run_option = next(p for p in main.commands["run"].params if p.name == "workdir")
+    serve_option = next(p for p in main.commands["org"].commands["serve"].params if p.name == "state_dir")
+    assert {phase_parameters(p)["workdir"].default for p in PHASES} == {run_option.default} == {DEFAULT_WORKDIR}
+    assert Path(serve_option.default) == DEFAULT_STATE == Path(DEFAULT_WORKDIR) / "localorg"
+
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "notebooks")  # where a Lab kernel runs
+    monkeypatch.delenv("RUNBOOK_LOCAL_ORG_STATE", raising=False)
+    monkeypatch.setenv(PROJECT_DIR_ENV, str(tmp_path))
+    assert open_workdir("work").root == (tmp_path / "work").resolve()
+    assert local_state_dir("work") == (tmp_path / DEFAULT_STATE).resolve()
+    assert open_workdir(tmp_path / "elsewhere").root == (tmp_path / "elsewhere").resolve()  # absolute: as given
+    monkeypatch.delenv(PROJECT_DIR_ENV)
+    assert open_workdir("work").root == (tmp_path / "notebooks" / "work").resolve()  # plain Jupyter: the cwd

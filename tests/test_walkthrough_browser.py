@@ -105,7 +105,7 @@ def lab(root, local_org):
         json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config), "JUPYTER_DATA_DIR": str(root / "jupyter-data"),
            "JUPYTER_RUNTIME_DIR": str(root / "jupyter-runtime"),
-           **lab_environment(state_dir=org.state_dir, url=org.url, ca_bundle=org.ca_bundle)}
+           **lab_environment(state_dir=org.state_dir, url=org.url, ca_bundle=org.ca_bundle, project_dir=root)}
     port = _free_port()
     log = (root / "jupyterlab.log").open("w")
     proc = subprocess.Popen(lab_command(root=notebooks, port=port, token=False, open_browser=False), env=env,
@@ -113,7 +113,7 @@ def lab(root, local_org):
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_for_lab(base, proc, root / "jupyterlab.log")
-        yield base, notebooks / "work"
+        yield base, root / "work"  # the notebooks' relative workdir is under the lab's project folder
     finally:
         proc.terminate()
         try:
