@@ -11,7 +11,7 @@ Where the time goes, and what this module does about it (``make bench`` measures
   local org and imports papermill;
 - every notebook of a run talks to the kernel through one client: nbclient would connect a new one
   per notebook, wait 0.2 s of silence on IOPub each time, and leave its heartbeat thread running;
-- the kernel knows it runs unattended (``runbook.widgets.BATCH_ENV``), so the form cells leave a
+- the kernel knows it runs unattended (``runbook.run.env.BATCH_ENV``), so the form cells leave a
   one-line placeholder instead of building ~30 widgets that nobody can click, which papermill would
   then save as widget state with every cell;
 - papermill writes each executed notebook when it starts and ends, and at most once a second in
@@ -48,8 +48,8 @@ from runbook.parameters import check_run
 from runbook.phases import PHASES, notebooks_dir, phase_named
 from runbook.resume import decide as resume_decisions
 from runbook.resume import inputs_of, record_outcome
+from runbook.run.env import BATCH_ENV
 from runbook.summary import PhaseRun, RunSummary
-from runbook.widgets import BATCH_ENV
 from runbook.workdir import DEFAULT_WORKDIR, open_workdir, resolve_workdir
 
 if TYPE_CHECKING:

@@ -34,11 +34,10 @@ from types import ModuleType
 from typing import Any
 
 from runbook.errors import InputError, RunbookError
+from runbook.run.env import BATCH_ENV
 
 log = logging.getLogger(__name__)
 
-# Set (to "1") in the environment of the kernels `runbook run` starts: no frontend will ever show a form there.
-BATCH_ENV = "RUNBOOK_BATCH"
 
 
 class _ImportedOnUse:

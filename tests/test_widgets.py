@@ -14,7 +14,8 @@ import pytest
 
 from runbook.localorg import ADMIN_USERNAME
 from runbook.org import connect, start_local_org
-from runbook.widgets import BATCH_ENV, FormPlaceholder, access_form, certificate_form, connected_app_form, verify_form
+from runbook.run.env import BATCH_ENV
+from runbook.widgets import FormPlaceholder, access_form, certificate_form, connected_app_form, verify_form
 
 
 def _text(html: str) -> str:
