@@ -30,6 +30,7 @@ from runbook.apps import KIND_NAMES, AccessState, Grant, find_app_kind, kind_nam
 from runbook.errors import InputError
 from runbook.names import check_api_name
 from runbook.org import OrgSession
+from runbook.parameters import ParameterProblems
 from runbook.workdir import open_workdir
 
 PERMITTED_USERS = {"admin_approved": True, "all_users": False}
@@ -242,11 +243,11 @@ class _OrgLookup:
     held: set[tuple[str, str]]  # (AssigneeId, PermissionSetId)
 
 
-def _lookup(session: OrgSession, spec: AccessSpec, *, every_set: bool = False,
-            also_sets: list[str] | tuple[str, ...] = ()) -> _OrgLookup:
-    """One round trip: the permission sets the parameters name (as profiles' own sets, API names or
-    labels, and the names new ones would get) and ``also_sets`` names, or ``every_set``, the users to
-    assign, and what those users hold."""
+def lookup_queries(spec: AccessSpec, *, also_sets: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
+    """The SOQL of the one lookup phase 3 makes (by key): the permission sets the parameters name (as
+    profiles' own sets, API names or labels, and the names new ones would get) and ``also_sets`` names, the
+    users to assign, and what those users hold. The run's up-front org check asks the same queries, so its
+    answers serve this phase's lookup (``rest.prefetch``)."""
     set_names = sorted({n for name in spec.permission_sets for n in (name, *_new_names(name, spec))}
                        | set(also_sets))
     where = [f"(IsOwnedByProfile = true AND Profile.Name IN ({_in(spec.profiles)}))"] if spec.profiles else []
@@ -255,15 +256,31 @@ def _lookup(session: OrgSession, spec: AccessSpec, *, every_set: bool = False,
         by_id = f" OR Id IN ({_in(ids)})" if ids else ""
         where.append(f"(IsOwnedByProfile = false AND (Name IN ({_in(set_names)}) OR Label IN ({_in(set_names)})"
                      f"{by_id}))")
-    soqls = {"sets": _SETS if every_set else f"{_SETS} WHERE {' OR '.join(where)}"} if where or every_set else {}
+    soqls = {"sets": f"{_SETS} WHERE {' OR '.join(where)}"} if where else {}
     if spec.assign_users:
         soqls["users"] = f"SELECT Id, Username, IsActive FROM User WHERE Username IN ({_in(spec.assign_users)})"
         soqls["held"] = ("SELECT AssigneeId, PermissionSetId FROM PermissionSetAssignment WHERE "
                          f"Assignee.Username IN ({_in(spec.assign_users)})")
-    found = rest.query_many(session, soqls) if soqls else {}
+    return soqls
+
+
+def _lookup_from(found: dict[str, list[dict]]) -> _OrgLookup:
     return _OrgLookup(_OrgSets.of(found.get("sets", [])),
                       {u["Username"].lower(): u for u in found.get("users", [])},
                       {(r["AssigneeId"], r["PermissionSetId"]) for r in found.get("held", [])})
+
+
+def _lookup(session: OrgSession, spec: AccessSpec, *, also_sets: list[str] | tuple[str, ...] = ()) -> _OrgLookup:
+    """One round trip (none when the run's org check already asked it): ``lookup_queries``' answers."""
+    soqls = lookup_queries(spec, also_sets=also_sets)
+    return _lookup_from(rest.query_many(session, soqls) if soqls else {})
+
+
+def name_problems(session: OrgSession, spec: AccessSpec, found: dict[str, list[dict]]) -> list[InputError]:
+    """Every profile, permission set and user the parameters name that the org does not have, from the
+    answers to ``lookup_queries(spec)``: what the run checks before phase 1 writes anything."""
+    lookup = _lookup_from(found)
+    return _wanted_grants(session, spec, lookup.sets)[2] + _user_problems(spec, lookup)
 
 
 def _new_names(name: str, spec: AccessSpec) -> tuple[str, ...]:
@@ -279,18 +296,28 @@ def _all_sets(session: OrgSession) -> _OrgSets:
     return _OrgSets.of(rest.query(session, _SETS))
 
 
-def _wanted_grants(session: OrgSession, spec: AccessSpec, sets: _OrgSets) -> tuple[list[Grant], dict[str, str]]:
-    """The grants the parameters ask for, and the permission sets to create (API name -> label).
+def _wanted_grants(session: OrgSession, spec: AccessSpec, sets: _OrgSets,
+                   ) -> tuple[list[Grant], dict[str, str], list[InputError]]:
+    """The grants the parameters ask for, the permission sets to create (API name -> label), and the problems.
 
-    Refuses an unknown profile, or an unknown permission set without create_permission_sets, with
-    the closest existing names; nothing has been written at this point.
+    An unknown profile, or an unknown permission set without create_permission_sets, is a problem with the
+    closest existing names (every permission set is read once, only then, for the suggestions).
     """
     grants: list[Grant] = []
+    problems: list[InputError] = []
+    every: list[_OrgSets] = []  # read on the first miss
+
+    def all_sets() -> _OrgSets:
+        if not every:
+            every.append(_all_sets(session))
+        return every[0]
+
     for name in spec.profiles:
         match = next((p for p in sets.by_profile if p.lower() == name.lower()), None)
         if match is None:
-            known = list(_all_sets(session).by_profile)
-            raise InputError("profiles", name, _closest(name, known), problem="no such profile")
+            problems.append(InputError("profiles", name, _closest(name, list(all_sets().by_profile)),
+                                       problem="no such profile"))
+            continue
         grants.append(Grant("profile", match, sets.by_profile[match]["Id"]))
     create: dict[str, str] = {}
     for name in spec.permission_sets:
@@ -303,12 +330,20 @@ def _wanted_grants(session: OrgSession, spec: AccessSpec, sets: _OrgSets) -> tup
                 grants.append(Grant("permission_set", api_name, ""))
                 continue
         if found is None:
-            standalone = _all_sets(session).standalone
+            standalone = all_sets().standalone
             choices = [s["Name"] for s in standalone] + [s["Label"] for s in standalone]
-            raise InputError("permission_sets", name, _closest(name, choices) +
-                             " Or set create_permission_sets=True to create it.", problem="no such permission set")
+            problems.append(InputError("permission_sets", name, _closest(name, choices) +
+                                       " Or set create_permission_sets=True to create it.",
+                                       problem="no such permission set"))
+            continue
         grants.append(Grant("permission_set", found["Name"], found["Id"]))
-    return list({(g.kind, g.name): g for g in grants}.values()), create
+    return list({(g.kind, g.name): g for g in grants}.values()), create, problems
+
+
+def _user_problems(spec: AccessSpec, lookup: _OrgLookup) -> list[InputError]:
+    return [InputError("assign_users", username, "give the Salesforce username of an existing user",
+                       problem="no such user") for username in spec.assign_users
+            if username.lower() not in lookup.users]
 
 
 def plan_access(session: OrgSession, spec: AccessSpec) -> AccessPlan:
@@ -374,7 +409,10 @@ def _grants(session: OrgSession, spec: AccessSpec, have: list[Grant],
     if granted is not None:
         return have, granted, {}, None
     lookup = _lookup(session, spec, also_sets=[g.name for g in have if g.kind == "permission_set"])
-    wanted, create = _wanted_grants(session, spec, lookup.sets)
+    wanted, create, problems = _wanted_grants(session, spec, lookup.sets)
+    problems += _user_problems(spec, lookup)
+    if problems:
+        raise problems[0] if len(problems) == 1 else ParameterProblems(problems)
     return [_by_api_name(g, lookup.sets) for g in have], wanted, create, lookup
 
 
@@ -400,10 +438,6 @@ def _granted(spec: AccessSpec, have: list[Grant]) -> list[Grant] | None:
 def _plan_assignments(spec: AccessSpec, wanted: list[Grant], create: dict[str, str],
                       lookup: _OrgLookup) -> tuple[list[tuple[str, str]], list[str]]:
     """(username, permission set API name) pairs still to assign, and warnings about the users."""
-    for username in spec.assign_users:
-        if username.lower() not in lookup.users:
-            raise InputError("assign_users", username, "give the Salesforce username of an existing user",
-                             problem="no such user")
     warnings = [f"user {u['Username']} is inactive: the assignment is made, but they cannot log in"
                 for u in lookup.users.values() if not u.get("IsActive", True)]
     plan = []
@@ -495,6 +529,7 @@ class CiUserResult:
     applied: bool
     created_set: bool = False  # the runbook created the permission set (teardown deletes it)
     created_assignment: bool = False  # the runbook assigned it (teardown removes the assignment)
+    in_use: bool = True  # False once a run has ci_user = "": the record stays for teardown, phase 4 skips the user
 
     @property
     def permission_sets(self) -> list[str]:
@@ -534,10 +569,12 @@ def ensure_ci_user(session: OrgSession, *, ci_user: str, workdir: str | Path,
     pre-authorization of the set is phase 3's ordinary grant (``CiUserResult.permission_sets``).
     """
     username = check_ci_user(ci_user)
-    if not username:
-        return None
     wd = open_workdir(workdir)
     before = wd.load("ci_user") or {}
+    if not username:
+        if before.get("in_use", True) and before and apply:  # kept for teardown; phase 4 no longer logs in as it
+            wd.save("ci_user", {**before, "in_use": False})
+        return None
     found = rest.query_many(session, {
         "user": f"SELECT Id, Username, IsActive, Profile.Name FROM User WHERE Username = {rest.quote(username)}",
         "profiles": f"SELECT Id, Name FROM Profile WHERE Name IN ({_in(CI_PROFILES)})",

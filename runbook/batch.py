@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import json
 import os
 import re
 import shutil
@@ -41,9 +42,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runbook.errors import InputError, PhaseError
+from runbook.errors import InputError, PhaseError, RunbookError
 from runbook.files import PRIVATE, create_with_mode, make_private_dir
 from runbook.org import LOCAL_STATE_ENV, _find_served_local_org, sf_cli_env, start_local_org
+from runbook.org_checks import phases_to_check
 from runbook.parameters import check_run
 from runbook.phases import PHASES, notebooks_dir, phase_named
 from runbook.resume import decide as resume_decisions
@@ -152,6 +154,10 @@ def _run_locked(org: str, workdir: Path, params: dict[str, Any], runs_dir: str |
         if org == "local" and not resume:
             _start_local(workdir, fresh_org, local_org or {})  # while the kernel boots
         import_papermill()  # likewise
+        to_check = phases_to_check([p for p, _n in selected], params, workdir)
+        if to_check:
+            progress(f"[check] asking the org about the names {', '.join(to_check)} use")
+            _check_org_in_kernel(km, org, workdir, params, to_check)
         for phase, name in selected:
             if stop is not None and stop.is_set():  # a fleet's Ctrl-C: stop between phases
                 progress(f"[{phase}] interrupted before it started")
@@ -170,9 +176,28 @@ def _run_locked(org: str, workdir: Path, params: dict[str, Any], runs_dir: str |
     return summary
 
 
+def _check_org_in_kernel(km, org: str, workdir: Path, params: dict[str, Any], phases: list[str]) -> None:
+    """``runbook.org_checks`` in the run's kernel, before phase 1: on the session the phases reuse, so its login
+    and lookup are theirs (no round trip more); raises RunbookError with every problem, nothing written."""
+    from runbook.org import DEFAULT_API_VERSION
+
+    payload = json.dumps({"org": org, "workdir": str(workdir), "params": params, "phases": phases,
+                          "api_version": str(params.get("api_version", DEFAULT_API_VERSION))})
+    client = km.client()
+    client.start_channels()
+    client.wait_for_ready(timeout=60)
+    reply = client.execute_interactive(f"from runbook.org_checks import check_org_in_kernel as _check\n"
+                                       f"_check({payload!r})\ndel _check", store_history=False,
+                                       allow_stdin=False, output_hook=lambda _msg: None)
+    content = reply["content"]
+    if content["status"] != "ok":
+        evalue = content.get("evalue", "")
+        raise RunbookError(evalue if content.get("ename") in ("ParameterProblems", "InputError") else
+                           f"checking the parameters against the org: {content.get('ename')}: {evalue}")
+
+
 def _done_phases(org: str, workdir: Path, params: dict[str, Any]) -> set[str]:
     """The phases the work folder and the org say are done (the org is not checked if it cannot be reached)."""
-    from runbook.errors import RunbookError
     from runbook.org import DEFAULT_API_VERSION, connect, connect_local
     from runbook.overview import phase_overview
 

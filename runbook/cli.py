@@ -3,7 +3,9 @@ scan outputs for secrets."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import tempfile
 from pathlib import Path
 
 import click
@@ -115,17 +117,33 @@ def run(ctx: click.Context, org: str, workdir: str, runs_dir: str, params: tuple
 
 
 def _check_only(org: str, workdir: str, params: dict) -> None:
-    """`runbook run --check`: every problem of every phase's parameters at once; exit 1 if there is one."""
+    """`runbook run --check`: every problem of every phase's parameters at once, then the names only the org can
+    check (profiles, permission sets, users, the login URL's org); exit 1 if there is one. Nothing is written."""
     from runbook.batch import check_no_secret_params
+    from runbook.org import DEFAULT_API_VERSION, connect, connect_local, local_state_dir, stop_local_orgs
+    from runbook.org_checks import ORG_CHECKED, check_org
     from runbook.parameters import check_run
 
+    folder = str(resolve_workdir(workdir))
     try:
         check_no_secret_params(params)
-        check_run({**params, "org": org, "workdir": str(resolve_workdir(workdir))})
+        checked = check_run({**params, "org": org, "workdir": folder})
+        api_version = str(checked.get("api_version", DEFAULT_API_VERSION))
+        with contextlib.ExitStack() as stack:
+            if org == "local" and not local_state_dir(folder).exists():  # a fresh org, as a first run starts it
+                state = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "localorg"
+                stack.callback(stop_local_orgs)
+                session = connect_local(state, api_version=api_version)
+            else:
+                session = connect(org, workdir=folder, api_version=api_version)
+            check_org(session, checked, list(ORG_CHECKED))
     except RunbookError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
-    click.echo("The parameters of all four phases are valid (nothing was written).")
+    finally:
+        stop_local_orgs()
+    click.echo(f"The parameters of all four phases are valid, and the org ({session.instance_url}) has the "
+               "profiles, permission sets and users they name (nothing was written).")
 
 
 def _is_fleet_file(path: Path) -> bool:

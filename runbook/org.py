@@ -72,6 +72,7 @@ class OrgSession:
     is_local: bool = False
     local_state: Path | None = None
     relogin: Callable[[], OrgSession] | None = field(default=None, repr=False)
+    prefetched: dict[str, list[dict]] = field(default_factory=dict, repr=False)  # rest.prefetch's, by SOQL
     _sf: Salesforce | None = field(default=None, repr=False)
 
     @property

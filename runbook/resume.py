@@ -36,6 +36,11 @@ def inputs_of(phase: Phase, params: dict[str, Any], workdir: Path) -> dict[str, 
     return inputs
 
 
+def last_run(workdir: Path, phase: str) -> dict[str, Any] | None:
+    """The phase's last recorded run here (inputs, outcome), or None."""
+    return open_workdir(workdir).load(_record_name(phase))
+
+
 def record_outcome(workdir: Path, phase: str, inputs: dict[str, Any], status: str, error: str = "") -> None:
     open_workdir(workdir).save(_record_name(phase), {
         "inputs": inputs, "outcome": status, "error": error,
@@ -51,13 +56,12 @@ class Decision:
 
 def decide(selected: list[str], params: dict[str, Any], workdir: Path, done: set[str]) -> list[Decision]:
     """For each selected phase in order: skip it, or rerun it (and all after it), and why."""
-    wd = open_workdir(workdir)
     out: list[Decision] = []
     for name in selected:
         if out and out[-1].rerun:
             out.append(Decision(name, True, f"after {out[-1].phase}: rerun"))
             continue
-        last = wd.load(_record_name(name))
+        last = last_run(workdir, name)
         now = inputs_of(phase_named(name), params, workdir)
         if last is None:
             out.append(Decision(name, True, "no run of it recorded: run"))
