@@ -24,7 +24,7 @@ run: setup
 # JupyterLab on notebooks/ with the local org already running: make run's org and work folder (work/); LAB_ARGS
 # go to Lab
 lab: setup
-	$(BIN)/python -m runbook.lab $(LAB_ARGS)
+	$(BIN)/python -m runbook.ui.lab $(LAB_ARGS)
 
 test: setup
 	$(BIN)/ruff check runbook tests bench tools

@@ -60,7 +60,7 @@ def _kernel_start_seconds() -> float:
 
 
 _CLIENT_IMPORTS = ("import runbook.certificate, runbook.connected_app, runbook.access, runbook.verify, "
-                   "runbook.widgets, simple_salesforce, zeep")
+                   "runbook.ui, simple_salesforce, zeep")
 
 
 def _import_seconds() -> float:

@@ -33,10 +33,10 @@ from typing import Any
 
 import requests
 
-from runbook.cards import RowsCard
 from runbook.errors import InputError, SalesforceError
 from runbook.org import OrgSession
 from runbook.rest import quote
+from runbook.ui.cards import RowsCard
 from runbook.verify import HandOff, jwt_login, key_passphrase
 from runbook.workdir import open_workdir
 

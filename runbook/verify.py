@@ -37,12 +37,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from runbook.apps import kind_named
-from runbook.cards import RowsCard
 from runbook.certificate import fingerprint, load_certificate, load_private_key, read_passphrase
 from runbook.errors import InputError, LoginError, RunbookError
 from runbook.org import OrgSession
 from runbook.rest import query, quote
 from runbook.retry import DEFAULT_POLICY, http_timeout, is_transient, no_answer, timeout_fix
+from runbook.ui.cards import RowsCard
 from runbook.urls import without_userinfo
 from runbook.workdir import open_workdir
 

@@ -1,4 +1,4 @@
-"""`make lab` (python -m runbook.lab): JupyterLab with the local org already running and in its environment."""
+"""`make lab` (python -m runbook.ui.lab): JupyterLab with the local org already running and in its environment."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_lab_serves_the_notebooks_with_the_org_in_its_environment_and_stops_both
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
     log = tmp_path / "lab.log"
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "runbook.lab", "--no-browser", "--port", str(port),
+        proc = subprocess.Popen([sys.executable, "-m", "runbook.ui.lab", "--no-browser", "--port", str(port),
                                  "--state", str(state), "--notebooks", str(tmp_path)], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, cwd=tmp_path)
     try:
@@ -63,10 +63,10 @@ def test_lab_serves_the_notebooks_with_the_org_in_its_environment_and_stops_both
 def test_lab_and_cli_share_one_work_folder_and_local_org_by_default(tmp_path, monkeypatch):
     """`make lab`'s kernels (cwd: the notebooks' folder) and `make run` (cwd: the project) use the same work/."""
     from runbook.cli import main
-    from runbook.lab import DEFAULT_STATE
     from runbook.org import local_state_dir
     from runbook.parameters import phase_parameters
     from runbook.phases import PHASES
+    from runbook.ui.lab import DEFAULT_STATE
     from runbook.workdir import DEFAULT_WORKDIR, PROJECT_DIR_ENV, open_workdir
 
     run_option = next(p for p in main.commands["run"].params if p.name == "workdir")

@@ -91,7 +91,7 @@ def local_org(root):
 @pytest.fixture(scope="module")
 def lab(root, local_org):
     """JupyterLab on a copy of the notebooks; returns its base URL and the notebooks' work folder."""
-    from runbook.lab import lab_command, lab_environment
+    from runbook.ui.lab import lab_command, lab_environment
 
     org = local_org
     notebooks = root / "lab"

@@ -15,7 +15,7 @@ import pytest
 from runbook.localorg import ADMIN_USERNAME
 from runbook.org import connect, start_local_org
 from runbook.run.env import BATCH_ENV
-from runbook.widgets import FormPlaceholder, access_form, certificate_form, connected_app_form, verify_form
+from runbook.ui import FormPlaceholder, access_form, certificate_form, connected_app_form, verify_form
 
 
 def _text(html: str) -> str:
@@ -179,7 +179,7 @@ def test_batch_kernel_gets_a_one_line_placeholder_and_no_widgets(workdir, monkey
 
 
 def test_importing_the_forms_does_not_import_ipywidgets():
-    code = "import sys, runbook.widgets; print('ipywidgets' in sys.modules, 'IPython' in sys.modules)"
+    code = "import sys, runbook.ui; print('ipywidgets' in sys.modules, 'IPython' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]  # imported when a form is built, never in a batch kernel
 

@@ -1,6 +1,6 @@
 """`make lab`: JupyterLab on the notebooks, with the local org already running and in the environment.
 
-``python -m runbook.lab`` starts the emulated Dev Hub in this process, then JupyterLab as a child
+``python -m runbook.ui.lab`` starts the emulated Dev Hub in this process, then JupyterLab as a child
 process whose environment (inherited by every kernel) names the org: ``RUNBOOK_LOCAL_ORG_STATE`` (so
 ``org = "local"`` in any notebook reaches this org instead of starting its own),
 ``RUNBOOK_LOCAL_ORG_URL``, and ``REQUESTS_CA_BUNDLE`` (the org's ``ca-bundle.pem``: the usual public CAs
@@ -52,7 +52,7 @@ def lab_command(*, root: Path, port: int | None = None, token: bool = True, open
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runbook.lab", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m runbook.ui.lab", description=__doc__.splitlines()[0])
     parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help="the local org's state folder")
     parser.add_argument("--notebooks", type=Path, default=Path("notebooks"), help="JupyterLab's root folder")
     parser.add_argument("--port", type=int, default=None, help="JupyterLab's port (default: 8888 or the next free)")

@@ -1,0 +1,39 @@
+"""Results shown as cards: label/value rows as text in a terminal and as a table in a notebook, and the
+bordered card a form puts its plan and result in."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+# Plans and results are the phases' own HTML tables: left-aligned, columns apart, inside the form's cards.
+CARD_STYLE = ("<style>.runbook-card table{border-collapse:collapse}.runbook-card th,.runbook-card td"
+              "{text-align:left;padding:2px 12px 2px 0;vertical-align:top}</style>")
+
+
+class RowsCard:
+    """Mixed into a result dataclass whose ``rows()`` gives its (label, value) pairs."""
+
+    def rows(self) -> list[tuple[str, str]]:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return "\n".join(f"{k}: {v}" for k, v in self.rows())
+
+    def _repr_html_(self) -> str:
+        body = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td><code>{escape(v)}</code></td></tr>"
+                       for k, v in self.rows())
+        return f"<table>{body}</table>"
+
+
+def as_html(obj: Any) -> str:
+    """``obj`` as a notebook would show it: its own HTML, else its text."""
+    if hasattr(obj, "_repr_html_"):
+        return obj._repr_html_()
+    return f"<pre>{escape(str(obj))}</pre>"
+
+
+def card(title: str, body: str) -> str:
+    """``body`` in a bordered card under ``title`` (a form's plan and result)."""
+    return (f"<div class='runbook-card' style='border:1px solid #d0d7de;border-radius:6px;padding:6px 10px;"
+            f"margin:6px 0'><div style='font-weight:600;margin-bottom:4px'>{escape(title)}</div>{body}</div>")
