@@ -1,22 +1,34 @@
 """Phase 3's least-privilege CI user through papermill: its Dev Hub permission set, pre-authorized and assigned;
-phase 4's scratch-org proof as that user; a rerun with 0 writes; teardown keeps the user."""
+phase 4's scratch-org proof as that user; a rerun with 0 writes; teardown keeps the user. And a CI user the org
+does not have yet, created by phase 3's own functions and logged in by JWT with the runbook's key."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from conftest import run_phases
 
-from runbook.access import CI_PERMISSION_SET, check_ci_user, ensure_ci_user
+from runbook.access import (
+    CI_PERMISSION_SET,
+    CI_PROFILES,
+    build_access_spec,
+    check_ci_user,
+    ensure_access,
+    ensure_ci_user,
+    with_ci_permission_set,
+)
 from runbook.batch import run_runbook
 from runbook.errors import InputError
 from runbook.org import connect, start_local_org
 from runbook.rest import query
 from runbook.scratch_proof import ScratchOrgProofError, prove_scratch_org
 from runbook.teardown import teardown_app
-from runbook.verify import verify_setup
+from runbook.verify import jwt_login, verify_setup
 from runbook.workdir import open_workdir
 
-CI = "ci@local.devhub"  # seeded, Standard User (the local org cannot insert users: reused as it is)
+CI = "ci@local.devhub"  # seeded, Standard User: reused as it is
+NEW_CI = "runbook-ci@local.devhub"  # not seeded: phase 3 creates it
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +110,44 @@ def test_teardown_removes_the_assignment_and_the_permission_set_but_not_the_user
     assert _set_rows(session) == ([], [], [])
     assert query(session, f"SELECT Id, IsActive FROM User WHERE Username = '{CI}'")[0]["IsActive"] is True
     assert open_workdir(workdir).load("ci_user") is None
+
+
+@pytest.fixture(scope="module")
+def new_ci(tmp_path_factory):
+    """Phases 1 and 2 only, in an org of its own: phase 3 is run below through its public functions."""
+    root = tmp_path_factory.mktemp("ci-new")
+    workdir = run_phases(root, phases=["certificate", "connected_app"])
+    return workdir, start_local_org(workdir / "localorg"), connect("local", workdir=workdir)
+
+
+def _phase_3(session, workdir):
+    """What the phase 3 notebook runs for ``ci_user``: the user and its set, then the app's access naming the set."""
+    ci = ensure_ci_user(session, ci_user=NEW_CI, workdir=workdir)
+    app = open_workdir(workdir).load("connected_app")["full_name"]
+    spec = build_access_spec(app_name=app, permission_sets=with_ci_permission_set([], ci), workdir=workdir)
+    return ci, ensure_access(session, spec, workdir=workdir)[1]
+
+
+def test_a_new_ci_user_is_created_with_the_api_only_profile_assigned_preauthorized_and_logs_in_by_jwt(new_ci):
+    workdir, org, session = new_ci
+    assert query(session, f"SELECT Id FROM User WHERE Username = '{NEW_CI}'") == []
+    ci, access = _phase_3(session, workdir)
+    assert ci.created == [f"user {NEW_CI} ({CI_PROFILES[0]}, no password: JWT only)",
+                          f"permission set {CI_PERMISSION_SET}", "ScratchOrgInfo Read/Create/Edit/Delete",
+                          "ActiveScratchOrg Read/Edit/Delete", f"assignment of {CI_PERMISSION_SET} to {NEW_CI}"]
+    assert ci.warnings == [] and ci.profile == CI_PROFILES[0]
+    user = query(session, f"SELECT Id, IsActive, Profile.Name FROM User WHERE Username = '{NEW_CI}'")[0]
+    assert user["IsActive"] is True and user["Profile"]["Name"] == CI_PROFILES[0] and ci.user_id == user["Id"]
+    sets, rows, held = _set_rows(session)
+    assert len(sets) == 1 and {r["SobjectType"] for r in rows} == {"ScratchOrgInfo", "ActiveScratchOrg"}
+    assert len(held) == 1 and CI_PERMISSION_SET in access.permission_sets
+
+    before = len(org.call_log())
+    again, access_again = _phase_3(session, workdir)
+    assert again.created == [] and access_again.changes == [] and again.user_id == user["Id"]
+    assert [c.operation for c in org.call_log()[before:] if c.is_write] == []
+
+    app, cert = open_workdir(workdir).load("connected_app"), open_workdir(workdir).load("certificate")
+    login, _token = jwt_login(consumer_key=app["consumer_key"], username=NEW_CI, key_path=Path(cert["key_path"]),
+                              login_url=org.url)
+    assert login.username == NEW_CI and login.user_id == user["Id"]

@@ -4,7 +4,8 @@ It speaks the wire formats the runbook, simple-salesforce and the Salesforce CLI
 bearer token endpoint (signatures verified against the app's certificate), identity and userinfo,
 partner SOAP ``login``, the Metadata API (CRUD, list, file deploy and retrieve for ConnectedApp, the
 External Client App types and ExternalClientAppSettings), the REST data API (SOQL query, sObject
-describe/create/read/delete, Composite), the Tooling API's query, and Connect REST's OAuth credentials.
+describe/create/read/delete, Users among the creates, Composite), the Tooling API's query, and Connect
+REST's OAuth credentials.
 As a Dev Hub it signs up scratch orgs (ScratchOrgInfo, ActiveScratchOrg, ``/limits``): each one a second
 local org, which the CLI logs in to with the Dev Hub app's JWT or the signup's AuthCode.
 

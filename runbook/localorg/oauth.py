@@ -234,7 +234,7 @@ def _check_user(ctx: OrgContext, subject: Any) -> dict[str, Any]:
     users = ctx.store.find("User", Username=subject) if isinstance(subject, str) and subject else []
     if not users:
         raise _invalid(UNKNOWN_USER)
-    if not users[0]["IsActive"]:
+    if not users[0]["IsActive"]:  # [O] restforce#303: "invalid_grant: inactive user"
         raise _invalid("inactive user")
     return users[0]
 

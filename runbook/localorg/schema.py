@@ -98,10 +98,21 @@ SOBJECTS: dict[str, SObject] = {o.name: o for o in (
         Field("PermissionSetId", REFERENCE, "PermissionSet", "PermissionSet", createable=True,
               nillable=False),
         Field("SystemModstamp", DATETIME, nillable=False)), createable=True, deletable=True),
+    # [D] User: create (no delete: a user is deactivated, never deleted). The required fields, in the order
+    # REQUIRED_FIELD_MISSING lists them [O an Apex DmlException quoted in public code: "Required fields are
+    # missing: [Username, LastName, Email, Alias, TimeZoneSidKey, LocaleSidKey, EmailEncodingKey, ProfileId,
+    # LanguageLocaleKey]"]; ``users`` has the insert's other rules.
     SObject("User", "User", (
-        Field("Id", ID, nillable=False), Field("Username", nillable=False), Field("Name"), Field("FirstName"),
-        Field("LastName"), Field("Email", EMAIL), Field("IsActive", BOOLEAN, nillable=False),
-        Field("ProfileId", REFERENCE, "Profile", "Profile"), Field("UserType", PICKLIST), *_audit())),
+        Field("Id", ID, nillable=False), Field("Username", createable=True, nillable=False), Field("Name"),
+        Field("FirstName", createable=True), Field("LastName", createable=True, nillable=False),
+        Field("Email", EMAIL, createable=True, nillable=False), Field("Alias", createable=True, nillable=False),
+        Field("TimeZoneSidKey", PICKLIST, createable=True, nillable=False),
+        Field("LocaleSidKey", PICKLIST, createable=True, nillable=False),
+        Field("EmailEncodingKey", PICKLIST, createable=True, nillable=False),
+        Field("IsActive", BOOLEAN, createable=True, nillable=False, defaulted=True),
+        Field("ProfileId", REFERENCE, "Profile", "Profile", createable=True, nillable=False),
+        Field("LanguageLocaleKey", PICKLIST, createable=True, nillable=False),
+        Field("UserType", PICKLIST), *_audit()), createable=True),
     SObject("ConnectedApplication", "Connected App", (
         Field("Id", ID, nillable=False), Field("Name", nillable=False),
         Field("OptionsAllowAdminApprovedUsersOnly", BOOLEAN, nillable=False),

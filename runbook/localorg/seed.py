@@ -28,6 +28,12 @@ PROFILES: tuple[str, ...] = (
     "System Administrator", "Standard User", "Read Only", "Minimum Access - Salesforce", API_ONLY_PROFILE)
 
 
+def user_settings(alias: str) -> dict[str, str]:
+    """A User's other required fields [D User], valued as a new Developer Edition's admin has them [U]."""
+    return {"Alias": alias[:8], "TimeZoneSidKey": "America/Los_Angeles", "LocaleSidKey": "en_US",
+            "EmailEncodingKey": "UTF-8", "LanguageLocaleKey": "en_US"}
+
+
 @dataclass(frozen=True)
 class SeedUser:
     """A user every fresh local org has; ``profile`` is a name from PROFILES."""

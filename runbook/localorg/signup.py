@@ -187,7 +187,7 @@ def failure(store: Store, record: dict[str, Any]) -> str | None:
         return "T-0002"
     if record["SourceOrg"]:
         return "SH-0002"
-    if record["Username"] and username_taken(store, record["Username"]):
+    if record["Username"] and records.username_taken(store, record["Username"]):
         return "C-1007"
     return None
 
@@ -200,14 +200,6 @@ def _certificate_expired(app: Component) -> bool:
         return load_certificate(pem).not_valid_after_utc < datetime.now(UTC)
     except ValueError:
         return True
-
-
-def username_taken(store: Store, username: str) -> bool:
-    """Whether a hub user or another scratch org (not deleted, not failed) has ``username``."""
-    if store.find("User", Username=username):
-        return True
-    return any(row["Status"] in ("Active", "Creating", "New")
-               for row in store.find("ScratchOrgInfo", SignupUsername=username))
 
 
 @dataclass
@@ -251,7 +243,7 @@ def plan(store: Store, record: dict[str, Any], hub_org_id: str) -> NewScratchOrg
 def _new_username(store: Store) -> str:
     while True:
         username = "test-" + "".join(secrets.choice(_USERNAME_CHARS) for _ in range(12)) + "@example.com"
-        if not username_taken(store, username):
+        if not records.username_taken(store, username):
             return username
 
 
@@ -275,7 +267,8 @@ def seed_scratch_org(new: NewScratchOrg, store: Store) -> str:
                                            "PermissionsViewSetup": name == seed.ADMIN_PROFILE})
         admin_id = store.insert("User", {  # [O] a scratch org's admin is "User User"
             "Username": new.username, "FirstName": "User", "LastName": "User", "Name": "User User",
-            "Email": new.email, "IsActive": True, "ProfileId": admin_profile, "UserType": "Standard"})
+            "Email": new.email, "IsActive": True, "ProfileId": admin_profile, "UserType": "Standard",
+            **seed.user_settings("UUser")})
         _install(store, PLATFORM_CLI, json.loads(json.dumps(_PLATFORM_CLI_APP)))
         if new.app is not None:
             _install(store, new.app.full_name, _replicated(new.app))

@@ -192,7 +192,8 @@ class Store:
                 user_id = self.insert("User", {
                     "Username": user.username, "FirstName": user.first_name, "LastName": user.last_name,
                     "Name": f"{user.first_name} {user.last_name}", "Email": user.username,
-                    "IsActive": user.active, "ProfileId": profile_ids[user.profile], "UserType": "Standard"})
+                    "IsActive": user.active, "ProfileId": profile_ids[user.profile], "UserType": "Standard",
+                    **seed.user_settings(user.username.split("@")[0])})
                 if user.username == seed.ADMIN_USERNAME:
                     self._db.execute('UPDATE "User" SET "_password_hash" = ? WHERE Id = ?',
                                      (admin_password_hash, user_id))

@@ -114,8 +114,8 @@ def test_permission_set_rules_and_assignments(sf, org, admin_token):
 
 
 def test_read_only_objects_and_missing_records(org, admin_token, sf):
-    refused = rest(org, admin_token, "POST", "sobjects/User", json={"Username": "x@y.z"})
-    assert refused.json()[0] == {"message": "entity type cannot be inserted: User",
+    refused = rest(org, admin_token, "POST", "sobjects/Profile", json={"Name": "x"})
+    assert refused.json()[0] == {"message": "entity type cannot be inserted: Profile",
                                  "errorCode": "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY", "fields": []}
     missing = rest(org, admin_token, "GET", "sobjects/User/005000000000000AAA")
     assert missing.status_code == 404 and missing.json()[0]["errorCode"] == "NOT_FOUND"
