@@ -5,8 +5,10 @@
     ├── OrgConnectionError       no session could be had with the org (which method, why)
     ├── SalesforceError          the org refused a call: Salesforce's code stays visible
     │   └── PreflightError       the org cannot do what was asked (e.g. no new connected apps)
-    ├── LoginError               a JWT bearer / web server token exchange was refused, with the fix
-    └── PhaseError               a notebook of the batch failed: phase name and its error
+    └── LoginError               a JWT bearer / web server token exchange was refused, with the fix
+
+A phase notebook that fails in a batch is not raised: ``runbook run`` returns a summary naming the phase, its
+error and what to do next (``runbook.summary``), so a fleet and a single run report failures the same way.
 
 Messages never carry a secret: callers pass values that are safe to show, and ``InputError``
 takes ``secret=True`` to withhold the value of a field that holds one.
@@ -68,12 +70,3 @@ class LoginError(RunbookError):
         self.description = description
         self.fix = fix
         super().__init__(f"{error}: {description}. {explanation} Fix: {fix}")
-
-
-class PhaseError(RunbookError):
-    """A phase notebook failed during a batch run."""
-
-    def __init__(self, phase: str, notebook: str, message: str):
-        self.phase = phase
-        self.notebook = notebook
-        super().__init__(f"Phase {phase!r} failed ({notebook}): {message}")

@@ -36,11 +36,12 @@ from typing import Any
 
 import yaml
 
-from runbook.batch import check_no_secret_params, import_papermill, run_runbook
+from runbook.batch import check_no_secret_params, run_runbook
 from runbook.errors import InputError, RunbookError
 from runbook.files import make_private_dir
 from runbook.kernelpool import KernelTemplate, forking_supported, template_for
 from runbook.phases import PHASE_NAMES
+from runbook.run.kernel import import_papermill
 from runbook.summary import RunSummary
 from runbook.workdir import DEFAULT_WORKDIR
 

@@ -51,7 +51,7 @@ def phase_parameters(phase: Phase) -> dict[str, Parameter]:
 
 @functools.lru_cache(maxsize=16)
 def _read(path: str, _mtime_ns: int) -> tuple[tuple[str, Parameter], ...]:
-    from runbook.batch import import_papermill
+    from runbook.run.kernel import import_papermill
 
     out = []
     for name, found in import_papermill().inspect_notebook(path).items():

@@ -1,6 +1,6 @@
 """The library internals the runner builds on, checked against the ranges pyproject.toml pins (issue 17, row 11).
 
-runbook/batch.py subclasses papermill's engine and execution manager and jupyter_client's kernel client and
+runbook/run/kernel.py subclasses papermill's engine and execution manager and jupyter_client's kernel client and
 channel, and relies on nbclient asking the manager for its client; runbook/kernelpool.py subclasses
 jupyter_client's LocalProvisioner; runbook/localorg/server.py overrides werkzeug's request handler and builds
 on its server. None of that is public API, so pyproject.toml caps these libraries at the tested minor
@@ -87,9 +87,9 @@ def _coroutine(path: str) -> Callable[[], str]:
     return check
 
 
-BATCH, POOL, SERVER = "runbook/batch.py", "runbook/kernelpool.py", "runbook/localorg/server.py"
+BATCH, POOL, SERVER = "runbook/run/kernel.py", "runbook/kernelpool.py", "runbook/localorg/server.py"
 INTERNALS = [
-    # papermill: the throttled-save engine (_papermill_engine)
+    # papermill: the throttled-save engine (papermill_engine)
     Internal("papermill", "papermill_engines.register", BATCH, _has("papermill.engines:papermill_engines", "register")),
     Internal("papermill", "Engine.execute_notebook's parameters (RunbookEngine mirrors it)", BATCH,
              _takes("papermill.engines:NBClientEngine.execute_notebook", "nb", "kernel_name", "output_path",
