@@ -37,7 +37,7 @@ from runbook.errors import InputError, SalesforceError
 from runbook.org import OrgSession
 from runbook.rest import quote
 from runbook.ui.cards import RowsCard
-from runbook.verify import HandOff, jwt_login, key_passphrase
+from runbook.verify import HandOff, current_ci_user, jwt_login, key_passphrase
 from runbook.workdir import open_workdir
 
 MODES = ("auto", "on", "off")
@@ -141,7 +141,7 @@ def prove_scratch_org(session: OrgSession, handoff: HandOff, *, workdir: str | P
     cert, app, verify = wd.load("certificate"), wd.load("connected_app"), wd.load("verify") or {}
     if cert is None or app is None:
         raise InputError("workdir", str(wd.root), "run phases 1 to 4 first")
-    ci_user = (wd.load("ci_user") or {}).get("username", "")  # phase 3's CI user: the one CI logs in as
+    ci_user = current_ci_user(wd)  # phase 3's CI user: the one CI logs in as
     user = username or ci_user or (handoff.logins[0].username if handoff.logins else session.username)
     key = Path(handoff.key_path or cert["key_path"])
     passphrase = key_passphrase(key, verify.get("passphrase_env", ""))

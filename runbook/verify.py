@@ -24,11 +24,12 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from email.utils import parsedate_to_datetime
 from html import escape
 from http import HTTPStatus
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import jwt
@@ -44,7 +45,10 @@ from runbook.rest import query, quote
 from runbook.retry import DEFAULT_POLICY, http_timeout, is_transient, no_answer, timeout_fix
 from runbook.ui.cards import RowsCard
 from runbook.urls import without_userinfo
-from runbook.workdir import open_workdir
+from runbook.workdir import Workdir, open_workdir
+
+if TYPE_CHECKING:
+    from runbook.scratch_proof import ScratchProof
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 LOGIN = "https://login.salesforce.com"
@@ -407,9 +411,15 @@ class HandOff(RowsCard):
     web_flow: dict | None = None  # the web server flow's result (runbook.webflow), when it ran
     notes: list[str] = field(default_factory=list)  # what the user must know before using the login
     decrypt_command: str = ""  # an encrypted key: the command making the decrypted copy the sf commands use
+    scratch_org_proof: str = ""  # the scratch-org proof's outcome and time, once it ran (``with_scratch_proof``)
 
     def as_dict(self) -> dict:
         return {**asdict(self), "logins": [lr.as_dict() for lr in self.logins]}
+
+    def with_scratch_proof(self, proof: ScratchProof) -> HandOff:
+        """This card with the scratch-org proof's one line (outcome, who, total and per-step seconds)."""
+        who = f" as {proof.hub_username}" if proof.ran and proof.hub_username else ""
+        return replace(self, scratch_org_proof=f"{proof.summary()}{who}")
 
     def rows(self) -> list[tuple[str, str]]:
         from runbook.webflow import WebFlowResult
@@ -421,6 +431,7 @@ class HandOff(RowsCard):
                 *((("Web server flow", f"works for {self.web_flow['username']} (callback "
                     f"{self.web_flow['callback_url']})"),
                    ("Refresh token", WebFlowResult(**self.web_flow).refresh_summary())) if self.web_flow else ()),
+                *((("Scratch org proof", self.scratch_org_proof),) if self.scratch_org_proof else ()),
                 *((("Decrypt the key first", self.decrypt_command),) if self.decrypt_command else ()),
                 ("Log in with the CLI", self.sf_command),
                 *((f"… as {lr.username}", cmd) for lr, cmd in zip(self.logins[1:], self.sf_commands[1:],
@@ -461,11 +472,18 @@ def _usernames(usernames, username: str, session: OrgSession) -> list[str]:
     return list(dict.fromkeys(users))
 
 
+def current_ci_user(wd: Workdir) -> str:
+    """Phase 3's CI user (its ``ci_user``) while the setup has one, else ""."""
+    record = wd.load("ci_user") or {}
+    return record.get("username", "") if record.get("in_use", True) and record.get("applied", True) else ""
+
+
 def verify_setup(session: OrgSession, *, workdir: str | Path, username: str = "", login_url: str = "",
                  audience: str = "", key_path: str = "", usernames: list[str] | str | None = None,
                  propagation_timeout: float = PROPAGATION_TIMEOUT, passphrase_env: str = "",
                  clock: Callable[[], float] = time.time) -> HandOff:
-    """Phase 4: JWT login as each of ``usernames`` (or ``username``) with what phases 1–3 recorded.
+    """Phase 4: JWT login as each of ``usernames`` (or ``username``), and phase 3's CI user, with what phases
+    1–3 recorded.
 
     Everything is checked before the first call: the login URL (``check_login_url``), the users, and that the
     key opens (an encrypted one with the passphrase in the variable ``passphrase_env`` names). A new or changed
@@ -481,6 +499,9 @@ def verify_setup(session: OrgSession, *, workdir: str | Path, username: str = ""
     key = Path(key_path or cert_record["key_path"])
     passphrase = key_passphrase(key, passphrase_env)
     users = _usernames(usernames, username, session)
+    ci_user = current_ci_user(wd)
+    if ci_user and ci_user.lower() not in {u.lower() for u in users}:
+        users.append(ci_user)  # phase 3's least-privilege CI user: the user CI will log in as
     url = check_login_url(login_url) or without_userinfo(session.login_url).rstrip("/")
     signer = Signer(key, passphrase, passphrase_env)
     results = [_login_as(session, user, app_record, signer=signer, login_url=url, audience=audience,
