@@ -111,7 +111,8 @@ def _papermill_run(workdir: Path, runs: Path, org, params: dict) -> tuple[dict[s
     marks: list[tuple[str, int]] = []
 
     def progress(message: str) -> None:
-        if message.endswith(".ipynb") and "running" in message:
+        # a phase's calls run from its "running" line to the next; the up-front org check ("[check] …") is one too
+        if (message.endswith(".ipynb") and "running" in message) or message.startswith("[check]"):
             marks.append((message.split("]")[0].strip("["), len(org.call_log())))
 
     started = time.perf_counter()
