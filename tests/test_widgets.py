@@ -222,24 +222,3 @@ def test_verify_form_flags_a_login_url_that_is_not_salesforce_beside_the_field(a
     form.fields["login_url"].widget.value = "https://login.salesforce.con"
     assert "did you mean https://login.salesforce.com?" in _text(form.fields["login_url"].message.value)
     assert form.apply_button.disabled and org.call_log()[before:] == []
-
-
-def _notebook_defaults(name: str) -> dict:
-    """The parameters cell's defaults, read as papermill and the README read them."""
-    import ast
-
-    import papermill
-
-    notebook = Path(__file__).parent.parent / "notebooks" / name
-    return {k: ast.literal_eval(p["default"]) for k, p in papermill.inspect_notebook(str(notebook)).items()}
-
-
-@pytest.mark.parametrize(("make", "notebook", "form_only"), [
-    (verify_form, "04_verify.ipynb", set()),
-    (connected_app_form, "02_connected_app.ipynb", {"apply"}),  # Preview / Apply are the form's buttons
-], ids=["verify", "connected_app"])
-def test_form_has_every_notebook_parameter_with_the_notebooks_default(make, notebook, form_only, tmp_path):
-    defaults = {**_notebook_defaults(notebook), "workdir": str(tmp_path)}  # an empty work folder of its own
-    form = make(workdir=str(tmp_path))
-    assert set(form.fields) == set(defaults) - form_only
-    assert form.values() == {k: v for k, v in defaults.items() if k not in form_only}

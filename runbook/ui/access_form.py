@@ -1,9 +1,10 @@
-"""Phase 3's form: Manage → Edit Policies and Manage Profiles / Permission Sets; Apply converges."""
+"""Phase 3's form: Manage → Edit Policies and Manage Profiles / Permission Sets, and the CI user; Apply converges."""
 
 from __future__ import annotations
 
 from collections.abc import MutableMapping
 
+from runbook.ui.cards import Stacked
 from runbook.ui.fields import check_field, choice_field, list_field, org_field, text_field
 from runbook.ui.form import (
     Outcome,
@@ -20,15 +21,25 @@ _ACCESS_SPEC_NAMES = ("app_name", "permitted_users", "ip_relaxation", "refresh_t
                       "permission_sets", "create_permission_sets", "assign_users", "exclusive")
 
 
-def _access_spec(values: dict):
+def _access_spec(values: dict, permission_sets: list[str] | None = None):
     from runbook.access import build_access_spec
 
-    return build_access_spec(**{k: values[k] for k in _ACCESS_SPEC_NAMES}, workdir=values.get("workdir"))
+    spec = {k: values[k] for k in _ACCESS_SPEC_NAMES}
+    if permission_sets is not None:
+        spec["permission_sets"] = permission_sets
+    return build_access_spec(**spec, workdir=values.get("workdir"))
+
+
+def _check(values: dict) -> list[str]:
+    from runbook.access import check_ci_user
+
+    check_ci_user(values["ci_user"])
+    return list(_access_spec(values).warnings)
 
 
 @unless_batch("access")
 def access_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
-    """Phase 3's form: Manage → Edit Policies and Manage Profiles / Permission Sets; Apply converges."""
+    """Phase 3's form: the app's policies and pre-authorizations, and an optional least-privilege CI user."""
     from runbook.access import IP_RELAXATION
 
     p = start_values(ns, params, phase_defaults("access"))
@@ -48,30 +59,45 @@ def access_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
         check_field("create_permission_sets", "Create missing permission sets", p["create_permission_sets"]),
         list_field("assign_users", "Assign them to users", p["assign_users"], "usernames, comma-separated"),
         check_field("exclusive", "Remove pre-authorizations not listed", p["exclusive"]),
+        text_field("ci_user", "CI user (least privilege)", p["ci_user"],
+                   "a username to create or reuse for CI; empty: none"),
     ]
 
-    def plan(values: dict, step: Step):
-        from runbook.access import plan_access
+    def plan(values: dict, step: Step, *, apply: bool):
+        """The notebook's cells in order: the CI user (created only when applying), its set added, the plan."""
+        from runbook.access import ensure_ci_user, plan_access, with_ci_permission_set
 
-        spec = _access_spec(values)
         session = connect_org(values, step)
+        ci = None
+        if values["ci_user"]:
+            step(f"{'Creating or reusing' if apply else 'Reading'} the CI user {values['ci_user']}…")
+            ci = ensure_ci_user(session, ci_user=values["ci_user"], workdir=values["workdir"], apply=apply)
+        spec = _access_spec(values, with_ci_permission_set(values["permission_sets"], ci))
         step(f"Reading {spec.app_name}'s policies, profiles and permission sets…")
-        return session, spec, plan_access(session, spec)
+        return session, ci, spec, plan_access(session, spec)
+
+    def preview(values: dict, step: Step):
+        _session, ci, _spec, access_plan = plan(values, step, apply=False)
+        return Stacked([ci, access_plan])
 
     def apply(values: dict, step: Step) -> Outcome:
-        from runbook.access import apply_access_plan
+        from runbook.access import apply_access_plan, with_ci_permission_set
 
-        session, spec, access_plan = plan(values, step)
+        session, ci, spec, access_plan = plan(values, step, apply=True)
         step("Applying and reading back…")
         access = apply_access_plan(session, spec, access_plan, workdir=values["workdir"], apply=True)
         status = (f"Applied {len(access.changes)} change(s) to {spec.app_name}" if access.changes
                   else f"{spec.app_name} already has these policies and pre-authorizations: nothing changed")
-        names = {**values, "session": session, "access_spec": spec, "access_plan": access_plan, "access": access}
-        return Outcome(access, status, names, overview_of(values["workdir"], session), access_plan)
+        if ci is not None:
+            status += f"; CI user {ci.username}: " + ("; ".join(ci.created) or "already in place")
+        names = {**values, "permission_sets": with_ci_permission_set(values["permission_sets"], ci),
+                 "session": session, "ci": ci,
+                 "access_spec": spec, "access_plan": access_plan, "access": access}
+        return Outcome(Stacked([ci, access]), status, names, overview_of(values["workdir"], session), access_plan)
 
     return PhaseForm(
         phase="access", title="Phase 3 — Policies and access",
         intro="App Manager → the app → <b>Manage → Edit Policies</b> (Permitted Users, IP Relaxation, Refresh "
-              "Token Policy), then <b>Manage Profiles</b> / <b>Manage Permission Sets</b>.",
-        fields=fields, check=lambda v: list(_access_spec(v).warnings), preview=lambda v, step: plan(v, step)[2],
-        apply=apply, steps=3, ns=ns)
+              "Token Policy), then <b>Manage Profiles</b> / <b>Manage Permission Sets</b>. With a CI user: "
+              "<b>Users → New User</b> (Minimum Access - API Only Integrations) and its Dev Hub permission set.",
+        fields=fields, check=_check, preview=preview, apply=apply, steps=4, ns=ns)

@@ -3,6 +3,7 @@ bordered card a form puts its plan and result in."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from html import escape
 from typing import Any
 
@@ -37,3 +38,16 @@ def card(title: str, body: str) -> str:
     """``body`` in a bordered card under ``title`` (a form's plan and result)."""
     return (f"<div class='runbook-card' style='border:1px solid #d0d7de;border-radius:6px;padding:6px 10px;"
             f"margin:6px 0'><div style='font-weight:600;margin-bottom:4px'>{escape(title)}</div>{body}</div>")
+
+
+@dataclass
+class Stacked:
+    """Several results shown one under the other (phase 3's CI user above its plan or result); None is left out."""
+
+    parts: list[Any]
+
+    def _repr_html_(self) -> str:
+        return "".join(as_html(part) for part in self.parts if part is not None)
+
+    def __str__(self) -> str:
+        return "\n\n".join(str(part) for part in self.parts if part is not None)
