@@ -20,8 +20,9 @@ Choices where Salesforce's behaviour is not known are marked "unverified" in the
 """
 
 from runbook.localorg.faults import Fault, FaultPlan
-from runbook.localorg.org import LocalOrg, serve_forever
+from runbook.localorg.org import LocalOrg, serve_forever, served_org
 from runbook.localorg.seed import ADMIN_USERNAME, SEED_USERS, SeedUser
 from runbook.localorg.store import ApiCall
 
-__all__ = ["ADMIN_USERNAME", "SEED_USERS", "ApiCall", "Fault", "FaultPlan", "LocalOrg", "SeedUser", "serve_forever"]
+__all__ = ["ADMIN_USERNAME", "SEED_USERS", "ApiCall", "Fault", "FaultPlan", "LocalOrg", "SeedUser", "serve_forever",
+           "served_org"]

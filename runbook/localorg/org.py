@@ -219,14 +219,9 @@ class LocalOrg:
         self._server = self._thread = self._store = self._context = None
 
     def _refuse_if_served_elsewhere(self) -> None:
-        marker = self.state_dir / "org.json"
-        try:
-            info = json.loads(marker.read_text())
-            pid = int(info["pid"])
-        except (FileNotFoundError, ValueError, KeyError, TypeError):
-            return
-        if pid != os.getpid() and _process_alive(pid) and _listening(str(info.get("url", ""))):
-            raise RuntimeError(f"{self.state_dir} is already served by process {pid} at {info.get('url')}: "
+        info = served_org(self.state_dir)
+        if info is not None and int(info["pid"]) != os.getpid():
+            raise RuntimeError(f"{self.state_dir} is already served by process {info['pid']} at {info.get('url')}: "
                                "use that org, or stop it first")
 
     def _seeded(self, store: Store) -> str:
@@ -284,6 +279,19 @@ class LocalOrg:
             raise ValueError(f"setting {name!r} takes a {SETTINGS[name].__name__}, not {value!r}")
         if value not in SETTING_CHOICES.get(name, (value,)):
             raise ValueError(f"setting {name!r} takes one of {', '.join(SETTING_CHOICES[name])}, not {value!r}")
+
+
+def served_org(state_dir: Path) -> dict | None:
+    """The ``org.json`` of the org a live process serves from ``state_dir`` (this one included), else None.
+
+    A process check and a TCP connect, not an API call: the org's call log counts only what clients asked.
+    """
+    try:
+        info = json.loads((Path(state_dir) / "org.json").read_text())
+        pid = int(info["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return info if _process_alive(pid) and _listening(str(info.get("url", ""))) else None
 
 
 def _listening(url: str) -> bool:
