@@ -286,6 +286,22 @@ def test_whole_setup_through_the_forms_in_jupyterlab(lab, local_org, browser, sc
         assert f"Updated (2 change(s)) connected app Runbook_CI — consumer key {consumer_key}" in status
         expect(form.locator(".runbook-result")).to_contain_text(f"Consumer key{consumer_key}")
         nb.shot("02-connected-app-updated", form)
+        # Run All again: the parameters cell still has the old values and the cells below the form re-apply them;
+        # the form says so with both values, keeps what it applied in its fields, and gives the lines to paste.
+        nb.run_all()
+        notice = form.locator(".runbook-drift")
+        expect(notice).to_contain_text("contact_email: the form applied ci-team@example.com, the parameters cell "
+                                       "says admin@example.com")
+        nb.page.wait_for_function(RUN_ALL_FINISHED, timeout=60_000)
+        assert metadata.read(_session(org), "ConnectedApp", "Runbook_CI")["contactEmail"] == "admin@example.com"
+        nb.page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+        notice.locator("button.runbook-copy").click()
+        expect(notice.locator("button.runbook-copy")).to_have_text("Copied")
+        assert nb.page.evaluate("navigator.clipboard.readText()") == (
+            'contact_email = "ci-team@example.com"\ndescription = "Set up through the browser walkthrough"')
+        nb.shot("02-connected-app-run-all-after-apply", form)
+        state, status = nb.press(form, "apply")  # the fields still hold what the form applied
+        assert state == "done" and "Updated (2 change(s))" in status, status
     app = metadata.read(_session(org), "ConnectedApp", "Runbook_CI")
     assert app["contactEmail"] == "ci-team@example.com"
     assert app["description"] == "Set up through the browser walkthrough [managed by sf-connected-app-runbook]"

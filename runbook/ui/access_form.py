@@ -12,8 +12,7 @@ from runbook.ui.form import (
     Step,
     connect_org,
     overview_of,
-    phase_defaults,
-    start_values,
+    start_from,
     unless_batch,
 )
 
@@ -42,7 +41,8 @@ def access_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     """Phase 3's form: the app's policies and pre-authorizations, and an optional least-privilege CI user."""
     from runbook.access import IP_RELAXATION
 
-    p = start_values(ns, params, phase_defaults("access"))
+    start = start_from("access", ns, params)
+    p = start.values
     fields = [
         org_field(p["org"]),
         text_field("workdir", "Work folder", p["workdir"]),
@@ -100,4 +100,4 @@ def access_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
         intro="App Manager → the app → <b>Manage → Edit Policies</b> (Permitted Users, IP Relaxation, Refresh "
               "Token Policy), then <b>Manage Profiles</b> / <b>Manage Permission Sets</b>. With a CI user: "
               "<b>Users → New User</b> (Minimum Access - API Only Integrations) and its Dev Hub permission set.",
-        fields=fields, check=_check, preview=preview, apply=apply, steps=4, ns=ns)
+        fields=fields, check=_check, preview=preview, apply=apply, start=start, steps=4, ns=ns)

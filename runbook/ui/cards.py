@@ -51,3 +51,11 @@ class Stacked:
 
     def __str__(self) -> str:
         return "\n\n".join(str(part) for part in self.parts if part is not None)
+
+
+def copy_button(text: str) -> str:
+    """A Copy button that puts exactly ``text`` on the clipboard (the browser decodes the attribute back)."""
+    script = ("navigator.clipboard.writeText(this.dataset.copy).then(() => {this.textContent = 'Copied'}, "
+              "() => {this.textContent = 'Select and copy it: the browser refused'})")
+    return (f"<button type='button' class='runbook-copy' data-copy=\"{escape(text, quote=True)}\" "
+            f"onclick=\"{script}\" title='Copy to the clipboard' style='margin-left:6px'>Copy</button>")

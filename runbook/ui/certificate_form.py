@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from html import escape
 
 from runbook.ui.fields import check_field, choice_field, int_field, text_field
-from runbook.ui.form import Outcome, PhaseForm, Step, overview_of, phase_defaults, start_values, unless_batch
+from runbook.ui.form import Outcome, PhaseForm, Step, overview_of, start_from, unless_batch
 
 
 @dataclass
@@ -50,7 +50,8 @@ def certificate_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     """Phase 1's form: the key pair's location, size, validity and subject; Apply creates or checks it."""
     from runbook.certificate import KEY_SIZES, plan_certificate_request
 
-    p = start_values(ns, params, phase_defaults("certificate"))
+    start = start_from("certificate", ns, params)
+    p = start.values
     fields = [
         text_field("workdir", "Work folder", p["workdir"]),
         text_field("app_name", "App API name", p["app_name"]),
@@ -79,5 +80,5 @@ def certificate_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
         intro="The key pair the JWT login is signed with. Leave the paths empty to generate (or reuse) a pair in "
               "the work folder.",
         fields=fields, check=lambda v: plan_certificate_request(**v) and None,
-        preview=lambda v, _step: preview_certificate(**v), apply=apply, steps=1, ns=ns,
+        preview=lambda v, _step: preview_certificate(**v), apply=apply, start=start, steps=1, ns=ns,
         apply_label="Create or check the pair", local_preview=True)

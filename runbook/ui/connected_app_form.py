@@ -11,8 +11,7 @@ from runbook.ui.form import (
     Step,
     connect_org,
     overview_of,
-    phase_defaults,
-    start_values,
+    start_from,
     unless_batch,
 )
 
@@ -35,7 +34,8 @@ def connected_app_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     """Phase 2's form: App Manager → New Connected App, as fields; Apply creates or updates the app."""
     from runbook.connected_app import APP_KINDS, SCOPES
 
-    p = start_values(ns, params, phase_defaults("connected_app"))
+    start = start_from("connected_app", ns, params)
+    p = start.values
     fields = [
         org_field(p["org"]),
         text_field("workdir", "Work folder", p["workdir"]),
@@ -81,4 +81,4 @@ def connected_app_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
         intro="Setup → App Manager → New Connected App: name, contact email, <b>Enable OAuth Settings</b> with the "
               "callback URL and scopes, and <b>Use digital signatures</b> with phase 1's certificate.",
         fields=fields, check=lambda v: _app_spec(v) and None, preview=lambda v, step: plan(v, step)[2],
-        apply=apply, steps=3, ns=ns, apply_label="Apply")
+        apply=apply, start=start, steps=3, ns=ns, apply_label="Apply")

@@ -4,7 +4,8 @@ A phase module (``certificate_form``, ``connected_app_form``, ...) builds its fi
 parameters and hands this module the phase's own check, preview and apply functions, the ones the notebook's
 cells call, so a form and the cells agree. After an Apply, the values the form applied and its result
 (``app``, ``access``, ...) are written back into the namespace it was given, so cells run afterwards agree
-with what the form did.
+with what the form did. What it applied that the parameters cell does not say is also kept in the work
+folder, for the next time the form is shown (``runbook.ui.applied``: Run All runs the parameters cell first).
 
 In the kernels `runbook run` starts (``BATCH_ENV`` set) nobody can ever click a form, so a form function
 returns a ``FormPlaceholder`` (one line naming the form) and ipywidgets is never imported there.
@@ -23,6 +24,7 @@ from typing import Any
 
 from runbook.errors import InputError, RunbookError
 from runbook.run.env import BATCH_ENV
+from runbook.ui.applied import Drift, drift, notice_html, remember
 from runbook.ui.cards import CARD_STYLE, as_html, card
 from runbook.ui.fields import FAILED, FIELD_WIDTH, Field, w
 
@@ -47,14 +49,27 @@ class Outcome:
     reset: dict[str, Any] = field(default_factory=dict)  # field values to show after the Apply
 
 
+@dataclass
+class Start:
+    """Where a form starts: the parameters cell's values, and what the form last applied otherwise (``applied``)."""
+
+    cell: dict[str, Any]
+    drift: list[Drift]
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """What the fields show: the cell's values, with what the form applied where the cell says otherwise."""
+        return {**self.cell, **{d.name: d.applied for d in self.drift}}
+
+
 class PhaseForm:
     """A phase's form: fields with inline validation, Preview, Apply, progress, status and result."""
 
     def __init__(self, *, phase: str, title: str, intro: str, fields: list[Field],
                  check: Callable[[dict], Any], preview: Callable[[dict, Step], Any],
-                 apply: Callable[[dict, Step], Outcome], steps: int, ns: MutableMapping | None,
+                 apply: Callable[[dict, Step], Outcome], steps: int, ns: MutableMapping | None, start: Start,
                  apply_label: str = "Apply", local_preview: bool = False):
-        self.phase, self.fields = phase, {f.name: f for f in fields}
+        self.phase, self.fields, self._cell = phase, {f.name: f for f in fields}, start.cell
         self._check, self._preview, self._apply = check, preview, apply
         self._ns, self._local_preview, self._quiet = ns, local_preview, False
         self.runs = 0  # Preview/Apply runs so far, shown as data-run on the status line
@@ -66,10 +81,11 @@ class PhaseForm:
                                      tooltip="Carry out the plan", layout=w.Layout(width="auto"))
         self.progress = w.IntProgress(value=0, min=0, max=steps, bar_style="info",
                                       layout=w.Layout(width=FIELD_WIDTH, display="none"))
+        self.notice = w.HTML(notice_html(start.drift))  # the parameters cell differs from what was applied
         self.status = w.HTML()
         self.plan = w.HTML()
         self.result = w.HTML()
-        for name, widget in (("preview", self.preview_button), ("apply", self.apply_button),
+        for name, widget in (("notice", self.notice), ("preview", self.preview_button), ("apply", self.apply_button),
                              ("progress", self.progress), ("status", self.status), ("plan", self.plan),
                              ("result", self.result)):
             widget.add_class(f"runbook-{name}")
@@ -77,7 +93,7 @@ class PhaseForm:
         self.apply_button.on_click(lambda _b: self.apply())
         for f in fields:
             f.widget.observe(lambda _change: self._quiet or self.validate(), names="value")
-        self.box = w.VBox([self.header, *(f.row() for f in fields),
+        self.box = w.VBox([self.header, self.notice, *(f.row() for f in fields),
                            w.HBox([self.preview_button, self.apply_button]),
                            self.progress, self.status, self.plan, self.result],
                           layout=w.Layout(border="1px solid #d0d7de", padding="8px 12px", margin="4px 0"))
@@ -197,7 +213,16 @@ class PhaseForm:
         self.result.value = card("Result", as_html(outcome.result)) + overview
         if self._ns is not None:
             self._ns.update(outcome.names)
+        self._remember({**values, **outcome.reset})
         return outcome
+
+    def _remember(self, applied: dict[str, Any]) -> None:
+        """Record what differs from the parameters cell, for the next showing (Run All reverts the kernel's)."""
+        try:
+            remember(self.phase, applied, self._cell)
+        except OSError as exc:  # the phase is applied: a record that cannot be written must not hide it
+            log.warning("the %s form could not record what it applied: %s", self.phase, exc)
+        self.notice.value = notice_html(drift(self.phase, self._cell))
 
     def _repr_mimebundle_(self, **kwargs) -> dict:
         bundle = self.box._repr_mimebundle_(**kwargs)
@@ -245,8 +270,14 @@ def phase_defaults(phase: str) -> dict[str, Any]:
     return {name: p.default for name, p in phase_parameters(phase_named(phase)).items()}
 
 
-def start_values(ns: MutableMapping | None, overrides: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """The form's starting values: defaults, then the notebook's variables, then explicit keyword arguments."""
+def start_from(phase: str, ns: MutableMapping | None, overrides: dict[str, Any]) -> Start:
+    """A form's start: the parameters cell's values (``cell_values``) and what the form last applied otherwise."""
+    cell = cell_values(ns, overrides, phase_defaults(phase))
+    return Start(cell, drift(phase, cell))
+
+
+def cell_values(ns: MutableMapping | None, overrides: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The parameters as the cell left them: its defaults, the notebook's variables, then keyword arguments."""
     unknown = set(overrides) - set(defaults)
     if unknown:
         name = sorted(unknown)[0]

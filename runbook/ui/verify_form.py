@@ -15,8 +15,7 @@ from runbook.ui.form import (
     Step,
     connect_org,
     overview_of,
-    phase_defaults,
-    start_values,
+    start_from,
     unless_batch,
 )
 
@@ -64,7 +63,8 @@ def preview_verify(*, workdir: str, username: str = "", usernames: list[str] | s
 @unless_batch("verify")
 def verify_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     """Phase 4's form: who logs in, where; Apply does a real JWT bearer exchange and shows the hand-off."""
-    p = start_values(ns, params, phase_defaults("verify"))
+    start = start_from("verify", ns, params)
+    p = start.values
     fields = [
         org_field(p["org"]),
         text_field("workdir", "Work folder", p["workdir"]),
@@ -116,4 +116,4 @@ def verify_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
         intro="What <code>sf org login jwt</code> would do: sign a JWT with phase 1's key and exchange it for a "
               "token as each user.",
         fields=fields, check=lambda v: preview_verify(**v) and None, preview=lambda v, _step: preview_verify(**v),
-        apply=apply, steps=4, ns=ns, apply_label="Log in with JWT", local_preview=True)
+        apply=apply, start=start, steps=4, ns=ns, apply_label="Log in with JWT", local_preview=True)
