@@ -143,6 +143,8 @@ class AppResult:
         return asdict(self)
 
     def _repr_html_(self) -> str:
+        from runbook.ui.cards import copy_button  # display code only: the domain module does not import the UI
+
         rows = [("App", f"{self.label} ({self.full_name})"), ("Kind", self.app_kind),
                 ("Consumer key", self.consumer_key or "(dry run: not created)"),
                 ("Callback URL", self.callback_url), ("Scopes", ", ".join(self.scopes)),
@@ -152,8 +154,9 @@ class AppResult:
                  if "web" in self.flows else "(not used)"),
                 ("Action", self.action + ("" if self.applied else " (dry run)")),
                 *(("Warning", w) for w in self.warnings)]
-        body = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td>{escape(v)}</td></tr>"
-                       for k, v in rows)
+        copy = {"Consumer key": self.consumer_key}  # the exact text, only once the org made one
+        body = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td>{escape(v)}"
+                       f"{copy_button(copy[k]) if copy.get(k) else ''}</td></tr>" for k, v in rows)
         return f"<table>{body}</table>"
 
 

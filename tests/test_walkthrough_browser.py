@@ -302,6 +302,10 @@ def test_whole_setup_through_the_forms_in_jupyterlab(lab, local_org, browser, sc
         nb.shot("02-connected-app-run-all-after-apply", form)
         state, status = nb.press(form, "apply")  # the fields still hold what the form applied
         assert state == "done" and "Updated (2 change(s))" in status, status
+        result = form.locator(".runbook-result")
+        result.locator("button.runbook-copy").click()  # the one beside the consumer key
+        assert nb.page.evaluate("navigator.clipboard.readText()") == consumer_key
+        expect(result.locator("a.runbook-link")).to_have_text("View in Setup")
     app = metadata.read(_session(org), "ConnectedApp", "Runbook_CI")
     assert app["contactEmail"] == "ci-team@example.com"
     assert app["description"] == "Set up through the browser walkthrough [managed by sf-connected-app-runbook]"
@@ -355,6 +359,9 @@ def test_whole_setup_through_the_forms_in_jupyterlab(lab, local_org, browser, sc
         result = form.locator(".runbook-result")
         expect(result).to_contain_text(f"Consumer key{consumer_key}")
         expect(result).to_contain_text(f"sf org login jwt --client-id {consumer_key}")
+        nb.page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+        result.locator("tr", has_text="Log in with the CLI").locator("button.runbook-copy").click()
+        assert nb.page.evaluate("navigator.clipboard.readText()") == _record(workdir, "verify")["sf_command"]
         expect(form.locator(".runbook-phase[data-state=done]")).to_have_count(4)
         nb.shot("04-verify-handoff", form)
     assert _record(workdir, "verify")["logins"][0]["username"] == ADMIN_USERNAME

@@ -93,8 +93,8 @@ def notice_html(drifts: list[Drift]) -> str:
     items = "".join(f"<li>{escape(d.sentence())}</li>" for d in drifts)
     lines = "\n".join(d.line() for d in drifts)
     return ("<div class='runbook-drift' style='border:1px solid #d4a72c;background:#fff8c5;border-radius:6px;"
-            "padding:6px 10px;margin:4px 0'><b>⚠ The parameters cell says otherwise than what this form "
-            f"applied</b><ul style='margin:4px 0'>{items}</ul>Run All runs the parameters cell first, and the "
+            "padding:6px 10px;margin:4px 0'><b>⚠ This form applied values the parameters cell does not have"
+            f"</b><ul style='margin:4px 0'>{items}</ul>Run All runs the parameters cell first, and the "
             "cells below this form then use its values. The fields below hold what the form applied; to keep "
             "it, paste these lines at the end of the parameters cell (a kernel cannot edit a notebook's cells):"
             f"<pre class='runbook-drift-lines' style='margin:4px 0'>{escape(lines)}</pre>{copy_button(lines)}</div>")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 
+from runbook.ui.cards import Link
 from runbook.ui.fields import area_field, check_field, choice_field, multi_field, org_field, port_field, text_field
 from runbook.ui.form import (
     Outcome,
@@ -14,6 +15,19 @@ from runbook.ui.form import (
     start_from,
     unless_batch,
 )
+
+# [U] Setup's pages for each kind, as the runbook's brief gives them (the reference notes have no Setup URLs):
+# App Manager lists connected apps, External Client App Manager the external client apps.
+SETUP_PAGES = {"connected_app": ("App Manager", "/lightning/setup/NavigationMenus/home"),
+               "external_client_app": ("External Client App Manager",
+                                       "/lightning/setup/ManageExternalClientApplication/home")}
+
+
+def setup_link(instance_url: str, app_kind: str, *, local: bool = False) -> Link:
+    """The "View in Setup" link for an app of ``app_kind``: the Setup page that lists apps of that kind."""
+    page, path = SETUP_PAGES[app_kind]
+    note = f"({page}; the local org has no Setup pages: on a real org this opens it)" if local else f"({page})"
+    return Link("View in Setup", instance_url.rstrip("/") + path, note)
 
 
 def _app_spec(values: dict):
@@ -32,7 +46,8 @@ def _app_spec(values: dict):
 @unless_batch("connected_app")
 def connected_app_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     """Phase 2's form: App Manager → New Connected App, as fields; Apply creates or updates the app."""
-    from runbook.connected_app import APP_KINDS, SCOPES
+    from runbook.connected_app import APP_KINDS
+    from runbook.ui.scopes import scope_options
 
     start = start_from("connected_app", ns, params)
     p = start.values
@@ -45,7 +60,7 @@ def connected_app_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
         text_field("contact_email", "Contact Email", p["contact_email"]),
         area_field("description", "Description", p["description"]),
         port_field("callback_port", "Callback URL port", p["callback_port"]),
-        multi_field("scopes", "Selected OAuth Scopes", p["scopes"], list(SCOPES)),
+        multi_field("scopes", "Selected OAuth Scopes", p["scopes"], scope_options()),
         text_field("cert_path", "Digital signature cert", p["cert_path"], "empty: phase 1's certificate"),
         multi_field("flows", "OAuth flows", p["flows"], ["jwt", "web"]),
         choice_field("app_kind", "App kind", p["app_kind"], list(APP_KINDS)),
@@ -74,7 +89,8 @@ def connected_app_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
                 "none": "Up to date, nothing changed:"}[app_plan.action]
         status = f"{what} connected app {app.full_name} — consumer key {app.consumer_key}"
         names = {**values, "session": session, "spec": spec, "plan": app_plan, "app": app}
-        return Outcome(app, status, names, overview_of(values["workdir"], session), app_plan)
+        return Outcome(app, status, names, overview_of(values["workdir"], session), app_plan,
+                       links=[setup_link(session.instance_url, app.app_kind, local=session.is_local)])
 
     return PhaseForm(
         phase="connected_app", title="Phase 2 — The connected app",

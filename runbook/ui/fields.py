@@ -73,11 +73,16 @@ def int_field(name: str, label: str, value: int) -> Field:
     return _field(name, w.IntText(value=int(value), description=label))
 
 
+def _with_values(options: list, values: list) -> list[tuple[str, Any]]:
+    """``options`` as (label, value) pairs, plus each of ``values`` they lack (a parameter the form does not list
+    stays selectable, and validation speaks). Pairs throughout: ipywidgets takes a mixed list as values only."""
+    pairs = [o if isinstance(o, tuple) else (str(o), o) for o in options]
+    listed = [v for _label, v in pairs]
+    return [*pairs, *((str(v), v) for v in dict.fromkeys(values) if v not in listed)]
+
+
 def choice_field(name: str, label: str, value: Any, options: list) -> Field:
-    values = [o[1] if isinstance(o, tuple) else o for o in options]
-    if value not in values:  # a parameter the form does not list: keep it selectable, validation speaks
-        options = [*options, value]
-    return _field(name, w.Dropdown(options=options, value=value, description=label))
+    return _field(name, w.Dropdown(options=_with_values(options, [value]), value=value, description=label))
 
 
 def check_field(name: str, label: str, value: bool) -> Field:
@@ -96,9 +101,10 @@ def list_field(name: str, label: str, value, placeholder: str = "comma-separated
                   lambda text: [part.strip() for part in text.split(",") if part.strip()])
 
 
-def multi_field(name: str, label: str, value, options: list[str]) -> Field:
+def multi_field(name: str, label: str, value, options: list) -> Field:
+    """A list parameter chosen from ``options`` (values, or (label, value) pairs)."""
     chosen = [value] if isinstance(value, str) else list(value or ())
-    options = list(dict.fromkeys([*options, *chosen]))
+    options = _with_values(options, chosen)
     widget = w.SelectMultiple(options=options, value=tuple(chosen), description=label, rows=min(6, len(options)))
     return _field(name, widget, list)
 

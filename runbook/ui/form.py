@@ -25,7 +25,7 @@ from typing import Any
 from runbook.errors import InputError, RunbookError
 from runbook.run.env import BATCH_ENV
 from runbook.ui.applied import Drift, drift, notice_html, remember
-from runbook.ui.cards import CARD_STYLE, as_html, card
+from runbook.ui.cards import CARD_STYLE, Link, as_html, card
 from runbook.ui.fields import FAILED, FIELD_WIDTH, Field, w
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ class Outcome:
     overview: Any = None
     plan: Any = None  # the plan that was applied, shown in place of the preview
     reset: dict[str, Any] = field(default_factory=dict)  # field values to show after the Apply
+    links: list[Link] = field(default_factory=list)  # shown under the result ("View in Setup")
 
 
 @dataclass
@@ -210,7 +211,8 @@ class PhaseForm:
             self.plan.value = card("Applied plan", as_html(outcome.plan))
         self._set_status(f"✓ {outcome.status}", "done")
         overview = as_html(outcome.overview) if outcome.overview is not None else ""
-        self.result.value = card("Result", as_html(outcome.result)) + overview
+        links = "".join(as_html(link) for link in outcome.links)
+        self.result.value = card("Result", as_html(outcome.result) + links) + overview
         if self._ns is not None:
             self._ns.update(outcome.names)
         self._remember({**values, **outcome.reset})
