@@ -120,6 +120,14 @@ def test_forms_set_up_the_app_and_write_back_into_the_notebook(applied):
     assert metadata.read(session, "ConnectedApp", "Runbook_CI")["oauthConfig"]["consumerKey"] == consumer_key
 
 
+def test_verify_form_shows_the_scratch_org_proof_on_the_hand_off_card_as_the_notebook_does(applied):
+    _workdir, _org, spaces, forms = applied
+    verify_ns = spaces[3]
+    assert verify_ns["proof"].ran  # "auto": the local org
+    assert verify_ns["handoff"].scratch_org_proof.startswith(verify_ns["proof"].summary())
+    assert f"Scratch org proof{verify_ns['handoff'].scratch_org_proof}" in _text(forms[3].result.value)
+
+
 def test_second_apply_changes_nothing(applied):
     workdir, org, _spaces, _forms = applied
     before = len(org.call_log())

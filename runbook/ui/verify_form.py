@@ -104,11 +104,12 @@ def verify_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
                                   consumer_secret_file=values["consumer_secret_file"],
                                   timeout=values["web_flow_timeout"])
         step("Scratch-org proof…")
-        scratch_proof.prove_scratch_org(session, handoff, workdir=values["workdir"],
-                                        mode=values["prove_scratch_org"])
+        proof = scratch_proof.prove_scratch_org(session, handoff, workdir=values["workdir"],
+                                                mode=values["prove_scratch_org"])
+        handoff = handoff.with_scratch_proof(proof)  # as the notebook's cell: the hand-off card shows it
         users = ", ".join(lr.username for lr in handoff.logins)
         status = f"JWT login as {users} works — consumer key {handoff.consumer_key}"
-        return Outcome(handoff, status, {**values, "session": session, "handoff": handoff},
+        return Outcome(handoff, status, {**values, "session": session, "handoff": handoff, "proof": proof},
                        overview_of(values["workdir"], session))
 
     return PhaseForm(
