@@ -3,16 +3,18 @@
 It speaks the wire formats the runbook, simple-salesforce and the Salesforce CLI use: the OAuth JWT
 bearer token endpoint (signatures verified against the app's certificate), identity and userinfo,
 partner SOAP ``login``, the Metadata API (CRUD, list, file deploy and retrieve for ConnectedApp, the
-External Client App types and ExternalClientAppSettings), the REST data API (SOQL query, sObject
-describe/create/read/delete, Users among the creates, Composite), the Tooling API's query, and Connect
-REST's OAuth credentials.
+External Client App types, ExternalClientAppSettings and the other Settings types), the REST data API
+(SOQL query, sObject describe/create/read/delete, Users among the creates, Composite), the Tooling API's
+query, and Connect REST's OAuth credentials.
 As a Dev Hub it signs up scratch orgs (ScratchOrgInfo, ActiveScratchOrg, ``/limits``): each one a second
-local org, which the CLI logs in to with the Dev Hub app's JWT or the signup's AuthCode.
+local org, which the CLI logs in to with the Dev Hub app's JWT or the signup's AuthCode, and to which it
+deploys a scratch definition's ``settings``.
 
 Modules, each with one job: ``org`` (LocalOrg: state folder, lifecycle), ``server`` (routing, call
 log, TLS server), ``oauth``, ``soap`` (+ ``soapxml``, ``deploy``), ``rest`` (+ ``records``, ``soql``, ``composite``,
 ``tooling``, ``connect_rest``), ``metadata`` (+ ``components``, ``connected_apps``, ``external_client_apps``,
-``org_settings``), ``store`` (the only SQL), ``schema`` (sObjects), ``seed``, ``ids``, ``credentials``, ``tls``;
+``org_settings``, ``settings``: the other Settings types, from the WSDL), ``store`` (the only SQL), ``schema``
+(sObjects), ``seed``, ``ids``, ``credentials``, ``tls``;
 the Dev Hub: ``dev_hub`` (its REST resources), ``signup`` (a signup's checks, outcome and new org), ``scratch``
 (the scratch orgs' lifecycle), ``limits`` (allocations, ``/limits``), ``permissions`` (object permissions).
 

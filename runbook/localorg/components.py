@@ -74,6 +74,9 @@ class MetadataType:
     # For components that are not stored as such (settings): the one with a name, and all of them.
     lookup: Callable[[Store, str], Component | None] | None = None
     listing: Callable[[Store], list[Component]] | None = None
+    # For types whose fields are checked against the WSDL (settings): (component, the elements' namespace) ->
+    # the first problem, as Salesforce's parser words it, or None.
+    check: Callable[[Node, str], str | None] | None = None
 
     @property
     def manifest(self) -> str:

@@ -14,7 +14,9 @@ OAuth settings, and policies last [O: Salesforce refuses global OAuth settings w
 settings, and satellites whose app does not exist]. Folders and suffixes are source-deploy-retrieve's
 [V metadataRegistry.json]: externalClientApps/*.eca, extlClntAppOauthSettings/*.ecaOauth,
 extlClntAppGlobalOauthSets/*.ecaGlblOauth, extlClntAppOauthPolicies/*.ecaOauthPlcy,
-extlClntAppPolicies/*.ecaPlcy, settings/ExternalClientApp.settings (package.xml type ``Settings``).
+extlClntAppPolicies/*.ecaPlcy, settings/ExternalClientApp.settings (package.xml type ``Settings``), and
+settings/<X>.settings for every other settings type, checked against the Metadata WSDL (``settings``): a scratch
+org definition's ``settings``, as the Salesforce CLI deploys them to a new scratch org.
 Deploys are declarative: a component's file replaces it, so a global OAuth settings file without
 ``<certificate>`` clears the certificate and JWT logins then fail "invalid assertion" [V systemprompt].
 What the org generates (an app's OAuth policies, see ``external_client_apps``) is made after every
@@ -55,6 +57,7 @@ from runbook.localorg.soapxml import (
     leaf,
     local,
     metadata_file,
+    namespace,
     parse_xml,
     to_node,
 )
@@ -78,10 +81,12 @@ class Started:
 
 @dataclass(frozen=True)
 class _File:
-    type_name: str
+    type_name: str  # "" for a settings file of no settings type
     full_name: str
     path: str
     data: bytes
+    manifest: str  # the type's name in package.xml ("Settings" for every settings type)
+    zip_path: str  # ``path`` with the package's folder: the DeployMessage's fileName [O forcedotcom/cli#1826]
 
 
 def _options(operation: Element) -> dict[str, bool]:
@@ -123,20 +128,36 @@ def _package(files: dict[str, bytes]) -> tuple[str, dict[str, set[str]]]:
 
 
 def _components(files: dict[str, bytes], root: str, members: dict[str, set[str]]) -> list[_File]:
-    """The component files package.xml lists, in deploy order (see the module docstring)."""
+    """The component files package.xml lists, in deploy order (see the module docstring).
+
+    A settings file's type is its name's ("settings/LightningExperience.settings": LightningExperienceSettings);
+    one listed that names no settings type is kept with no type, to fail as Salesforce fails it (``settings``).
+    """
     found = []
     for path, data in files.items():
         relative = posixpath.relpath(path, root) if root else path
         folder, _, file_name = relative.partition("/")
-        metadata_type = metadata.TYPE_BY_FOLDER.get(folder)
-        if metadata_type is None or not file_name.endswith("." + metadata_type.suffix) or "/" in file_name:
+        is_settings = folder == metadata.SETTINGS_FOLDER
+        metadata_type = None if is_settings else metadata.TYPE_BY_FOLDER.get(folder)
+        suffix = metadata.SETTINGS_FOLDER if is_settings else metadata_type.suffix if metadata_type else ""
+        if not suffix or not file_name.endswith("." + suffix) or "/" in file_name:
             continue
-        full_name = file_name[: -len(metadata_type.suffix) - 1]
-        listed = members.get(metadata_type.manifest, set())
-        if metadata.manifest_type(metadata_type.manifest, full_name) is metadata_type and (
-                full_name in listed or "*" in listed):
-            found.append(_File(metadata_type.name, full_name, relative, data))
-    return sorted(found, key=lambda f: (metadata.TYPES[f.type_name].rank, f.path))
+        full_name = file_name[: -len(suffix) - 1]
+        manifest = metadata.SETTINGS if is_settings else metadata_type.manifest
+        listed = members.get(manifest, set())
+        if is_settings:
+            metadata_type = metadata.manifest_type(manifest, full_name)
+        elif metadata.manifest_type(manifest, full_name) is not metadata_type:
+            continue
+        if full_name in listed or "*" in listed:
+            found.append(_File(metadata_type.name if metadata_type else "", full_name, relative, data, manifest,
+                               path))
+    return sorted(found, key=lambda f: (_rank(f.type_name), f.path))
+
+
+def _rank(type_name: str) -> int:
+    metadata_type = metadata.type_named(type_name) if type_name else None
+    return metadata_type.rank if metadata_type else 0
 
 
 def _message(type_name: str, full_name: str, file_name: str, *, success: bool, created: bool = False,
@@ -150,8 +171,10 @@ def _message(type_name: str, full_name: str, file_name: str, *, success: bool, c
 def _deploy_file(ctx: OrgContext, file: _File) -> dict[str, Any]:
     """Upsert one component file; its DeployMessage."""
     def failed(problem: str) -> dict[str, Any]:
-        return _message(file.type_name, file.full_name, file.path, success=False, problem=problem)
+        return _message(file.type_name, file.full_name, file.zip_path, success=False, problem=problem)
 
+    if not file.type_name:  # [O] sfdx-core#519 (see ``settings``)
+        return failed(f"{file.path} is not a valid metadata object. Check the name and casing of the file.")
     try:
         root = parse_xml(file.data)
     except SoapFault as fault:
@@ -159,16 +182,20 @@ def _deploy_file(ctx: OrgContext, file: _File) -> dict[str, Any]:
     if local(root.tag) != file.type_name:
         return failed(f"Expected a {file.type_name} root element, found {local(root.tag)}")
     definition = to_node(root)
+    check = metadata.type_named(file.type_name).check
+    problem = check(definition, namespace(root.tag)) if check else None
+    if problem:  # [O] forcedotcom/cli#498 (see ``settings``)
+        return failed(f"Error parsing file: {problem}")
     definition["fullName"] = [file.full_name]
     outcome = metadata.save(ctx.store, file.type_name, definition, "upsert")
     if not outcome.success:
         return failed("; ".join(p.message for p in outcome.problems))
-    return _message(file.type_name, file.full_name, file.path, success=True, created=outcome.created)
+    return _message(file.type_name, file.full_name, file.zip_path, success=True, created=outcome.created)
 
 
 def _missing(members: dict[str, set[str]], found: list[_File]) -> list[dict[str, Any]]:
     """Salesforce's failure for a package.xml member that has no file in the zip."""
-    present = {(metadata.TYPES[f.type_name].manifest, f.full_name) for f in found}
+    present = {(f.manifest, f.full_name) for f in found}
     out = []
     for type_name, names in members.items():
         for name in sorted(names - {"*"}):
@@ -347,7 +374,7 @@ def _package_xml(components: list[Component], version: str) -> bytes:
     """The package.xml of the zip: the members retrieved, by name, per type."""
     types: dict[str, list[str]] = {}
     for component in components:
-        types.setdefault(metadata.TYPES[component.type].manifest, []).append(component.full_name)
+        types.setdefault(metadata.type_named(component.type).manifest, []).append(component.full_name)
     return metadata_file("Package", {"types": [{"members": names, "name": [type_name]}
                                                for type_name, names in sorted(types.items())],
                                      "version": [version] if version else []})
@@ -382,7 +409,7 @@ def _files(ctx: OrgContext, components: list[Component], folder: str, version: s
     """The zip's files: package.xml and one file per component, as readMetadata would answer it."""
     files = {f"{folder}package.xml": _package_xml(components, version)}
     for component in components:
-        metadata_type = metadata.TYPES[component.type]
+        metadata_type = metadata.type_named(component.type)
         node = metadata_type.read(ctx.store, component)
         files[folder + metadata_type.file_name(component.full_name)] = metadata_file(component.type, node)
     return files

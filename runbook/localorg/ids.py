@@ -30,6 +30,7 @@ KEY_PREFIXES: dict[str, str] = {
     "ActiveScratchOrg": "2AS",
     "ObjectPermissions": "110",
     "SandboxProcess": "0GR",
+    "SourceMember": "0MZ",  # [U]
     "DeployRequest": "0Af",
 }
 SOBJECT_BY_PREFIX = {prefix: name for name, prefix in KEY_PREFIXES.items()}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbook.localorg import connected_apps, external_client_apps, org_settings
+from runbook.localorg import connected_apps, external_client_apps, org_settings, settings
 from runbook.localorg.components import (
     MetadataType,
     OAuthApp,
@@ -29,12 +29,18 @@ TYPES: dict[str, MetadataType] = {t.name: t for t in (
     connected_apps.CONNECTED_APP, *external_client_apps.TYPES, org_settings.EXTERNAL_CLIENT_APP_SETTINGS)}
 TYPE_BY_FOLDER = {t.folder: t for t in TYPES.values()}
 SETTINGS = "Settings"  # package.xml's type for every settings component: members name them ("ExternalClientApp")
+SETTINGS_FOLDER = "settings"
+
+
+def type_named(type_name: str) -> MetadataType | None:
+    """The emulated metadata type called ``type_name``: the ones above, or a settings type (``settings``)."""
+    return TYPES.get(type_name) or settings.metadata_type(type_name)
 
 
 def manifest_type(type_name: str, member: str = "") -> MetadataType | None:
     """The type a package.xml ``<types>`` entry means: settings by member ("Settings" + "ExternalClientApp")."""
     if type_name == SETTINGS:
-        return TYPES.get(member + SETTINGS) if member and member != "*" else None
+        return type_named(member + SETTINGS) if member and member != "*" else None
     found = TYPES.get(type_name)
     return found if found is not None and not found.manifest_name else None
 
@@ -42,7 +48,8 @@ def manifest_type(type_name: str, member: str = "") -> MetadataType | None:
 def manifest_types(type_name: str) -> list[MetadataType]:
     """Every emulated type a package.xml ``<types>`` name covers (all the settings types for "Settings")."""
     if type_name == SETTINGS:
-        return [t for t in TYPES.values() if t.manifest_name == SETTINGS]
+        generic = [settings.metadata_type(name) for name in settings.names()]
+        return [t for t in TYPES.values() if t.manifest_name == SETTINGS] + [t for t in generic if t]
     found = manifest_type(type_name)
     return [found] if found else []
 
@@ -73,7 +80,7 @@ def save(store: Store, type_name: str, definition: Node, mode: str) -> SaveOutco
 
 
 def _save(store: Store, type_name: str, full_name: str, definition: Node, mode: str) -> bool:
-    metadata_type = TYPES.get(type_name)
+    metadata_type = type_named(type_name)
     if metadata_type is None:
         raise _unknown_type(type_name)
     if not full_name:
@@ -101,7 +108,7 @@ def _save(store: Store, type_name: str, full_name: str, definition: Node, mode: 
 def delete(store: Store, type_name: str, full_name: str) -> SaveOutcome:
     try:
         with store.transaction():
-            metadata_type = TYPES.get(type_name)
+            metadata_type = type_named(type_name)
             if metadata_type is None:
                 raise _unknown_type(type_name)
             current = metadata_type.current(store, full_name)
@@ -120,7 +127,7 @@ def read(store: Store, type_name: str, full_name: str) -> Node | None:
     with no fields (``<records xsi:type="ConnectedApp"/>``), which is what jsforce users report seeing
     [O]; an empty ``<result/>`` would make simple-salesforce's ``read`` fail with a TypeError [V].
     """
-    metadata_type = TYPES.get(type_name)
+    metadata_type = type_named(type_name)
     current = metadata_type.current(store, full_name) if metadata_type else None
     return metadata_type.read(store, current) if metadata_type and current else None
 
@@ -143,7 +150,7 @@ def after_saves(store: Store, saved: list[tuple[str, str]]) -> list[tuple[str, s
 
 def file_properties(component: Component, admin: dict[str, Any], folder: str = "") -> dict[str, str]:
     """The FileProperties of ``component`` (listMetadata, retrieve); ``folder`` prefixes its fileName."""
-    file_name = folder + TYPES[component.type].file_name(component.full_name)
+    file_name = folder + type_named(component.type).file_name(component.full_name)
     return {"createdById": admin["Id"], "createdByName": admin["Name"], "createdDate": component.created_date,
             "fileName": file_name, "fullName": component.full_name, "id": component.sobject_id or "",
             "lastModifiedById": admin["Id"], "lastModifiedByName": admin["Name"],
@@ -153,9 +160,8 @@ def file_properties(component: Component, admin: dict[str, Any], folder: str = "
 
 def list_components(store: Store, type_name: str, admin: dict[str, Any]) -> list[dict[str, str]]:
     """FileProperties for every component of ``type_name`` (listMetadata)."""
-    if type_name not in TYPES:
-        return []
-    return [file_properties(c, admin) for c in TYPES[type_name].all(store)]
+    metadata_type = type_named(type_name)
+    return [file_properties(c, admin) for c in metadata_type.all(store)] if metadata_type else []
 
 
 def oauth_app_for_key(store: Store, consumer_key: str) -> OAuthApp | None:

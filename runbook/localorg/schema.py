@@ -170,6 +170,14 @@ SOBJECTS: dict[str, SObject] = {o.name: o for o in (
         _permission("PermissionsDelete"), _permission("PermissionsViewAllRecords"),
         _permission("PermissionsModifyAllRecords"), Field("SystemModstamp", DATETIME, nillable=False),
         *_audit()), createable=True, deletable=True),
+    # [D] Tooling API SourceMember: source tracking's changed components. [V sfdx-core updateRevisionCounterToZero]
+    # after a settings deploy the CLI asks "SELECT Id FROM SourceMember WHERE RevisionCounter > 0" and fails the
+    # create if the query fails; [U] a deploy here tracks nothing, so it is always empty (no update follows).
+    SObject("SourceMember", "Source Member", (
+        Field("Id", ID, nillable=False), Field("MemberName"), Field("MemberType"), Field("MemberIdOrName"),
+        Field("ChangedBy"), Field("IsNameObsolete", BOOLEAN, nillable=False),
+        Field("IsNewMember", BOOLEAN, nillable=False), Field("RevisionCounter", INT), Field("RevisionNum", INT),
+        *_audit()), data_queryable=False),
     # A Tooling API object; the CLI asks for it when it cannot tell a Dev Hub from a sandbox. Always empty.
     SObject("SandboxProcess", "Sandbox Process", (
         Field("Id", ID, nillable=False), Field("Status", PICKLIST), Field("SandboxName"),

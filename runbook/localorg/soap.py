@@ -38,6 +38,7 @@ from runbook.localorg.soapxml import (
     envelope,
     fault_body,
     leaf,
+    namespace,
     node_xml,
     parse_envelope,
     to_node,
@@ -204,8 +205,21 @@ def _result(outcome: SaveOutcome, *, upsert: bool = False) -> str:
             f"{leaf('success', outcome.success)}</result>")
 
 
+def _check_fields(operation: Element) -> None:
+    """A component whose type checks its fields (settings) and has one it does not know fails the whole call,
+    as a request the parser cannot read [U: a soapenv:Client fault with the deploy's text, see ``settings``]."""
+    for element in children(operation, "metadata"):
+        found = metadata.type_named(xsi_type(element))
+        first = next(iter(element), None)
+        problem = found.check(to_node(element), namespace(first.tag if first is not None else element.tag)) \
+            if found is not None and found.check else None
+        if problem:
+            raise SoapFault("soapenv:Client", problem)
+
+
 def _save(mode: str):
     def handle(ctx: OrgContext, operation: Element) -> str:
+        _check_fields(operation)
         results, saved = [], []
         for element in children(operation, "metadata"):
             type_name = xsi_type(element)

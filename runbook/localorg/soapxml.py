@@ -63,6 +63,11 @@ def local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
+def namespace(tag: str) -> str:
+    """The namespace of an element's ``tag`` ("" for none)."""
+    return tag[1:].split("}", 1)[0] if tag.startswith("{") else ""
+
+
 def children(element: Element | None, name: str) -> list[Element]:
     return [c for c in (element if element is not None else []) if local(c.tag) == name]
 
