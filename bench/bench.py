@@ -81,7 +81,7 @@ def _floor_run(workdir: Path, callback_port: int) -> dict[str, float]:
     from runbook.access import apply_access_plan, build_access_spec, plan_access
     from runbook.certificate import ensure_certificate
     from runbook.connected_app import apply_connected_app, build_spec, plan_connected_app
-    from runbook.org import connect
+    from runbook.salesforce import connect
     from runbook.verify import verify_setup
 
     times = {}
@@ -128,8 +128,8 @@ def _papermill_run(workdir: Path, runs: Path, org, params: dict) -> tuple[dict[s
 
 
 def bench_runbook() -> None:
-    from runbook.org import start_local_org, stop_local_orgs
     from runbook.ports import free_port
+    from runbook.salesforce import start_local_org, stop_local_orgs
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -421,7 +421,7 @@ def bench_jwt_vs_cli() -> None:
         print("skipped: the Salesforce CLI is not installed (not on PATH, not in .tools/; `make interop` gets it)")
         return
     from runbook.batch import run_runbook
-    from runbook.org import start_local_org, stop_local_orgs
+    from runbook.salesforce import start_local_org, stop_local_orgs
     from runbook.verify import jwt_login
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -467,7 +467,7 @@ def bench_propagation() -> None:
     org's first 200 answer to a token request), and the lag between the two.
     """
     from runbook.batch import run_runbook
-    from runbook.org import start_local_org, stop_local_orgs
+    from runbook.salesforce import start_local_org, stop_local_orgs
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -25,12 +25,11 @@ from dataclasses import asdict, dataclass, field
 from html import escape
 from pathlib import Path
 
-from runbook import rest
 from runbook.apps import KIND_NAMES, AccessState, Grant, find_app_kind, kind_named
 from runbook.errors import InputError
-from runbook.names import check_api_name
-from runbook.org import OrgSession
 from runbook.parameters import ParameterProblems
+from runbook.salesforce import OrgSession, rest
+from runbook.salesforce.names import check_api_name
 from runbook.workdir import open_workdir
 
 PERMITTED_USERS = {"admin_approved": True, "all_users": False}

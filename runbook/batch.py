@@ -38,13 +38,13 @@ from typing import TYPE_CHECKING, Any
 
 from runbook.errors import InputError, RunbookError
 from runbook.files import PRIVATE, create_with_mode, make_private_dir
-from runbook.org import LOCAL_STATE_ENV, _find_served_local_org, sf_cli_env, start_local_org
 from runbook.org_checks import phases_to_check
 from runbook.parameters import check_run
 from runbook.phases import PHASES, notebooks_dir, phase_named
 from runbook.resume import decide as resume_decisions
 from runbook.resume import inputs_of, record_outcome
 from runbook.run.kernel import execute, import_papermill, papermill_engine, run_kernel
+from runbook.salesforce import LOCAL_STATE_ENV, find_served_local_org, sf_cli_env, start_local_org
 from runbook.summary import PhaseRun, RunSummary
 from runbook.workdir import DEFAULT_WORKDIR, open_workdir, resolve_workdir
 
@@ -154,7 +154,7 @@ def _run_locked(org: str, workdir: Path, params: dict[str, Any], runs_dir: str |
 def _check_org_in_kernel(km, org: str, workdir: Path, params: dict[str, Any], phases: list[str]) -> None:
     """``runbook.org_checks`` in the run's kernel, before phase 1: on the session the phases reuse, so its login
     and lookup are theirs (no round trip more); raises RunbookError with every problem, nothing written."""
-    from runbook.org import DEFAULT_API_VERSION
+    from runbook.salesforce import DEFAULT_API_VERSION
 
     payload = json.dumps({"org": org, "workdir": str(workdir), "params": params, "phases": phases,
                           "api_version": str(params.get("api_version", DEFAULT_API_VERSION))})
@@ -168,8 +168,8 @@ def _check_org_in_kernel(km, org: str, workdir: Path, params: dict[str, Any], ph
 
 def _done_phases(org: str, workdir: Path, params: dict[str, Any]) -> set[str]:
     """The phases the work folder and the org say are done (the org is not checked if it cannot be reached)."""
-    from runbook.org import DEFAULT_API_VERSION, connect, connect_local
     from runbook.overview import phase_overview
+    from runbook.salesforce import DEFAULT_API_VERSION, connect, connect_local
 
     api_version = str(params.get("api_version", DEFAULT_API_VERSION))
     try:
@@ -219,7 +219,7 @@ def _start_local(workdir: Path, fresh: bool, options: dict[str, Any]) -> None:
     bench's fleet) is used as it is, with that process's settings: the kernel finds it the same way.
     """
     state = workdir / "localorg"
-    served = _find_served_local_org(state.resolve())
+    served = find_served_local_org(state.resolve())
     if served is not None and served["pid"] != os.getpid():
         if fresh:
             raise InputError("--fresh-org", str(state), f"stop the process serving it first (pid {served['pid']}), "

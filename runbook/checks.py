@@ -23,7 +23,7 @@ def _certificate(p: dict[str, Any], _selected: list[str]) -> None:
 
 def check_common(p: dict[str, Any], _selected: list[str]) -> None:
     """What every phase that talks to the org shares: the API version."""
-    from runbook.org import check_api_version
+    from runbook.salesforce import check_api_version
 
     if "api_version" in p:
         check_api_version(p["api_version"])

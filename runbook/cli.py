@@ -90,7 +90,7 @@ def run(ctx: click.Context, org: str, workdir: str, runs_dir: str, params: tuple
     phase failed (its name and error are printed). Reruns change nothing and reuse the key in WORKDIR.
     """
     from runbook.batch import run_runbook
-    from runbook.org import stop_local_orgs
+    from runbook.salesforce import stop_local_orgs
 
     if config_file and _is_fleet_file(config_file):
         _run_fleet(config_file, runs_dir, jobs, resume, _parse_params(params))
@@ -120,9 +120,9 @@ def _check_only(org: str, workdir: str, params: dict) -> None:
     """`runbook run --check`: every problem of every phase's parameters at once, then the names only the org can
     check (profiles, permission sets, users, the login URL's org); exit 1 if there is one. Nothing is written."""
     from runbook.batch import check_no_secret_params
-    from runbook.org import DEFAULT_API_VERSION, connect, connect_local, local_state_dir, stop_local_orgs
     from runbook.org_checks import ORG_CHECKED, check_org
     from runbook.parameters import check_run
+    from runbook.salesforce import DEFAULT_API_VERSION, connect, connect_local, local_state_dir, stop_local_orgs
 
     folder = str(resolve_workdir(workdir))
     try:
@@ -158,8 +158,8 @@ def _is_fleet_file(path: Path) -> bool:
 def _run_fleet(config: Path, runs_dir: str, jobs: int | None, resume: bool, overrides: dict) -> None:
     """Every org of the fleet file, ``jobs`` at a time; report.md/.html; exit 1 if any org failed."""
     from runbook.fleet import load_fleet, run_fleet
-    from runbook.org import stop_local_orgs
     from runbook.report import write_report
+    from runbook.salesforce import stop_local_orgs
 
     try:
         orgs = load_fleet(config)
@@ -285,7 +285,7 @@ def init(folder: Path, force: bool) -> None:
 @click.option("--yes", is_flag=True, help="Delete without asking (after printing the plan).")
 def teardown(app_name: str, org: str, workdir: str, yes: bool) -> None:
     """Delete an app (connected or external client app) and its pre-authorizations; shows the plan first."""
-    from runbook.org import connect, stop_local_orgs
+    from runbook.salesforce import connect, stop_local_orgs
     from runbook.teardown import apply_teardown, plan_teardown
 
     try:

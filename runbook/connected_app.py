@@ -40,9 +40,9 @@ from runbook.apps import KIND_NAMES, KINDS, SCOPES, AppSpec, AppState, Change, f
 from runbook.apps.model import OWNER_MARKER, Ownership, with_owner_marker
 from runbook.certificate import certificate_pem, pem_fingerprint
 from runbook.errors import NO_ANSWER, InputError, PreflightError, SalesforceError
-from runbook.names import check_api_name
-from runbook.org import OrgSession
 from runbook.ports import check_callback_port
+from runbook.salesforce import OrgSession
+from runbook.salesforce.names import check_api_name
 from runbook.sfdx_project import apply_project_port, plan_project_port
 from runbook.workdir import open_workdir
 

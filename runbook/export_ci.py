@@ -37,6 +37,7 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
@@ -46,8 +47,11 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from runbook.certificate import fingerprint, load_certificate, load_private_key, read_passphrase
 from runbook.errors import InputError, RunbookError
 from runbook.files import PRIVATE, write_atomic
-from runbook.urls import without_userinfo
+from runbook.salesforce.urls import without_userinfo
 from runbook.workdir import Workdir, open_workdir
+
+if TYPE_CHECKING:
+    import requests
 
 FORMATS = ("github", "gitlab", "env")
 NAMES = ("SF_CONSUMER_KEY", "SF_USERNAME", "SF_INSTANCE_URL", "SF_JWT_KEY_BASE64")
@@ -221,12 +225,12 @@ def export_sfdx_auth_url(workdir: str | Path, *, output: str | Path = "", userna
                          "specific_lifetime:90:DAYS) and rerun phases 3 and 4",
                          problem="the app's refresh token policy is zero: the org would refuse the URL at once")
     secret_file = str(app.get("consumer_secret_file") or "")
-    login_url, browser, note = _web_login(wd, instance_url or verify["login_url"])
+    login_url, browser, note, http = _web_login(wd, instance_url or verify["login_url"])
     handed: list[str] = []
     result = run_web_flow(consumer_key=app["consumer_key"], callback_url=app["callback_url"], login_url=login_url,
                           login_hint=username or next(iter(u["username"] for u in verify.get("logins", [])), ""),
                           consumer_secret_file=secret_file, timeout=timeout, show=show or show_link,
-                          browser=browser, refresh_token_to=handed.append)
+                          browser=browser, refresh_token_to=handed.append, http=http)
     if not handed:
         raise InputError("scopes", app.get("scopes", ""), "add \"refresh_token offline_access\" to phase 2's scopes "
                          "and rerun phases 2 to 4", problem="the org gave the web server flow no refresh token")
@@ -237,24 +241,27 @@ def export_sfdx_auth_url(workdir: str | Path, *, output: str | Path = "", userna
     return AuthUrlExport(path=path.resolve(), username=result.username, note=note)
 
 
-def _web_login(wd: Workdir, login_url: str) -> tuple[str, Callable[[str], None] | None, str]:
-    """Where the web server flow logs in, who plays the browser (the local org's page is filled in), and a note.
+def _web_login(wd: Workdir, login_url: str,
+               ) -> tuple[str, Callable[[str], None] | None, str, requests.Session | None]:
+    """Where the web server flow logs in, who plays the browser (the local org's page is filled in), a note, and
+    the HTTP session trusting the local org (None: the default CAs).
 
     A local org is reached through its state folder, since a restarted one listens on another port than
     phase 4's record says; one this process had to start stops with it, and the note says so.
     """
     import functools
 
-    from runbook.org import connect, local_state_dir
+    from runbook.salesforce import connect, local_state_dir
     from runbook.webflow import follow_redirects
 
     local = urlsplit(login_url).hostname in ("127.0.0.1", "localhost")
     if not (local and (local_state_dir(wd.root) / "org.sqlite3").is_file()):
-        return without_userinfo(login_url).rstrip("/"), None, ""
+        return without_userinfo(login_url).rstrip("/"), None, "", None
     session = connect("local", workdir=wd.root)
     note = ("Note: the local org was started for this export and stops with it; the URL names its port, so serve "
             "the org (runbook org serve) before exporting for the URL to stay usable") if session.local_org else ""
-    return session.login_url, functools.partial(follow_redirects, state_dir=session.local_state), note
+    return (session.login_url, functools.partial(follow_redirects, state_dir=session.local_state), note,
+            session.http(retrying=False))
 
 
 class PushError(RunbookError):

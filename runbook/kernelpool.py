@@ -4,7 +4,7 @@ A kernel started from scratch (``python -m ipykernel_launcher``) spends ~0.3 s o
 ipykernel and IPython, then its run imports the clients (simple-salesforce, zeep, cryptography:
 ~0.3 s) and parses the Metadata API's WSDL (~0.35 s): two thirds of a kernel's CPU in a run, paid
 again by every org of a fleet. A ``KernelTemplate`` is one process that pays it once: it imports all
-that, parses the WSDL (``runbook.metadata.metadata_wsdl``), freezes its objects out of the garbage
+that, parses the WSDL (``runbook.salesforce.metadata.metadata_wsdl``), freezes its objects out of the garbage
 collector's reach, and then forks a child per kernel, which starts the way ``ipykernel_launcher``
 would, with the run's environment, working folder and connection file. The children share the
 template's pages copy-on-write, so a fleet's kernels also take less memory.
@@ -38,12 +38,12 @@ _LAUNCHER_TAIL = ["-m", "ipykernel_launcher", "-f", "{connection_file}"]
 _MAX_MESSAGE = 1 << 20
 # What a run's kernel imports besides the notebooks' own import statements (``_notebook_imports``):
 # ipykernel's start (its debugger imports debugpy), and what the phases' functions import when called.
-# runbook.localorg.org is there because runbook.org imports it to find an org another process serves.
+# runbook.localorg.org is there because runbook.salesforce imports it to find an org another process serves.
 WARM_IMPORTS = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.comm",
                 "ipykernel.debugger", "IPython.core.history", "IPython.core.debugger", "IPython.core.oinspect",
                 "IPython.core.completerlib", "IPython.core.logger", "IPython.extensions.storemagic",
                 "tornado.platform.asyncio", "tornado.queues", "ipykernel_launcher",
-                "runbook.localorg.org", "runbook.webflow", "runbook.metadata", "runbook.rest",
+                "runbook.localorg.org", "runbook.webflow", "runbook.salesforce.metadata", "runbook.salesforce.rest",
                 "simple_salesforce", "simple_salesforce.login", "zeep", "jwt")
 
 
@@ -250,7 +250,7 @@ def _warm() -> None:
     for name in [*WARM_IMPORTS, *_notebook_imports()]:
         with contextlib.suppress(ImportError):  # a module moved or gone is just not warm
             importlib.import_module(name)
-    from runbook.metadata import metadata_wsdl
+    from runbook.salesforce.metadata import metadata_wsdl
 
     metadata_wsdl()
     if threading.active_count() != 1:  # a thread would not survive the fork: nothing may have started one

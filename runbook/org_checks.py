@@ -18,12 +18,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from runbook import rest
 from runbook.errors import InputError
-from runbook.org import OrgSession, connect
 from runbook.parameters import ParameterProblems, effective
 from runbook.phases import phase_named
 from runbook.resume import last_run
+from runbook.salesforce import OrgSession, connect, rest
 
 # the parameters whose values only the org can check, per phase
 ORG_CHECKED: dict[str, tuple[str, ...]] = {

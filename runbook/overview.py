@@ -90,7 +90,7 @@ def phase_overview(workdir: str | Path, session=None) -> Overview:
 
 def show_overview(org: str = "local", *, workdir: str | Path = DEFAULT_WORKDIR, api_version: str = "62.0") -> Overview:
     """Connect to ``org`` (as the phases do) and return the overview; without a connection, the work folder only."""
-    from runbook.org import connect
+    from runbook.salesforce import connect
 
     try:
         session = connect(org, workdir=workdir, api_version=api_version)

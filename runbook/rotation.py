@@ -18,7 +18,7 @@ from pathlib import Path
 from runbook.apps import AppSpec, AppState, kind_named
 from runbook.certificate import certificate_pem, fingerprint, load_certificate, read_passphrase
 from runbook.errors import LoginError, RunbookError
-from runbook.org import OrgSession
+from runbook.salesforce import OrgSession
 from runbook.verify import PROPAGATION_TIMEOUT, jwt_login
 from runbook.workdir import open_workdir
 
@@ -59,7 +59,7 @@ def cut_over(session: OrgSession, spec: AppSpec, after: AppState, *, workdir: st
         jwt_login(consumer_key=after.consumer_key, username=verified["logins"][0]["username"], key_path=key_path,
                   login_url=login_url or verified.get("login_url") or session.login_url,
                   passphrase=read_passphrase(record.get("passphrase_env") or ""),
-                  propagation_timeout=propagation_timeout)
+                  propagation_timeout=propagation_timeout, http=session.http(retrying=False))
     except LoginError as refusal:
         _restore(session, spec, after, backup, key_path, cert_path, record, wd)
         raise RotationRolledBack(

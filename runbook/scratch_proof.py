@@ -34,8 +34,8 @@ from typing import Any
 import requests
 
 from runbook.errors import InputError, SalesforceError
-from runbook.org import OrgSession
-from runbook.rest import quote
+from runbook.salesforce import OrgSession
+from runbook.salesforce.rest import quote
 from runbook.ui.cards import RowsCard
 from runbook.verify import HandOff, current_ci_user, jwt_login, key_passphrase
 from runbook.workdir import open_workdir
@@ -145,7 +145,8 @@ def prove_scratch_org(session: OrgSession, handoff: HandOff, *, workdir: str | P
     user = username or ci_user or (handoff.logins[0].username if handoff.logins else session.username)
     key = Path(handoff.key_path or cert["key_path"])
     passphrase = key_passphrase(key, verify.get("passphrase_env", ""))
-    run = _Run(proof=ScratchProof(mode=mode, ran=True, result="", hub_username=user), http=requests.Session(),
+    run = _Run(proof=ScratchProof(mode=mode, ran=True, result="", hub_username=user),
+               http=session.http(retrying=False),
                version=session.api_version, poll=poll if poll is not None else (0.2 if session.is_local else 1.0))
     eca = app.get("app_kind") == "external_client_app" and workaround
     consumer_key = PLATFORM_CLI if eca else handoff.consumer_key

@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
-from runbook import rest
 from runbook.apps import DeleteStep, find_app_kind
 from runbook.consumer_secret import secret_file
 from runbook.errors import InputError, SalesforceError
-from runbook.names import check_api_name
-from runbook.org import OrgSession
 from runbook.phases import after
+from runbook.salesforce import OrgSession, rest
+from runbook.salesforce.names import check_api_name
 from runbook.workdir import open_workdir
 
 

@@ -40,11 +40,11 @@ from cryptography.hazmat.primitives import serialization
 from runbook.apps import kind_named
 from runbook.certificate import fingerprint, load_certificate, load_private_key, read_passphrase
 from runbook.errors import InputError, LoginError, RunbookError
-from runbook.org import OrgSession
-from runbook.rest import query, quote
-from runbook.retry import DEFAULT_POLICY, http_timeout, is_transient, no_answer, timeout_fix
+from runbook.salesforce import OrgSession, process_connector
+from runbook.salesforce.rest import query, quote
+from runbook.salesforce.retry import DEFAULT_POLICY, http_timeout, is_transient, no_answer, timeout_fix
+from runbook.salesforce.urls import without_userinfo
 from runbook.ui.cards import RowsCard
-from runbook.urls import without_userinfo
 from runbook.workdir import Workdir, open_workdir
 
 if TYPE_CHECKING:
@@ -232,7 +232,7 @@ def jwt_login(*, consumer_key: str, username: str, key_path: Path, login_url: st
         raise InputError("login_url", login_url, LOGIN_URL_FIX, problem="the token endpoint's host is needed")
     key = load_private_key(Path(key_path), passphrase)
     aud = audience or default_audience(login_url)
-    http = http or requests.Session()
+    http = http or process_connector().http()  # trusting the local orgs this process knows, and the usual CAs
     token_url = f"{login_url.rstrip('/')}/services/oauth2/token"
     started, attempts, wait = time.monotonic(), 0, POLL_FIRST
     while True:
@@ -267,7 +267,7 @@ def _token_answer(http: requests.Session, token_url: str, *, sign: Callable[[flo
                   clock: Callable[[], float], sleep: Callable[[float], None]) -> tuple[requests.Response, float]:
     """The token endpoint's answer to a JWT signed at ``clock()``, and that time.
 
-    A JWT exchange changes nothing in the org, so it is asked again like a read (``runbook.retry``'s policy,
+    A JWT exchange changes nothing in the org, so it is asked again like a read (``runbook.salesforce.retry``'s policy,
     a freshly signed JWT each time) while the org answers 5xx, 429 or REQUEST_LIMIT_EXCEEDED, or does not
     answer within the timeout; after the last try a LoginError names that fault, never the app or the key.
     """
@@ -567,7 +567,8 @@ def _login_as(session: OrgSession, user: str, app_record: dict, *, signer: Signe
     try:
         result, _token = jwt_login(consumer_key=app_record["consumer_key"], username=user, key_path=signer.key_path,
                                    passphrase=signer.passphrase, login_url=login_url, audience=audience,
-                                   propagation_timeout=propagation_timeout, progress=wait, clock=clock)
+                                   propagation_timeout=propagation_timeout, progress=wait, clock=clock,
+                                   http=session.http(retrying=False))
     except LoginError as exc:
         if "invalid assertion" in exc.description:
             raise _with_fingerprints(exc, signer, session, app_record) from None
@@ -716,7 +717,7 @@ def verify_web_flow(session: OrgSession, handoff: HandOff, *, workdir: str | Pat
                           login_url=handoff.login_url, login_hint=login_hint or handoff.logins[0].username,
                           consumer_secret_file=secret_file, timeout=timeout,
                           browser=functools.partial(follow_redirects, state_dir=session.local_state)
-                          if session.is_local else None)
+                          if session.is_local else None, http=session.http(retrying=False))
     if result.refresh_token_issued:
         access = kind_named(app["app_kind"]).read_access(session, app["full_name"], hint=app.get("access_hint", ""))
         result.refresh_token_policy = access.policies["refresh_token_policy"]

@@ -36,8 +36,8 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 import requests
 
 from runbook.errors import InputError, LoginError
-from runbook.org import LOCAL_STATE_ENV
-from runbook.retry import HTTP_TIMEOUT
+from runbook.salesforce import LOCAL_STATE_ENV, process_connector
+from runbook.salesforce.retry import HTTP_TIMEOUT
 
 DEFAULT_SCOPES = "api web refresh_token"
 
@@ -335,7 +335,7 @@ def run_web_flow(*, consumer_key: str, callback_url: str, login_url: str, login_
     if "code" not in received:
         raise explain_web_refusal(received.get("error", "no_code"), received.get("error_description", ""),
                                   login_hint=login_hint, callback_url=callback_url)
-    http = http or requests.Session()
+    http = http or process_connector().http()
     tokens: list[str] = []
     result = _exchange(received["code"], verifier, secret=secret, consumer_key=consumer_key,
                        callback_url=callback_url, login_url=login_url, http=http, refresh_tokens=tokens)

@@ -10,8 +10,8 @@ import pytest
 
 from runbook.certificate import ensure_certificate
 from runbook.localorg import LocalOrg
-from runbook.org import connect_local
 from runbook.ports import port_is_free
+from runbook.salesforce import connect_local
 from runbook.scan import scan_test_outputs
 
 
@@ -36,7 +36,7 @@ def run_phases(root: Path, *, phases: list[str] | None = None, **params) -> Path
 
 def user_id(session, username: str) -> str:
     """The org's Id for ``username``: what a JWT login's identity URL must name."""
-    from runbook.rest import query, quote
+    from runbook.salesforce.rest import query, quote
 
     return query(session, f"SELECT Id FROM User WHERE Username = {quote(username)}")[0]["Id"]
 
@@ -66,9 +66,9 @@ def cert(tmp_path_factory):
 
 @pytest.fixture(autouse=True, scope="session")
 def _stop_local_orgs_at_exit():
-    """Local orgs started through runbook.org in this worker are stopped when the session ends."""
+    """Local orgs started through runbook.salesforce in this worker are stopped when the session ends."""
     yield
-    from runbook.org import stop_local_orgs
+    from runbook.salesforce import stop_local_orgs
 
     stop_local_orgs()
 

@@ -12,14 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from runbook import metadata, rest
 from runbook.access import build_access_spec, ensure_access
 from runbook.batch import run_runbook
-from runbook.errors import InputError, LoginError
+from runbook.errors import InputError, LoginError, RunbookError
 from runbook.localorg import ADMIN_USERNAME
-from runbook.org import connect_local, start_local_org
-from runbook.parameters import ParameterProblems
-from runbook.rest import create_many, query
+from runbook.salesforce import connect_local, metadata, rest, start_local_org
+from runbook.salesforce.rest import create_many, query
 from runbook.verify import jwt_login
 
 DEV, CI, READONLY = "dev@local.devhub", "ci@local.devhub", "readonly@local.devhub"
@@ -134,9 +132,9 @@ def test_bad_input_is_refused_with_a_clear_error_and_nothing_changes(journey, pa
     if not query(session, "SELECT Id FROM PermissionSet WHERE Name = 'Runbook_JWT_Users'"):
         rest.create(session, "PermissionSet", {"Name": "Runbook_JWT_Users", "Label": "Runbook JWT Users"})
     before = len(journey.org.call_log())
-    try:  # the run's check refuses what needs no org; phase 3 what only the org knows, before it writes
+    try:  # the run's checks refuse both what needs no org and what only the org knows, before phase 1
         run, _calls = journey.access(**params)
-    except ParameterProblems as caught:
+    except RunbookError as caught:  # ParameterProblems is one
         error = str(caught)
     else:
         assert run.status == "failed"

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 from runbook.batch import run_runbook
-from runbook.errors import InputError
-from runbook.org import start_local_org
-from runbook.parameters import ParameterProblems
+from runbook.errors import InputError, RunbookError
+from runbook.salesforce import start_local_org
 
 # (phase, parameters, text the error must contain)
 BAD_INPUTS = [
@@ -73,10 +72,10 @@ def test_bad_input_is_refused_and_changes_nothing(done, phase, params, message):
     org = start_local_org(done.workdir / "localorg")
     files_before, calls_before = _snapshot(done.workdir), len(org.call_log())
 
-    try:  # refused by the run's check before anything runs, or, for names only the org knows, by the phase
+    try:  # refused by the run's checks (the parameters, then what only the org knows) before anything runs
         result = run_runbook(workdir=done.workdir, runs_dir=done.run_dir.parent, phases=[phase], params=params,
                              progress=lambda _m: None)
-    except ParameterProblems as caught:
+    except RunbookError as caught:  # ParameterProblems is one
         error = str(caught)
     else:
         failed = result.phases[-1]

@@ -15,8 +15,8 @@ from conftest import user_id
 from runbook.batch import run_runbook
 from runbook.certificate import ensure_certificate
 from runbook.localorg import ADMIN_USERNAME
-from runbook.org import connect_local
-from runbook.rest import query
+from runbook.salesforce import connect_local
+from runbook.salesforce.rest import query
 
 
 def _record(workdir: Path, phase: str) -> dict:
@@ -172,6 +172,6 @@ def test_secret_looking_parameters_are_refused(tmp_path):
 
 
 def _local_org(workdir: Path):
-    from runbook.org import start_local_org
+    from runbook.salesforce import start_local_org
 
     return start_local_org(workdir / "localorg")

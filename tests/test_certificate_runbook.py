@@ -15,7 +15,7 @@ from cryptography.x509.oid import NameOID
 from runbook.batch import run_runbook
 from runbook.errors import LoginError
 from runbook.localorg import ADMIN_USERNAME
-from runbook.org import start_local_org
+from runbook.salesforce import start_local_org
 from runbook.verify import jwt_login
 
 

@@ -20,8 +20,8 @@ from runbook.access import (
 )
 from runbook.batch import run_runbook
 from runbook.errors import InputError
-from runbook.org import connect, start_local_org
-from runbook.rest import query
+from runbook.salesforce import connect, start_local_org
+from runbook.salesforce.rest import query
 from runbook.scratch_proof import ScratchOrgProofError, prove_scratch_org
 from runbook.teardown import teardown_app
 from runbook.verify import jwt_login, verify_setup

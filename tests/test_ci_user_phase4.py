@@ -12,7 +12,7 @@ import pytest
 from conftest import run_phases
 
 from runbook.access import ensure_ci_user
-from runbook.org import connect
+from runbook.salesforce import connect
 from runbook.workdir import open_workdir
 
 CI = "ci@local.devhub"  # seeded in the local org

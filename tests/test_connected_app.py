@@ -16,13 +16,12 @@ from pathlib import Path
 import pytest
 from conftest import free_callback_port
 
-from runbook import metadata
 from runbook.certificate import ensure_certificate
 from runbook.connected_app import build_spec, ensure_connected_app, plan_connected_app
 from runbook.errors import InputError, PreflightError, SalesforceError
 from runbook.localorg import Fault, LocalOrg
-from runbook.org import connect_local
-from runbook.rest import query
+from runbook.salesforce import connect_local, metadata
+from runbook.salesforce.rest import query
 from runbook.teardown import teardown_app
 
 EMAIL = "admin@example.com"

@@ -13,8 +13,8 @@ import pytest
 
 from runbook.batch import run_runbook
 from runbook.localorg import ADMIN_USERNAME
-from runbook.org import connect_local, start_local_org, stop_local_orgs
-from runbook.rest import query
+from runbook.salesforce import connect_local, start_local_org, stop_local_orgs
+from runbook.salesforce.rest import query
 
 
 def _kill_when(workdir: Path, runs: Path, marker: str) -> None:

@@ -21,7 +21,7 @@ from runbook.certificate import ensure_certificate
 from runbook.cli import main
 from runbook.errors import InputError
 from runbook.localorg import ADMIN_USERNAME
-from runbook.org import connect_local, local_state_dir
+from runbook.salesforce import connect_local, local_state_dir
 from runbook.verify import jwt_login, verify_setup
 from runbook.workdir import open_workdir
 

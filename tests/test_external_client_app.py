@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from conftest import free_callback_port, user_id
 
-from runbook import metadata
 from runbook.access import build_access_spec, ensure_access
 from runbook.apps.external_client_app import COMPONENTS, GLOBAL_OAUTH, PHASE2, component_names
 from runbook.batch import run_runbook
 from runbook.connected_app import build_spec, ensure_connected_app, plan_connected_app
 from runbook.errors import InputError
 from runbook.localorg import ADMIN_USERNAME
+from runbook.salesforce import metadata
 from runbook.teardown import teardown_app
 from runbook.verify import jwt_login
 
@@ -144,8 +144,8 @@ def test_runbook_through_papermill_ends_in_a_jwt_login_as_the_admin(tmp_path, ap
         assert secret not in notebook.read_text()
 
     # the overview shows four done cards, --resume right after skips them all, and a rerun writes nothing
-    from runbook.org import connect_local, start_local_org
     from runbook.overview import phase_overview
+    from runbook.salesforce import connect_local, start_local_org
 
     org = start_local_org(summary.workdir / "localorg")
     overview = phase_overview(summary.workdir, connect_local(org.state_dir))
@@ -168,7 +168,7 @@ def fresh_org(tmp_path):
     import os
 
     from runbook.localorg import LocalOrg
-    from runbook.org import connect_local
+    from runbook.salesforce import connect_local
 
     started = []
 

@@ -6,13 +6,12 @@ import time
 
 import pytest
 
-import runbook.org
-import runbook.retry
-from runbook import metadata, rest
+import runbook.salesforce.retry
+import runbook.salesforce.session
 from runbook.errors import SalesforceError
 from runbook.localorg import Fault, FaultPlan
-from runbook.org import connect_local, start_local_org
-from runbook.retry import RetryingSession, RetryPolicy
+from runbook.salesforce import connect_local, metadata, rest, start_local_org
+from runbook.salesforce.retry import RetryingSession, RetryPolicy
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +22,8 @@ def org(tmp_path_factory):
 @pytest.fixture
 def session(org, monkeypatch):
     """A fresh admin session whose retries wait milliseconds, not seconds."""
-    monkeypatch.setattr(runbook.org, "_http_session", lambda: RetryingSession(RetryPolicy(attempts=4, base=0.01)))
+    monkeypatch.setattr(runbook.salesforce.session, "RetryingSession",
+                        lambda: RetryingSession(RetryPolicy(attempts=4, base=0.01)))
     org.set_faults(None)
     org.set_latency(0)
     yield connect_local(org.state_dir)
@@ -107,7 +107,7 @@ def test_a_write_refused_by_an_outage_is_not_retried(org, session):
 
 
 def test_a_read_that_times_out_is_retried(org, session, monkeypatch):
-    monkeypatch.setattr(runbook.retry, "HTTP_TIMEOUT", 0.5)
+    monkeypatch.setattr(runbook.salesforce.retry, "HTTP_TIMEOUT", 0.5)
     org.set_faults([Fault("timeout", match="/query", seconds=1.0)])
 
     assert rest.query(session, "SELECT Id FROM Profile")

@@ -31,8 +31,8 @@ from conftest import free_callback_port, run_phases
 from runbook.access import build_access_spec, ensure_access
 from runbook.connected_app import build_spec, ensure_connected_app
 from runbook.localorg import ADMIN_USERNAME
-from runbook.metadata import list_names
-from runbook.org import connect_local, start_local_org
+from runbook.salesforce import connect_local, start_local_org
+from runbook.salesforce.metadata import list_names
 from runbook.verify import jwt_login
 from runbook.workdir import open_workdir
 

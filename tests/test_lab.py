@@ -63,9 +63,9 @@ def test_lab_serves_the_notebooks_with_the_org_in_its_environment_and_stops_both
 def test_lab_and_cli_share_one_work_folder_and_local_org_by_default(tmp_path, monkeypatch):
     """`make lab`'s kernels (cwd: the notebooks' folder) and `make run` (cwd: the project) use the same work/."""
     from runbook.cli import main
-    from runbook.org import local_state_dir
     from runbook.parameters import phase_parameters
     from runbook.phases import PHASES
+    from runbook.salesforce import local_state_dir
     from runbook.ui.lab import DEFAULT_STATE
     from runbook.workdir import DEFAULT_WORKDIR, PROJECT_DIR_ENV, open_workdir
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-import runbook.org
+import runbook.salesforce.connector
+import runbook.salesforce.session
 from runbook.errors import InputError, OrgConnectionError
-from runbook.org import connect, connect_local, start_local_org
-from runbook.rest import query
+from runbook.salesforce import connect, connect_local, start_local_org
+from runbook.salesforce.rest import query
 
 SF_STUB = """#!{python}
 import json, os, pathlib, sys
@@ -44,7 +45,7 @@ def org(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _no_cached_sessions(monkeypatch):
-    monkeypatch.setattr(runbook.org, "_sessions", {})
+    monkeypatch.setattr(runbook.salesforce.connector.process_connector(), "_sessions", {})
 
 
 @pytest.fixture
@@ -248,9 +249,9 @@ def test_refused_password_login_never_echoes_the_password(org, tmp_path, monkeyp
 def test_password_login_to_salesforce_warns_that_soap_login_is_retired(monkeypatch, tmp_path):
     monkeypatch.setenv("SF_USERNAME", "someone@example.com")
     monkeypatch.setenv("SF_PASSWORD", "x")
-    monkeypatch.setattr(runbook.org, "_soap_login", lambda *a, **k: "logged in")
+    monkeypatch.setattr(runbook.salesforce.session, "soap_login", lambda *a, **k: "logged in")
     with pytest.warns(FutureWarning, match="retires SOAP login"):
-        runbook.org._connect_password("66.0", "https://login.salesforce.com")
+        runbook.salesforce.session.connect_password("66.0", "https://login.salesforce.com")
 
 
 def test_local_org_by_default(tmp_path):
@@ -266,10 +267,14 @@ def test_bad_api_version_and_org_spec_are_refused(tmp_path):
         connect("env:ONLY_ONE", workdir=tmp_path)
 
 
-def test_runbook_run_through_a_cli_alias_with_a_redacted_token_runs_all_four_phases(org, tmp_path, install_sf):
+def test_runbook_run_through_a_cli_alias_with_a_redacted_token_runs_all_four_phases(org, tmp_path, install_sf,
+                                                                                     monkeypatch):
     """The README's first real-org path, through papermill: the kernel runs the same `sf` as this process."""
     from conftest import free_callback_port
 
+    # a real org's certificate is publicly trusted; the local org standing in for one needs its CA named, as a
+    # user behind a TLS-inspecting proxy would name theirs (the kernel inherits this process's environment)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(org.ca_bundle))
     from runbook.batch import run_runbook
 
     token = connect_local(org.state_dir).access_token

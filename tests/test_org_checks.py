@@ -14,7 +14,7 @@ from conftest import free_callback_port
 
 from runbook.batch import run_runbook
 from runbook.errors import RunbookError
-from runbook.org import start_local_org
+from runbook.salesforce import start_local_org
 
 ROOT = Path(__file__).resolve().parent.parent
 

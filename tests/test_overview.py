@@ -8,12 +8,11 @@ import nbformat
 import papermill
 import pytest
 
-from runbook import rest
 from runbook.access import build_access_spec, ensure_access
 from runbook.certificate import ensure_certificate
 from runbook.connected_app import build_spec, ensure_connected_app
-from runbook.org import connect, start_local_org
 from runbook.overview import phase_overview
+from runbook.salesforce import connect, rest, start_local_org
 from runbook.verify import verify_setup
 
 START_HERE = Path(__file__).parent.parent / "notebooks" / "00_start_here.ipynb"

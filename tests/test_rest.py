@@ -1,4 +1,4 @@
-"""runbook.rest's Composite helpers against the local org: one round trip, and the real cause of a failure."""
+"""runbook.salesforce.rest's Composite helpers against the local org: one round trip, the real cause of a failure."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from runbook.errors import SalesforceError
 from runbook.localorg import ADMIN_USERNAME
-from runbook.rest import create_many, query, query_many
+from runbook.salesforce.rest import create_many, query, query_many
 
 
 def test_several_queries_cost_one_round_trip_and_come_back_by_key(org, session):

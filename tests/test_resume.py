@@ -9,9 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import free_callback_port
 
 from runbook.batch import run_runbook
+from runbook.errors import RunbookError
+from runbook.localorg import Fault
+from runbook.salesforce import start_local_org
 
 
 def _run(root: Path, messages: list[str] | None = None, **kwargs):
@@ -19,16 +23,26 @@ def _run(root: Path, messages: list[str] | None = None, **kwargs):
     return run_runbook(workdir=root / "work", runs_dir=root / "runs", progress=say, **kwargs)
 
 
-def test_resume_after_a_misspelt_profile_reruns_phase_3_with_the_fix_and_phase_4(tmp_path):
+def _failing_phase_3_save(root: Path):
+    """The org refuses phase 3's save (a 503 on updateMetadata) until ``set_faults(None)`` clears it: a phase 3 that
+    fails after the up-front check passed, as an outage or a kill mid-run would leave it."""
+    org = start_local_org(root / "work" / "localorg")
+    org.set_faults([Fault("server_error", match="updateMetadata", times=0)])
+    return org
+
+
+def test_resume_after_a_failed_phase_3_reruns_it_and_phase_4(tmp_path):
     port = free_callback_port()
     good = _run(tmp_path, params={"callback_port": port})
     assert good.ok, good.lines()
-    bad = _run(tmp_path, params={"callback_port": port, "profiles": ["System Administrater"]})
-    assert [p.status for p in bad.phases][-1] == "failed"
+    org = _failing_phase_3_save(tmp_path)
+    changed = {"callback_port": port, "profiles": ["System Administrator", "Standard User"]}
+    bad = _run(tmp_path, params=changed)
+    assert [(p.phase, p.status) for p in bad.phases][-1] == ("access", "failed")
+    org.set_faults(None)
 
     messages: list[str] = []
-    resumed = _run(tmp_path, messages, resume=True,
-                   params={"callback_port": port, "profiles": ["System Administrator"]})
+    resumed = _run(tmp_path, messages, resume=True, params=changed)
 
     assert resumed.ok, resumed.lines()
     assert [(p.phase, p.status) for p in resumed.phases] == [
@@ -36,6 +50,21 @@ def test_resume_after_a_misspelt_profile_reruns_phase_3_with_the_fix_and_phase_4
     assert "[access] its last run failed: rerun" in messages
     assert "[verify] after access: rerun" in messages
     assert any(m.startswith("[certificate] done, inputs unchanged: skipped") for m in messages)
+
+
+def test_a_misspelt_profile_is_refused_before_any_phase_runs_and_resume_with_the_fix_redoes_nothing(tmp_path):
+    port = free_callback_port()
+    assert _run(tmp_path, params={"callback_port": port}).ok
+    with pytest.raises(RunbookError, match="profiles='System Administrater' is not valid: no such profile"):
+        _run(tmp_path, params={"callback_port": port, "profiles": ["System Administrater"]})
+
+    messages: list[str] = []
+    resumed = _run(tmp_path, messages, resume=True,
+                   params={"callback_port": port, "profiles": ["System Administrator"]})
+
+    assert resumed.ok, resumed.lines()
+    assert [p.status for p in resumed.phases] == ["skipped"] * 4  # the refused run changed nothing to redo
+    assert "[access] done, inputs unchanged: skipped" in messages
 
 
 def test_resume_reruns_a_phase_whose_inputs_changed_and_names_them(tmp_path):
@@ -54,20 +83,22 @@ def test_resume_reruns_a_phase_whose_inputs_changed_and_names_them(tmp_path):
 def test_a_failed_run_after_a_good_one_does_not_print_the_earlier_app_and_says_how_to_continue(tmp_path):
     port = free_callback_port()
     assert _run(tmp_path, params={"callback_port": port}).ok
+    _failing_phase_3_save(tmp_path)
 
-    failed = _run(tmp_path, params={"callback_port": port, "permission_sets": ["No_Such_Set"]})
+    failed = _run(tmp_path, params={"callback_port": port, "ip_relaxation": "BYPASS"})
 
     text = "\n".join(failed.lines())
-    assert "FAILED access: InputError: permission_sets='No_Such_Set'" in text
+    assert "FAILED access: SalesforceError: updateMetadata" in text
     assert "Consumer key:" not in text.split("FAILED")[0] or "connected_app  done" in text
     assert "JWT login as:" not in text and "CLI command:" not in text
     assert "Changed by this run: nothing" in text  # phases 1 and 2 had nothing to change
     assert f"To continue: runbook run --resume --org local --workdir {tmp_path / 'work'}" in text
-    assert "-p 'permission_sets=[No_Such_Set]'" in text
+    assert "-p ip_relaxation=BYPASS" in text
 
 
 def test_a_failed_first_run_names_what_it_changed(tmp_path):
-    failed = _run(tmp_path, params={"callback_port": free_callback_port(), "profiles": ["No Such Profile"]})
+    _failing_phase_3_save(tmp_path)
+    failed = _run(tmp_path, params={"callback_port": free_callback_port()})
     text = "\n".join(failed.lines())
     assert "Changed by this run: key pair generated" in text and "connected app Runbook_CI created in the org" in text
 

@@ -21,7 +21,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 from runbook.certificate import ensure_certificate
 from runbook.cli import main
 from runbook.errors import OrgConnectionError
-from runbook.org import login
+from runbook.salesforce import login
+from runbook.salesforce.urls import without_userinfo
 from runbook.scan import (
     known_secrets_from_file,
     looks_secret_name,
@@ -29,7 +30,6 @@ from runbook.scan import (
     scan_test_outputs,
     secret_parameter_names,
 )
-from runbook.urls import without_userinfo
 
 REPO = Path(__file__).parent.parent
 ORG_ID = "00D5g000004XyZaEAK"[:15]

@@ -9,7 +9,7 @@ import pytest
 from conftest import run_phases
 
 from runbook.localorg import ADMIN_USERNAME
-from runbook.org import connect
+from runbook.salesforce import connect
 from runbook.scratch_proof import ScratchOrgProofError, prove_scratch_org
 from runbook.summary import PhaseRun, RunSummary
 from runbook.verify import verify_setup

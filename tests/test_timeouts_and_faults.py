@@ -15,15 +15,14 @@ import pytest
 import requests
 from conftest import free_callback_port
 
-import runbook.org
-from runbook import metadata, metadata_files, rest
+import runbook.salesforce.session
 from runbook.access import build_access_spec, ensure_access
 from runbook.certificate import ensure_certificate
 from runbook.connected_app import build_spec, ensure_connected_app
 from runbook.errors import InputError, LoginError, OrgConnectionError, SalesforceError
 from runbook.localorg import ADMIN_USERNAME, Fault
-from runbook.org import connect_local, start_local_org
-from runbook.retry import RetryingSession, RetryPolicy, Timeout, http_timeout, no_answer
+from runbook.salesforce import connect_local, metadata, metadata_files, rest, start_local_org
+from runbook.salesforce.retry import RetryingSession, RetryPolicy, Timeout, http_timeout, no_answer
 from runbook.verify import jwt_login
 
 HELD = 75.0  # seconds the org holds an answer: longer than any timeout here
@@ -38,7 +37,8 @@ def org(tmp_path_factory):
 @pytest.fixture
 def session(org, monkeypatch):
     """A fresh admin session whose retries wait milliseconds, with a 1 s timeout for every call."""
-    monkeypatch.setattr(runbook.org, "_http_session", lambda: RetryingSession(RetryPolicy(attempts=4, base=0.01)))
+    monkeypatch.setattr(runbook.salesforce.session, "RetryingSession",
+                        lambda: RetryingSession(RetryPolicy(attempts=4, base=0.01)))
     monkeypatch.setenv("RUNBOOK_HTTP_TIMEOUT", "1")
     org.set_faults(None)
     yield connect_local(org.state_dir)

@@ -16,8 +16,8 @@ from conftest import run_phases, user_id
 from runbook.certificate import certificate_pem, ensure_certificate
 from runbook.errors import InputError, LoginError
 from runbook.localorg import ADMIN_USERNAME
-from runbook.metadata import create
-from runbook.org import connect, start_local_org
+from runbook.salesforce import connect, start_local_org
+from runbook.salesforce.metadata import create
 from runbook.verify import HandOff, check_login_url, default_audience, jwt_login, verify_setup
 from runbook.workdir import open_workdir
 
@@ -279,7 +279,7 @@ def test_a_login_url_whose_certificate_is_not_trusted_is_named_with_the_fix(setu
     import certifi
 
     workdir, session = setup
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())  # the public CAs only: the local org's CA is not one
+    monkeypatch.setattr(session, "verify", certifi.where())  # the public CAs only: the local org's CA is not one
     with pytest.raises(InputError) as caught:
         verify_setup(session, workdir=workdir, login_url=session.login_url, propagation_timeout=0)
     message = str(caught.value)

@@ -82,7 +82,7 @@ def local_org(root):
     org = LocalOrg(root / "org").start()
     yield org
     org.stop()
-    if saved is None:  # runbook.org.connect_local (used by the checks below) sets it for this process
+    if saved is None:  # runbook.salesforce.connect_local (used by the checks below) sets it for this process
         os.environ.pop("REQUESTS_CA_BUNDLE", None)
     else:
         os.environ["REQUESTS_CA_BUNDLE"] = saved
@@ -226,7 +226,7 @@ def _record(workdir: Path, phase: str) -> dict:
 
 
 def _session(org):
-    from runbook.org import connect_local
+    from runbook.salesforce import connect_local
 
     return connect_local(Path(org.state_dir))
 
@@ -234,8 +234,8 @@ def _session(org):
 def test_whole_setup_through_the_forms_in_jupyterlab(lab, local_org, browser, screenshots):
     from playwright.sync_api import expect
 
-    from runbook import metadata, rest
     from runbook.localorg import ADMIN_USERNAME
+    from runbook.salesforce import metadata, rest
 
     base, workdir = lab
     org = local_org
@@ -391,7 +391,7 @@ def test_web_flow_logs_in_through_the_login_page_in_chromium(local_org, browser,
 
     from runbook.certificate import certificate_pem, ensure_certificate
     from runbook.localorg import ADMIN_USERNAME
-    from runbook.metadata import create
+    from runbook.salesforce.metadata import create
     from runbook.webflow import run_web_flow
 
     session = _session(local_org)

@@ -25,8 +25,8 @@ from runbook.errors import InputError, LoginError
 from runbook.export_ci import export_sfdx_auth_url
 from runbook.files import write_atomic
 from runbook.localorg import ADMIN_USERNAME
-from runbook.metadata import create
-from runbook.org import connect
+from runbook.salesforce import connect
+from runbook.salesforce.metadata import create
 from runbook.verify import jwt_login, verify_setup, verify_web_flow
 from runbook.webflow import (
     CallbackServer,
@@ -135,7 +135,7 @@ def test_pkce_verifier_is_checked_and_a_code_is_single_use(setup):
         follow_redirects(url, state_dir=session.local_state)
         code = server.wait(5)["code"]
     args = {"secret": "", "consumer_key": app["consumer_key"], "callback_url": app["callback_url"],
-            "login_url": session.login_url, "http": requests.Session()}
+            "login_url": session.login_url, "http": session.http(retrying=False)}
     with pytest.raises(LoginError) as caught:
         _exchange(code, pkce_pair()[0], **args)
     assert str(caught.value).startswith("invalid_grant: invalid code verifier.")
@@ -275,7 +275,7 @@ def test_a_caller_asking_for_the_refresh_token_gets_it_live_and_nothing_else_doe
     assert result.refresh_token_issued and result.refresh_check == "" and len(handed) == 1
     assert handed[0] not in json.dumps(result.as_dict()) and handed[0] not in repr(result)
     secret = Path(app["consumer_secret_file"]).read_text().strip()
-    renewed = requests.post(f"{session.login_url}/services/oauth2/token", timeout=10, data={
+    renewed = requests.post(f"{session.login_url}/services/oauth2/token", timeout=10, verify=session.verify, data={
         "grant_type": "refresh_token", "refresh_token": handed[0], "client_id": app["consumer_key"],
         "client_secret": secret})
     assert renewed.status_code == 200, renewed.text
@@ -310,7 +310,7 @@ def test_export_ci_sfdx_url_writes_a_working_auth_url_0600_and_shows_none_of_it(
     assert secret == Path(app["consumer_secret_file"]).read_text().strip()
     assert refresh_token not in result.output and secret not in result.output
     assert f"sf org login sfdx-url --sfdx-url-file {out}" in result.output
-    renewed = requests.post(f"https://{host}/services/oauth2/token", timeout=10, data={
+    renewed = requests.post(f"https://{host}/services/oauth2/token", timeout=10, verify=session.verify, data={
         "grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id, "client_secret": secret})
     assert renewed.status_code == 200, renewed.text  # the export left it live, as it should
 

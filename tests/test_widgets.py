@@ -13,8 +13,8 @@ import ipywidgets as w
 import pytest
 
 from runbook.localorg import ADMIN_USERNAME
-from runbook.org import connect, start_local_org
 from runbook.run.env import BATCH_ENV
+from runbook.salesforce import connect, start_local_org
 from runbook.ui import FormPlaceholder, access_form, certificate_form, connected_app_form, verify_form
 
 
@@ -115,7 +115,7 @@ def test_forms_set_up_the_app_and_write_back_into_the_notebook(applied):
     assert "data-state='done'" in forms[3].status.value
     assert forms[3].result.value.count("data-state='done'") == 4  # the overview under the result
     session = connect("local", workdir=workdir)
-    from runbook import metadata
+    from runbook.salesforce import metadata
 
     assert metadata.read(session, "ConnectedApp", "Runbook_CI")["oauthConfig"]["consumerKey"] == consumer_key
 

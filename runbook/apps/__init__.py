@@ -20,7 +20,7 @@ from runbook.apps.model import SCOPES, AccessState, AppSpec, AppState, Change, G
 from runbook.errors import InputError
 
 if TYPE_CHECKING:
-    from runbook.org import OrgSession
+    from runbook.salesforce import OrgSession
 
 # In the order "auto" prefers them for a new app: a connected app where the org still allows one.
 KINDS: dict[str, AppKind] = {kind.name: kind for kind in (ConnectedAppKind(), ExternalClientAppKind())}
@@ -39,7 +39,7 @@ def kind_named(name: str, field: str = "app_kind") -> AppKind:
 
 def find_app_kind(session: OrgSession, app_name: str) -> AppKind | None:
     """The kind of the app called ``app_name`` in the org (one listMetadata call for every kind), or None."""
-    from runbook import metadata
+    from runbook.salesforce import metadata
 
     listed = metadata.list_names(session, [kind.list_type for kind in KINDS.values()])
     low = app_name.lower()

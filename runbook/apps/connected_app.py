@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import re
 
-from runbook import metadata, metadata_files, rest
 from runbook.apps.kind import DeleteStep
 from runbook.apps.model import AccessState, AppSpec, AppState, Grant, normalised_scopes
 from runbook.certificate import pem_fingerprint
 from runbook.errors import InputError, PreflightError, SalesforceError
-from runbook.org import OrgSession
+from runbook.salesforce import OrgSession, metadata, metadata_files, rest
 
 TYPE = "ConnectedApp"
 LAYOUT = ("connectedApps", "connectedApp")  # its file in a metadata-format zip [D wire facts §1.2]

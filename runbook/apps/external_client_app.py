@@ -18,12 +18,11 @@ comes from the Tooling API: the ``ExternalClientApplication`` object is not quer
 
 from __future__ import annotations
 
-from runbook import metadata, metadata_files, rest
 from runbook.apps.kind import DeleteStep
 from runbook.apps.model import AccessState, AppSpec, AppState, Grant, normalised_scopes
 from runbook.certificate import pem_fingerprint
 from runbook.errors import InputError, PreflightError, SalesforceError
-from runbook.org import OrgSession
+from runbook.salesforce import OrgSession, metadata, metadata_files, rest
 
 APP = "ExternalClientApplication"
 OAUTH_SETTINGS = "ExtlClntAppOauthSettings"

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 from runbook.apps.model import AccessState, AppSpec, AppState, Grant
 
 if TYPE_CHECKING:
-    from runbook.org import OrgSession
+    from runbook.salesforce import OrgSession
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ and ipywidgets is never imported there; under another papermill or nbconvert run
 in the output.
 
 No field holds a secret: an encrypted key's passphrase is named by ``passphrase_env`` (the variable,
-never its value), and passwords reach the kernel's environment through ``ask_credentials`` (getpass).
+never its value), and a password typed into ``ask_credentials`` (getpass) stays in the process's connector.
 
 Modules: ``fields`` (one parameter's widget), ``form`` (the generic ``PhaseForm``), one module per
 phase's form, ``credentials``, ``cards`` (result cards), ``lab`` (``python -m runbook.ui.lab``, `make lab`).

@@ -302,7 +302,7 @@ def overview_of(workdir: str, session=None):
 
 def connect_org(values: dict, step: Step):
     """The org session the phase's cells would open (``connect(org, workdir=..., api_version=...)``)."""
-    from runbook.org import connect
+    from runbook.salesforce import connect
 
     step(f"Connecting to the org ({values['org']})…")
     return connect(values["org"], workdir=values["workdir"], api_version=values["api_version"])

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from runbook.org import LOCAL_STATE_ENV
+from runbook.salesforce import LOCAL_STATE_ENV
 from runbook.workdir import DEFAULT_WORKDIR, PROJECT_DIR_ENV
 
 LOCAL_URL_ENV = "RUNBOOK_LOCAL_ORG_URL"

@@ -2,7 +2,7 @@
 
 Like moto's ``@aws_verified``: the tests in this folder are marked ``live_org`` and run against the
 emulated Dev Hub by default; with ``RUNBOOK_LIVE_ORG=<sf alias>`` (``make live``) the same tests run
-against that org, logged in through the Salesforce CLI's stored auth (``runbook.org.connect``).
+against that org, logged in through the Salesforce CLI's stored auth (``runbook.salesforce.connect``).
 
 They use the runbook's public functions and the wire only, never the local org's internals, so what
 passes here passes for the same reasons against Salesforce. On a live org:
@@ -24,12 +24,11 @@ from pathlib import Path
 import pytest
 from conftest import free_callback_port
 
-from runbook import metadata, rest
 from runbook.access import build_access_spec, ensure_access
 from runbook.apps import KINDS
 from runbook.certificate import ensure_certificate
 from runbook.connected_app import build_spec, ensure_connected_app
-from runbook.org import OrgSession, connect, connect_local
+from runbook.salesforce import OrgSession, connect, connect_local, metadata, rest
 from runbook.teardown import teardown_app
 from runbook.verify import jwt_login
 

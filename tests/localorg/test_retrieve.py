@@ -153,8 +153,7 @@ def test_retrieve_at_an_unserved_api_version_is_unsupported(org, admin_token, ve
 def test_a_deploy_with_perform_retrieve_hands_back_what_it_saved_in_its_deploy_result(org, admin_token):
     """[D] DeployOptions.performRetrieve: a retrieve of what was deployed, in DeployDetails.retrieveResult; the
     consumer key the org made is in it, a consumer secret is not."""
-    from runbook import metadata_files
-    from runbook.org import OrgSession
+    from runbook.salesforce import OrgSession, metadata_files
 
     session = OrgSession(instance_url=org.url, access_token=admin_token, api_version="62.0", method="test",
                          login_url=org.url)

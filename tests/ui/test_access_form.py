@@ -9,8 +9,8 @@ from html import unescape
 import pytest
 
 from runbook.access import CI_PERMISSION_SET
-from runbook.org import connect, start_local_org
-from runbook.rest import query
+from runbook.salesforce import connect, start_local_org
+from runbook.salesforce.rest import query
 from runbook.ui import access_form, certificate_form, connected_app_form
 
 NEW_CI = "runbook-ci@local.devhub"  # not seeded: the form creates it

@@ -4,7 +4,7 @@ simple-salesforce raises a bare ``Exception("\\nName: (CODE, message), ")`` on a
 zeep a ``Fault`` on a SOAP fault; both become ``SalesforceError`` with Salesforce's code kept. An answer that
 is no SOAP envelope (an outage page, a proxy's JSON) is named by its HTTP status before zeep reads it (zeep
 would fail on it with ``AttributeError``), and Salesforce's rate limit by its code, ``REQUEST_LIMIT_EXCEEDED``,
-however it came; a call that got no answer within the timeout (``runbook.retry.http_timeout``) says how long
+however it came; a call that got no answer within the timeout (``runbook.salesforce.retry.http_timeout``) says how long
 it waited and how often it asked.
 
 simple-salesforce parses its bundled 1.5 MB Metadata WSDL for every ``Salesforce`` object (0.35 s of
@@ -24,8 +24,8 @@ from typing import Any
 import requests
 
 from runbook.errors import NO_ANSWER, SalesforceError
-from runbook.org import OrgSession
-from runbook.retry import RetryingSession, no_answer, timeout_fix
+from runbook.salesforce import OrgSession
+from runbook.salesforce.retry import RetryingSession, no_answer, timeout_fix
 
 # A SOAP fault INSUFFICIENT_ACCESS is the user's permissions, never the org's connected-app restriction (that
 # one is a save result of createMetadata / deploy): the fix names the permissions [D Metadata API guide].
@@ -109,7 +109,7 @@ def metadata_client(session: OrgSession):
     zeep would build its own requests.Session; it sends through the REST calls' session instead (a
     ``RetryingSession``: the same safe-retry rules, and one connection to the org for both), with the
     same timeout: zeep passes ``timeout=None`` (no ``operation_timeout``), which the session replaces by
-    ``runbook.retry.http_timeout()`` at each call.
+    ``runbook.salesforce.retry.http_timeout()`` at each call.
     """
     sf = session.sf
     if sf._mdapi is None:

@@ -5,11 +5,11 @@ checked stages) [V real-orgs-2026.md §3], so the runbook does too: a deploy is 
 checked first (``check_only``). Deploys are declarative: a component is sent whole, since a field left
 out is cleared (a Global OAuth settings file without ``<certificate>`` drops the certificate).
 
-Components are plain dicts, as ``runbook.metadata`` reads them; the XML is written in XSD order,
+Components are plain dicts, as ``runbook.salesforce.metadata`` reads them; the XML is written in XSD order,
 which for these types is alphabetical [V wire facts §1.3], and ``fullName`` is the file's name.
 
 Every call (deploy, checkDeployStatus, retrieve, checkRetrieveStatus) goes through the session's
-``RetryingSession`` and so has its timeout (``runbook.retry.http_timeout``); checkDeployStatus and the
+``RetryingSession`` and so has its timeout (``runbook.salesforce.retry.http_timeout``); checkDeployStatus and the
 retrieve's start are reads, asked again on a lost answer; a deploy is not, nor checkRetrieveStatus (a
 finished retrieve's zip is handed out once). A call that got no answer raises NO_ANSWER saying how long it
 waited.
@@ -34,9 +34,9 @@ import requests
 from defusedxml.ElementTree import fromstring
 
 from runbook.errors import NO_ANSWER, SalesforceError
-from runbook.metadata import metadata_client, no_answer_error
-from runbook.org import OrgSession
-from runbook.retry import no_answer
+from runbook.salesforce import OrgSession
+from runbook.salesforce.metadata import metadata_client, no_answer_error
+from runbook.salesforce.retry import no_answer
 
 NS = "http://soap.sforce.com/2006/04/metadata"
 Layout = dict[str, tuple[str, str]]  # type -> (folder, suffix) of its files in a metadata-format zip

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from runbook.errors import SalesforceError
-from runbook.org import OrgSession
+from runbook.salesforce import OrgSession
 
 MAX_COMPOSITE_QUERIES = 5  # Salesforce: at most 5 query or sObject Collection subrequests per Composite
 

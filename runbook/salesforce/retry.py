@@ -33,7 +33,7 @@ import requests
 from requests.adapters import DEFAULT_CA_BUNDLE_PATH, HTTPAdapter
 
 from runbook.errors import InputError
-from runbook.urls import without_userinfo
+from runbook.salesforce.urls import without_userinfo
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,22 @@ def _verifying_context(bundle: str, _size: int, _mtime_ns: int) -> ssl.SSLContex
     return context
 
 
-class RetryingSession(requests.Session):
+class TrustingSession(requests.Session):
+    """A requests session whose own ``verify`` (a CA bundle path) wins over ``$REQUESTS_CA_BUNDLE``.
+
+    requests lets the environment's bundle replace a session's (psf/requests#3829): a session told to trust
+    one local org would verify with whatever bundle the process's environment names. The runbook puts the
+    bundle on the session (``Connector``), so that is the one used; a request's own ``verify=`` still wins.
+    """
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[override]
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if verify is None and isinstance(self.verify, str):
+            settings["verify"] = self.verify
+        return settings
+
+
+class RetryingSession(TrustingSession):
     """A requests session with a default timeout and safe retries; used by REST and Metadata calls."""
 
     def __init__(self, policy: RetryPolicy = DEFAULT_POLICY, sleep=time.sleep):
