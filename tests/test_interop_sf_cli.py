@@ -30,7 +30,7 @@ from conftest import free_callback_port, run_phases
 
 from runbook.access import build_access_spec, ensure_access
 from runbook.connected_app import build_spec, ensure_connected_app
-from runbook.localorg import ADMIN_USERNAME
+from runbook.localorg import ADMIN_USERNAME, LocalOrg, ids
 from runbook.salesforce import connect_local, start_local_org
 from runbook.salesforce.metadata import list_names
 from runbook.verify import jwt_login
@@ -231,7 +231,11 @@ def test_make_live_passes_against_the_cli_alias(produced, devhub, tmp_path):
 
 # ------------------------------------------------------------------ scratch orgs through the runbook's Dev Hub auth
 
-SCRATCH_DEF = {"orgName": "Interop Scratch", "edition": "Developer"}  # a minimal project-scratch-def.json
+# a project-scratch-def.json with settings: the CLI deploys them to the new org once it has logged in (a zip of
+# settings/*.settings over SOAP, checkDeployStatus polled, then a tooling SourceMember query [V sfdx-core])
+SCRATCH_DEF = {"orgName": "Interop Scratch", "edition": "Developer",
+               "settings": {"lightningExperienceSettings": {"enableS1DesktopEnabled": True},
+                            "securitySettings": {"passwordPolicies": {"minimumPasswordLength": 10}}}}
 PLATFORM_CLI_ENV = {"SF_SCRATCH_SIGNUP_CONNECTED_APP": "PlatformCLI",  # the C-1016 workaround (CLI 2.150+)
                     "SF_SCRATCH_SIGNUP_CALLBACK_URL": "http://localhost:1717/OauthRedirect"}
 
@@ -260,17 +264,18 @@ def _brief(body: dict) -> dict:
 
 
 def _scratch_round_trip(env: dict[str, str], project: Path, hub_alias: str, alias: str,
-                        client_id: str) -> dict[str, float]:
+                        client_id: str, hub: LocalOrg) -> dict[str, float]:
     """sf org create scratch, sf data query, sf org delete scratch: each step's seconds; asserts each one.
 
     ``client_id`` is the app the CLI's scratch org auth must name: the hub's (JWT with its key) or PlatformCLI
-    (the AuthCode exchange)."""
+    (the AuthCode exchange). The definition's settings must be in the new org before it is deleted."""
     created, t_create = _sf_in(env, project, "org", "create", "scratch", "--definition-file",
                                "project-scratch-def.json", "--target-dev-hub", hub_alias, "--wait", "5",
                                "--alias", alias)
     assert created.get("status") == 0, _brief(created)
     result = created["result"]
     assert result["scratchOrgInfo"]["Status"] == "Active" and result["orgId"].startswith("00D")
+    _assert_settings_deployed(hub.scratch_orgs.running()[ids.to_18(result["orgId"][:15])])
     assert result["username"].endswith("@example.com") and not result.get("warnings"), result.get("warnings")
     auth = result["authFields"]
     assert auth["clientId"] == client_id and bool(auth.get("privateKey")) == (client_id != "PlatformCLI"), {
@@ -286,6 +291,18 @@ def _scratch_round_trip(env: dict[str, str], project: Path, hub_alias: str, alia
     assert deleted.get("status") == 0, _brief(deleted)
     assert deleted["result"]["orgId"][:15] == result["orgId"][:15]
     return {"create": t_create, "query": t_query, "delete": t_delete}
+
+
+def _assert_settings_deployed(scratch: LocalOrg) -> None:
+    """The CLI deployed the definition's settings to ``scratch`` (SOAP deploy, polled to Succeeded) and the org
+    kept them; its SourceMember query answered."""
+    calls = [(c.operation, c.status) for c in scratch.call_log()]
+    assert ("mdapi.deploy", 200) in calls and ("mdapi.checkDeployStatus", 200) in calls, calls
+    assert ("rest.tooling.query", 200) in calls[calls.index(("mdapi.deploy", 200)):], calls
+    assert scratch.store.component("LightningExperienceSettings", "LightningExperience").definition == {
+        "enableS1DesktopEnabled": ["true"]}
+    assert scratch.store.component("SecuritySettings", "Security").definition == {
+        "passwordPolicies": [{"minimumPasswordLength": ["10"]}]}
 
 
 def _scratch_steps(label: str, times: dict[str, float], hub_alias: str, alias: str) -> None:
@@ -309,8 +326,32 @@ def test_sf_cli_creates_queries_and_deletes_a_scratch_org_through_the_jwt_dev_hu
         _brief(refused)
     _step(f"sf org create scratch with the CLI's callback (1717), not the app's ({port}): refused", t_refused)
     project = _project(tmp_path / "project", port)
-    times = _scratch_round_trip(produced["env"], project, ALIAS, "scratch", produced["app"]["consumer_key"])
+    times = _scratch_round_trip(produced["env"], project, ALIAS, "scratch", produced["app"]["consumer_key"],
+                                produced["org"])
     _scratch_steps("connected app hub", times, ALIAS, "scratch")
+    assert not produced["org"].scratch_orgs.running(), "the deleted scratch org still runs"
+
+
+def test_sf_cli_reports_a_settings_type_salesforce_lacks_and_the_created_scratch_org_can_be_deleted(
+        produced, devhub, tmp_path):
+    """A definition whose settings name no settings type: the org is created, the settings deploy fails with
+    Salesforce's error in the CLI's ProblemDeployingSettings (exit 68), and the org stays until deleted."""
+    project = _project(tmp_path / "project", produced["app"]["callback_port"])
+    (project / "project-scratch-def.json").write_text(json.dumps({
+        **SCRATCH_DEF, "settings": {**SCRATCH_DEF["settings"], "nopeSettings": {"enableNope": True}}}))
+    done, elapsed = _run([str(SF), "org", "create", "scratch", "--definition-file", "project-scratch-def.json",
+                          "--target-dev-hub", ALIAS, "--wait", "5", "--alias", "bad-settings", "--json"],
+                         produced["env"], project, timeout=420)
+    body = json.loads(done.stdout or "{}")
+    assert done.returncode == 68 and body.get("name") == "ProblemDeployingSettings", _brief(body)
+    assert body["message"].endswith(
+        "but the settings failed to deploy due to: \n[Error] Nope : settings/Nope.settings is not a valid metadata "
+        "object. Check the name and casing of the file. "), _brief(body)
+    _step("sf org create scratch with settings of no settings type: ProblemDeployingSettings (exit 68)", elapsed)
+    [scratch] = produced["org"].scratch_orgs.running().values()
+    assert scratch.store.component("LightningExperienceSettings", "LightningExperience") is None  # rolled back
+    deleted, _ = _sf_in(produced["env"], project, "org", "delete", "scratch", "-o", "bad-settings", "--no-prompt")
+    assert deleted.get("status") == 0, _brief(deleted)
     assert not produced["org"].scratch_orgs.running(), "the deleted scratch org still runs"
 
 
@@ -343,7 +384,8 @@ def test_sf_cli_scratch_org_through_an_eca_hub_fails_c1016_and_works_with_the_pl
     _step("ECA hub: sf org create scratch: RemoteOrgSignupFailed C-1016 (as cli#3515)", t_refused)
     print(f"[interop] C-1016 message: {refused['message']}")
 
-    times = _scratch_round_trip({**env, **PLATFORM_CLI_ENV}, project, "ecahub", "eca-scratch", "PlatformCLI")
+    times = _scratch_round_trip({**env, **PLATFORM_CLI_ENV}, project, "ecahub", "eca-scratch", "PlatformCLI",
+                                produced["org"])
     _scratch_steps("ECA hub + SF_SCRATCH_SIGNUP_CONNECTED_APP=PlatformCLI", times, "ecahub", "eca-scratch")
     shutil.rmtree(home)  # its auth files hold access tokens
 

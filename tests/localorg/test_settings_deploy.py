@@ -4,6 +4,7 @@ and checkDeployStatus; Salesforce's refusals of an unknown settings type or fiel
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import zipfile
@@ -182,3 +183,31 @@ def test_the_clis_source_member_query_answers_no_rows_on_the_tooling_api_only(sc
     data_api = requests.get(f"{org.url}/services/data/v66.0/query", params={"q": soql}, headers=bearer(sf.session_id),
                             verify=org.ca_bundle, timeout=10)
     assert data_api.status_code == 400 and data_api.json()[0]["errorCode"] == "INVALID_TYPE"
+
+
+def test_a_retrieve_of_settings_answers_what_the_org_got(scratch):
+    org, sf = scratch
+    assert deployed(sf, settings_zip(LIGHTNING))["state"] == "Succeeded"
+    envelope = ('<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Header>'
+                f'<SessionHeader xmlns="{METADATA_NS}"><sessionId>{sf.session_id}</sessionId></SessionHeader>'
+                f'</soapenv:Header><soapenv:Body xmlns="{METADATA_NS}">{{}}</soapenv:Body></soapenv:Envelope>')
+
+    def call(body: str) -> str:
+        response = requests.post(f"{org.url}/services/Soap/m/66.0", data=envelope.format(body), verify=org.ca_bundle,
+                                 headers={"Content-Type": "text/xml", "SOAPAction": '""'}, timeout=10)
+        assert response.status_code == 200, response.text
+        return response.text
+
+    started = call("<retrieve><request><apiVersion>66.0</apiVersion><singlePackage>true</singlePackage><unpackaged>"
+                   "<types><members>LightningExperience</members><name>Settings</name></types></unpackaged>"
+                   "</request></retrieve>")
+    retrieve_id = started.split("<id>")[1].split("</id>")[0]
+    answer = call(f"<checkRetrieveStatus><asyncProcessId>{retrieve_id}</asyncProcessId></checkRetrieveStatus>")
+    encoded = answer.split("<zipFile>")[1].split("</zipFile>")[0]
+    files = zipfile.ZipFile(io.BytesIO(base64.b64decode(encoded)))
+    assert sorted(files.namelist()) == ["package.xml", "settings/LightningExperience.settings"]
+    text = files.read("settings/LightningExperience.settings").decode()
+    assert f'<LightningExperienceSettings xmlns="{METADATA_NS}">' in text
+    assert "<enableS1DesktopEnabled>true</enableS1DesktopEnabled>" in text
+    assert "<members>LightningExperience</members><name>Settings</name>" in files.read("package.xml").decode() \
+        .replace("\n", "").replace(" ", "")
