@@ -59,8 +59,8 @@ def _kernel_start_seconds() -> float:
     return elapsed
 
 
-_CLIENT_IMPORTS = ("import runbook.certificate, runbook.connected_app, runbook.access, runbook.verify, "
-                   "runbook.ui, simple_salesforce, zeep")
+_CLIENT_IMPORTS = ("import runbook.phases.certificate, runbook.phases.connected_app, runbook.phases.access, "
+                   "runbook.phases.verify, runbook.ui, simple_salesforce, zeep")
 
 
 def _import_seconds() -> float:
@@ -78,11 +78,11 @@ def _import_seconds() -> float:
 
 def _floor_run(workdir: Path, callback_port: int) -> dict[str, float]:
     """The same package calls the notebooks make, in this process: the cost of the work itself."""
-    from runbook.access import apply_access_plan, build_access_spec, plan_access
-    from runbook.certificate import ensure_certificate
-    from runbook.connected_app import apply_connected_app, build_spec, plan_connected_app
+    from runbook.phases.access import apply_access_plan, build_access_spec, plan_access
+    from runbook.phases.certificate import ensure_certificate
+    from runbook.phases.connected_app import apply_connected_app, build_spec, plan_connected_app
+    from runbook.phases.verify import verify_setup
     from runbook.salesforce import connect
-    from runbook.verify import verify_setup
 
     times = {}
     started = time.perf_counter()
@@ -106,7 +106,7 @@ def _floor_run(workdir: Path, callback_port: int) -> dict[str, float]:
 
 def _papermill_run(workdir: Path, runs: Path, org, params: dict) -> tuple[dict[str, float], dict[str, Counter], float]:
     """One `runbook run`, with each phase's org calls counted by the local org."""
-    from runbook.batch import run_runbook
+    from runbook.run.batch import run_runbook
 
     marks: list[tuple[str, int]] = []
 
@@ -128,8 +128,8 @@ def _papermill_run(workdir: Path, runs: Path, org, params: dict) -> tuple[dict[s
 
 
 def bench_runbook() -> None:
-    from runbook.ports import free_port
     from runbook.salesforce import start_local_org, stop_local_orgs
+    from runbook.work.ports import free_port
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -171,7 +171,7 @@ def bench_runbook() -> None:
 
 def _proof_run(workdir: Path, runs: Path, org, params: dict) -> tuple[Counter, float]:
     """Phase 4 again with the scratch-org proof on: its calls beyond the plain phase 4, and its seconds."""
-    from runbook.batch import run_runbook
+    from runbook.run.batch import run_runbook
 
     before = len(org.call_log())
     started = time.perf_counter()
@@ -334,8 +334,8 @@ def serve_orgs(latency_ms: float, states: list[str]) -> None:
 
 def bench_fleet() -> None:
     """100 orgs through ``run_fleet`` at the default jobs, next to the bound the runbook's own CPU sets."""
-    from runbook.fleet import FleetOrg, default_jobs, run_fleet
     from runbook.localorg import LocalOrg
+    from runbook.run.fleet import FleetOrg, default_jobs, run_fleet
 
     cores = os.cpu_count() or 1
     jobs = default_jobs()
@@ -420,9 +420,9 @@ def bench_jwt_vs_cli() -> None:
     if sf is None:
         print("skipped: the Salesforce CLI is not installed (not on PATH, not in .tools/; `make interop` gets it)")
         return
-    from runbook.batch import run_runbook
+    from runbook.phases.verify import jwt_login
+    from runbook.run.batch import run_runbook
     from runbook.salesforce import start_local_org, stop_local_orgs
-    from runbook.verify import jwt_login
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -466,7 +466,7 @@ def bench_propagation() -> None:
     app (its last save, as the org records it, plus the delay), when phase 4's login succeeded (the
     org's first 200 answer to a token request), and the lag between the two.
     """
-    from runbook.batch import run_runbook
+    from runbook.run.batch import run_runbook
     from runbook.salesforce import start_local_org, stop_local_orgs
 
     with tempfile.TemporaryDirectory() as tmp:

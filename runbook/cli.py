@@ -12,7 +12,7 @@ import click
 import yaml
 
 from runbook.errors import RunbookError
-from runbook.workdir import DEFAULT_WORKDIR, resolve_workdir
+from runbook.work.workdir import DEFAULT_WORKDIR, resolve_workdir
 
 
 def _read_config(path: Path) -> dict:
@@ -89,7 +89,7 @@ def run(ctx: click.Context, org: str, workdir: str, runs_dir: str, params: tuple
     Prints one line per phase, then the app, its consumer key and the `sf org login jwt` command; exits 1 if a
     phase failed (its name and error are printed). Reruns change nothing and reuse the key in WORKDIR.
     """
-    from runbook.batch import run_runbook
+    from runbook.run.batch import run_runbook
     from runbook.salesforce import stop_local_orgs
 
     if config_file and _is_fleet_file(config_file):
@@ -119,9 +119,9 @@ def run(ctx: click.Context, org: str, workdir: str, runs_dir: str, params: tuple
 def _check_only(org: str, workdir: str, params: dict) -> None:
     """`runbook run --check`: every problem of every phase's parameters at once, then the names only the org can
     check (profiles, permission sets, users, the login URL's org); exit 1 if there is one. Nothing is written."""
-    from runbook.batch import check_no_secret_params
-    from runbook.org_checks import ORG_CHECKED, check_org
-    from runbook.parameters import check_run
+    from runbook.phases.org_checks import ORG_CHECKED, check_org
+    from runbook.phases.parameters import check_run
+    from runbook.run.batch import check_no_secret_params
     from runbook.salesforce import DEFAULT_API_VERSION, connect, connect_local, local_state_dir, stop_local_orgs
 
     folder = str(resolve_workdir(workdir))
@@ -157,8 +157,8 @@ def _is_fleet_file(path: Path) -> bool:
 
 def _run_fleet(config: Path, runs_dir: str, jobs: int | None, resume: bool, overrides: dict) -> None:
     """Every org of the fleet file, ``jobs`` at a time; report.md/.html; exit 1 if any org failed."""
-    from runbook.fleet import load_fleet, run_fleet
-    from runbook.report import write_report
+    from runbook.run.fleet import load_fleet, run_fleet
+    from runbook.run.report import write_report
     from runbook.salesforce import stop_local_orgs
 
     try:
@@ -285,8 +285,8 @@ def init(folder: Path, force: bool) -> None:
 @click.option("--yes", is_flag=True, help="Delete without asking (after printing the plan).")
 def teardown(app_name: str, org: str, workdir: str, yes: bool) -> None:
     """Delete an app (connected or external client app) and its pre-authorizations; shows the plan first."""
+    from runbook.phases.teardown import apply_teardown, plan_teardown
     from runbook.salesforce import connect, stop_local_orgs
-    from runbook.teardown import apply_teardown, plan_teardown
 
     try:
         session = connect(org, workdir=workdir)

@@ -8,7 +8,7 @@
     └── LoginError               a JWT bearer / web server token exchange was refused, with the fix
 
 A phase notebook that fails in a batch is not raised: ``runbook run`` returns a summary naming the phase, its
-error and what to do next (``runbook.summary``), so a fleet and a single run report failures the same way.
+error and what to do next (``runbook.run.summary``), so a fleet and a single run report failures the same way.
 
 Messages never carry a secret: callers pass values that are safe to show, and ``InputError``
 takes ``secret=True`` to withhold the value of a field that holds one.

@@ -44,11 +44,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
-from runbook.certificate import fingerprint, load_certificate, load_private_key, read_passphrase
 from runbook.errors import InputError, RunbookError
-from runbook.files import PRIVATE, write_atomic
+from runbook.phases.certificate import fingerprint, load_certificate, load_private_key, read_passphrase
 from runbook.salesforce.urls import without_userinfo
-from runbook.workdir import Workdir, open_workdir
+from runbook.work.files import PRIVATE, write_atomic
+from runbook.work.workdir import Workdir, open_workdir
 
 if TYPE_CHECKING:
     import requests
@@ -211,7 +211,7 @@ def export_sfdx_auth_url(workdir: str | Path, *, output: str | Path = "", userna
     org's link is shown for a person to open (within ``timeout`` seconds). The refresh token is left live:
     that is the export's point. It goes into the file only, never to the screen.
     """
-    from runbook.webflow import read_secret_file, run_web_flow, show_link
+    from runbook.phases.webflow import read_secret_file, run_web_flow, show_link
 
     wd = open_workdir(workdir)
     verify, app = wd.load("verify"), wd.load("connected_app")
@@ -251,8 +251,8 @@ def _web_login(wd: Workdir, login_url: str,
     """
     import functools
 
+    from runbook.phases.webflow import follow_redirects
     from runbook.salesforce import connect, local_state_dir
-    from runbook.webflow import follow_redirects
 
     local = urlsplit(login_url).hostname in ("127.0.0.1", "localhost")
     if not (local and (local_state_dir(wd.root) / "org.sqlite3").is_file()):

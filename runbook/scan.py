@@ -54,7 +54,7 @@ from typing import Any
 
 import yaml
 
-from runbook.files import is_write_temp
+from runbook.work.files import is_write_temp
 
 __all__ = ["Finding", "iter_files", "known_secrets_from_file", "looks_secret_name", "scan_paths", "scan_test_outputs",
            "scan_text", "secret_parameter_names"]

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from runbook.certificate import ensure_certificate
 from runbook.localorg import LocalOrg
-from runbook.ports import port_is_free
+from runbook.phases.certificate import ensure_certificate
 from runbook.salesforce import connect_local
 from runbook.scan import scan_test_outputs
+from runbook.work.ports import port_is_free
 
 
 def free_callback_port() -> int:
@@ -25,7 +25,7 @@ def free_callback_port() -> int:
 
 def run_phases(root: Path, *, phases: list[str] | None = None, **params) -> Path:
     """The runbook through papermill in ``root`` (a free callback port unless given); its work folder."""
-    from runbook.batch import run_runbook
+    from runbook.run.batch import run_runbook
 
     params.setdefault("callback_port", free_callback_port())
     summary = run_runbook(workdir=root / "work", runs_dir=root / "runs", phases=phases, params=params,

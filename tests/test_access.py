@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from runbook.access import build_access_spec, ensure_access
-from runbook.batch import run_runbook
 from runbook.errors import InputError, LoginError, RunbookError
 from runbook.localorg import ADMIN_USERNAME
+from runbook.phases.access import build_access_spec, ensure_access
+from runbook.phases.verify import jwt_login
+from runbook.run.batch import run_runbook
 from runbook.salesforce import connect_local, metadata, rest, start_local_org
 from runbook.salesforce.rest import create_many, query
-from runbook.verify import jwt_login
 
 DEV, CI, READONLY = "dev@local.devhub", "ci@local.devhub", "readonly@local.devhub"
 NEW_SET = {"permission_sets": ["Runbook JWT Users"], "create_permission_sets": True, "assign_users": [CI]}

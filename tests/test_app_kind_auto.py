@@ -9,13 +9,13 @@ import os
 import pytest
 from conftest import free_callback_port, user_id
 
-from runbook.access import build_access_spec, ensure_access
-from runbook.batch import run_runbook
-from runbook.connected_app import build_spec, ensure_connected_app, plan_connected_app
 from runbook.errors import SalesforceError
 from runbook.localorg import ADMIN_USERNAME, LocalOrg
+from runbook.phases.access import build_access_spec, ensure_access
+from runbook.phases.connected_app import build_spec, ensure_connected_app, plan_connected_app
+from runbook.phases.verify import jwt_login
+from runbook.run.batch import run_runbook
 from runbook.salesforce import OrgSession, connect_local, metadata
-from runbook.verify import jwt_login
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook.batch import run_runbook
 from runbook.errors import InputError, RunbookError
+from runbook.run.batch import run_runbook
 from runbook.salesforce import start_local_org
 
 # (phase, parameters, text the error must contain)

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import user_id
 
-from runbook.batch import run_runbook
-from runbook.certificate import ensure_certificate
 from runbook.localorg import ADMIN_USERNAME
+from runbook.phases.certificate import ensure_certificate
+from runbook.run.batch import run_runbook
 from runbook.salesforce import connect_local
 from runbook.salesforce.rest import query
 

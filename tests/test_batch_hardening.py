@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import free_callback_port
 
-from runbook.batch import run_runbook
-from runbook.workdir import WorkdirBusy
+from runbook.run.batch import run_runbook
+from runbook.work.workdir import WorkdirBusy
 
 
 def _mode(path: Path) -> int:
@@ -41,7 +41,7 @@ def test_run_folders_and_executed_notebooks_are_private_under_umask_000(tmp_path
 
 _HOLD = """
 import sys, time
-from runbook.workdir import open_workdir
+from runbook.work.workdir import open_workdir
 with open_workdir(sys.argv[1]).lock():
     print("locked", flush=True)
     time.sleep(60)

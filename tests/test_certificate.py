@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from runbook.certificate import ensure_certificate
 from runbook.errors import InputError
+from runbook.phases.certificate import ensure_certificate
 from runbook.scan import scan_paths
 
 
@@ -200,7 +200,7 @@ def test_work_folder_keys_and_phases_are_0700_under_umask_000(tmp_path):
 
 _CRASH_BEFORE_LINK = """
 import os, signal, sys
-from runbook.certificate import ensure_certificate
+from runbook.phases.certificate import ensure_certificate
 os.link = lambda *_: os.kill(os.getpid(), signal.SIGKILL)  # killed after the temp key is written, before the link
 ensure_certificate(workdir=sys.argv[1])
 """

@@ -12,11 +12,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from runbook.batch import run_runbook
 from runbook.errors import LoginError
 from runbook.localorg import ADMIN_USERNAME
+from runbook.phases.verify import jwt_login
+from runbook.run.batch import run_runbook
 from runbook.salesforce import start_local_org
-from runbook.verify import jwt_login
 
 
 def _quiet(_message: str) -> None:

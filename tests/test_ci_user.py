@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import run_phases
 
-from runbook.access import (
+from runbook.errors import InputError
+from runbook.phases.access import (
     CI_PERMISSION_SET,
     CI_PROFILES,
     build_access_spec,
@@ -18,14 +19,13 @@ from runbook.access import (
     ensure_ci_user,
     with_ci_permission_set,
 )
-from runbook.batch import run_runbook
-from runbook.errors import InputError
+from runbook.phases.scratch_proof import ScratchOrgProofError, prove_scratch_org
+from runbook.phases.teardown import teardown_app
+from runbook.phases.verify import jwt_login, verify_setup
+from runbook.run.batch import run_runbook
 from runbook.salesforce import connect, start_local_org
 from runbook.salesforce.rest import query
-from runbook.scratch_proof import ScratchOrgProofError, prove_scratch_org
-from runbook.teardown import teardown_app
-from runbook.verify import jwt_login, verify_setup
-from runbook.workdir import open_workdir
+from runbook.work.workdir import open_workdir
 
 CI = "ci@local.devhub"  # seeded, Standard User: reused as it is
 NEW_CI = "runbook-ci@local.devhub"  # not seeded: phase 3 creates it

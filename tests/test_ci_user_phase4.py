@@ -11,9 +11,9 @@ import re
 import pytest
 from conftest import run_phases
 
-from runbook.access import ensure_ci_user
+from runbook.phases.access import ensure_ci_user
 from runbook.salesforce import connect
-from runbook.workdir import open_workdir
+from runbook.work.workdir import open_workdir
 
 CI = "ci@local.devhub"  # seeded in the local org
 ADMIN = "admin@local.devhub"

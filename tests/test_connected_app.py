@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from conftest import free_callback_port
 
-from runbook.certificate import ensure_certificate
-from runbook.connected_app import build_spec, ensure_connected_app, plan_connected_app
 from runbook.errors import InputError, PreflightError, SalesforceError
 from runbook.localorg import Fault, LocalOrg
+from runbook.phases.certificate import ensure_certificate
+from runbook.phases.connected_app import build_spec, ensure_connected_app, plan_connected_app
+from runbook.phases.teardown import teardown_app
 from runbook.salesforce import connect_local, metadata
 from runbook.salesforce.rest import query
-from runbook.teardown import teardown_app
 
 EMAIL = "admin@example.com"
 
@@ -300,7 +300,7 @@ def test_preflight_refuses_new_connected_apps_with_both_ways_out(tmp_path, cert,
 
 def test_teardown_shows_the_plan_then_deletes_app_and_access(org, session, cert, tmp_path):
     ensure_connected_app(session, _spec(cert, "Tear_Down"), workdir=tmp_path)
-    from runbook.access import build_access_spec, ensure_access
+    from runbook.phases.access import build_access_spec, ensure_access
 
     ensure_access(session, build_access_spec(app_name="Tear_Down"), workdir=tmp_path)
     assert len(_grants(session, "Tear Down")) == 1
@@ -471,7 +471,7 @@ def test_adopting_an_app_overwrites_it_marks_it_and_a_rerun_needs_no_adopt(org, 
 def test_an_app_recorded_in_the_work_folder_without_the_marker_is_the_runbooks(org, session, cert, tmp_path):
     """An app phase 2 made before apps were marked: its record says whose it is; the rerun adds the marker."""
     _their_app(session, "Pre_Marker", Path(cert.cert_path).read_text())
-    from runbook.workdir import open_workdir
+    from runbook.work.workdir import open_workdir
 
     open_workdir(tmp_path).save("connected_app", {"full_name": "Pre_Marker", "app_kind": "connected_app"})
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from runbook.batch import run_runbook
 from runbook.localorg import ADMIN_USERNAME
+from runbook.run.batch import run_runbook
 from runbook.salesforce import connect_local, start_local_org, stop_local_orgs
 from runbook.salesforce.rest import query
 

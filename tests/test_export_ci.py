@@ -17,13 +17,13 @@ from click.testing import CliRunner
 from conftest import run_phases
 from cryptography.hazmat.primitives import serialization
 
-from runbook.certificate import ensure_certificate
 from runbook.cli import main
 from runbook.errors import InputError
 from runbook.localorg import ADMIN_USERNAME
+from runbook.phases.certificate import ensure_certificate
+from runbook.phases.verify import jwt_login, verify_setup
 from runbook.salesforce import connect_local, local_state_dir
-from runbook.verify import jwt_login, verify_setup
-from runbook.workdir import open_workdir
+from runbook.work.workdir import open_workdir
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 from conftest import free_callback_port, user_id
 
-from runbook.access import build_access_spec, ensure_access
 from runbook.apps.external_client_app import COMPONENTS, GLOBAL_OAUTH, PHASE2, component_names
-from runbook.batch import run_runbook
-from runbook.connected_app import build_spec, ensure_connected_app, plan_connected_app
 from runbook.errors import InputError
 from runbook.localorg import ADMIN_USERNAME
+from runbook.phases.access import build_access_spec, ensure_access
+from runbook.phases.connected_app import build_spec, ensure_connected_app, plan_connected_app
+from runbook.phases.teardown import teardown_app
+from runbook.phases.verify import jwt_login
+from runbook.run.batch import run_runbook
 from runbook.salesforce import metadata
-from runbook.teardown import teardown_app
-from runbook.verify import jwt_login
 
 PORT = 0
 
@@ -144,7 +144,7 @@ def test_runbook_through_papermill_ends_in_a_jwt_login_as_the_admin(tmp_path, ap
         assert secret not in notebook.read_text()
 
     # the overview shows four done cards, --resume right after skips them all, and a rerun writes nothing
-    from runbook.overview import phase_overview
+    from runbook.phases.overview import phase_overview
     from runbook.salesforce import connect_local, start_local_org
 
     org = start_local_org(summary.workdir / "localorg")

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from runbook.files import (
+from runbook.work.files import (
     PUBLIC,
     create_with_mode,
     is_write_temp,

@@ -13,12 +13,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from runbook.batch import run_runbook
 from runbook.cli import main
 from runbook.errors import InputError
-from runbook.fleet import load_fleet, run_fleet
-from runbook.kernelpool import KernelTemplate, forking_supported, template_argv
-from runbook.report import write_report
+from runbook.run.batch import run_runbook
+from runbook.run.fleet import load_fleet, run_fleet
+from runbook.run.kernelpool import KernelTemplate, forking_supported, template_argv
+from runbook.run.report import write_report
 
 NAMES = ["alpha", "bravo", "charlie", "delta", "echo"]
 
@@ -44,7 +44,7 @@ def _kernel_tree() -> dict[int, list[int]]:
     import psutil
 
     return {child.pid: [k.pid for k in child.children()] for child in psutil.Process().children()
-            if "runbook.kernelpool" in " ".join(child.cmdline()) or "ipykernel" in " ".join(child.cmdline())}
+            if "runbook.run.kernelpool" in " ".join(child.cmdline()) or "ipykernel" in " ".join(child.cmdline())}
 
 
 @pytest.fixture(scope="module")

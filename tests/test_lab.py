@@ -63,11 +63,11 @@ def test_lab_serves_the_notebooks_with_the_org_in_its_environment_and_stops_both
 def test_lab_and_cli_share_one_work_folder_and_local_org_by_default(tmp_path, monkeypatch):
     """`make lab`'s kernels (cwd: the notebooks' folder) and `make run` (cwd: the project) use the same work/."""
     from runbook.cli import main
-    from runbook.parameters import phase_parameters
     from runbook.phases import PHASES
+    from runbook.phases.parameters import phase_parameters
     from runbook.salesforce import local_state_dir
     from runbook.ui.lab import DEFAULT_STATE
-    from runbook.workdir import DEFAULT_WORKDIR, PROJECT_DIR_ENV, open_workdir
+    from runbook.work.workdir import DEFAULT_WORKDIR, PROJECT_DIR_ENV, open_workdir
 
     run_option = next(p for p in main.commands["run"].params if p.name == "workdir")
     serve_option = next(p for p in main.commands["org"].commands["serve"].params if p.name == "state_dir")

@@ -1,7 +1,7 @@
 """The library internals the runner builds on, checked against the ranges pyproject.toml pins (issue 17, row 11).
 
 runbook/run/kernel.py subclasses papermill's engine and execution manager and jupyter_client's kernel client and
-channel, and relies on nbclient asking the manager for its client; runbook/kernelpool.py subclasses
+channel, and relies on nbclient asking the manager for its client; runbook/run/kernelpool.py subclasses
 jupyter_client's LocalProvisioner; runbook/localorg/server.py overrides werkzeug's request handler and builds
 on its server. None of that is public API, so pyproject.toml caps these libraries at the tested minor
 versions. When a new version is let in, these tests fail at once (imports and signatures, no kernel, no
@@ -87,7 +87,7 @@ def _coroutine(path: str) -> Callable[[], str]:
     return check
 
 
-BATCH, POOL, SERVER = "runbook/run/kernel.py", "runbook/kernelpool.py", "runbook/localorg/server.py"
+BATCH, POOL, SERVER = "runbook/run/kernel.py", "runbook/run/kernelpool.py", "runbook/localorg/server.py"
 INTERNALS = [
     # papermill: the throttled-save engine (papermill_engine)
     Internal("papermill", "papermill_engines.register", BATCH, _has("papermill.engines:papermill_engines", "register")),

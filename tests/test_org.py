@@ -275,7 +275,7 @@ def test_runbook_run_through_a_cli_alias_with_a_redacted_token_runs_all_four_pha
     # a real org's certificate is publicly trusted; the local org standing in for one needs its CA named, as a
     # user behind a TLS-inspecting proxy would name theirs (the kernel inherits this process's environment)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(org.ca_bundle))
-    from runbook.batch import run_runbook
+    from runbook.run.batch import run_runbook
 
     token = connect_local(org.state_dir).access_token
     bin_dir = install_sf({"display": [_redacted_display(org)], "auth": [_shown_token(token)]})

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import free_callback_port
 
-from runbook.batch import run_runbook
 from runbook.errors import RunbookError
+from runbook.run.batch import run_runbook
 from runbook.salesforce import start_local_org
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,12 +8,12 @@ import nbformat
 import papermill
 import pytest
 
-from runbook.access import build_access_spec, ensure_access
-from runbook.certificate import ensure_certificate
-from runbook.connected_app import build_spec, ensure_connected_app
-from runbook.overview import phase_overview
+from runbook.phases.access import build_access_spec, ensure_access
+from runbook.phases.certificate import ensure_certificate
+from runbook.phases.connected_app import build_spec, ensure_connected_app
+from runbook.phases.overview import phase_overview
+from runbook.phases.verify import verify_setup
 from runbook.salesforce import connect, rest, start_local_org
-from runbook.verify import verify_setup
 
 START_HERE = Path(__file__).parent.parent / "notebooks" / "00_start_here.ipynb"
 

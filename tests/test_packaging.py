@@ -66,7 +66,7 @@ def fresh_env(wheel, tmp_path_factory) -> tuple[Path, dict[str, str]]:
 def test_wheel_ships_the_package_the_local_org_and_the_notebooks(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {f"runbook/notebooks/{nb}" for nb in NOTEBOOKS} <= names
-    assert {"runbook/cli.py", "runbook/batch.py", "runbook/init.py", "runbook/runbook.yaml"} <= names
+    assert {"runbook/cli.py", "runbook/run/batch.py", "runbook/init.py", "runbook/runbook.yaml"} <= names
     assert "runbook/localorg/__init__.py" in names
     assert any(n.startswith("runbook/localorg/") and n != "runbook/localorg/__init__.py" for n in names)
     assert not any(n.startswith(("tests/", "notebooks/", "tools/", "bench/")) for n in names)

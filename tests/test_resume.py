@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from conftest import free_callback_port
 
-from runbook.batch import run_runbook
 from runbook.errors import RunbookError
 from runbook.localorg import Fault
+from runbook.run.batch import run_runbook
 from runbook.salesforce import start_local_org
 
 
@@ -106,7 +106,7 @@ def test_a_failed_first_run_names_what_it_changed(tmp_path):
 _INTERRUPT = """
 import sys
 from pathlib import Path
-from runbook.batch import run_runbook
+from runbook.run.batch import run_runbook
 root = Path(sys.argv[1])
 summary = run_runbook(workdir=root / "work", runs_dir=root / "runs", params={"callback_port": int(sys.argv[2])},
                       local_org={"propagation_s": 120}, progress=lambda m: print(m, flush=True))

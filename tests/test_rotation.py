@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 from conftest import free_callback_port
 
-from runbook.access import build_access_spec, ensure_access
 from runbook.apps import kind_named
-from runbook.certificate import ensure_certificate, pem_fingerprint
-from runbook.connected_app import build_spec, ensure_connected_app
 from runbook.localorg import ADMIN_USERNAME, Fault
-from runbook.rotation import RotationRolledBack
-from runbook.verify import jwt_login, verify_setup
-from runbook.workdir import open_workdir
+from runbook.phases.access import build_access_spec, ensure_access
+from runbook.phases.certificate import ensure_certificate, pem_fingerprint
+from runbook.phases.connected_app import build_spec, ensure_connected_app
+from runbook.phases.rotation import RotationRolledBack
+from runbook.phases.verify import jwt_login, verify_setup
+from runbook.work.workdir import open_workdir
 
 
 def _setup(session, workdir: Path, name: str, kind: str):

@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from runbook.certificate import ensure_certificate
 from runbook.cli import main
 from runbook.errors import OrgConnectionError
+from runbook.phases.certificate import ensure_certificate
 from runbook.salesforce import login
 from runbook.salesforce.urls import without_userinfo
 from runbook.scan import (

@@ -9,11 +9,11 @@ import pytest
 from conftest import run_phases
 
 from runbook.localorg import ADMIN_USERNAME
+from runbook.phases.scratch_proof import ScratchOrgProofError, prove_scratch_org
+from runbook.phases.verify import verify_setup
+from runbook.run.summary import PhaseRun, RunSummary
 from runbook.salesforce import connect
-from runbook.scratch_proof import ScratchOrgProofError, prove_scratch_org
-from runbook.summary import PhaseRun, RunSummary
-from runbook.verify import verify_setup
-from runbook.workdir import open_workdir
+from runbook.work.workdir import open_workdir
 
 DEV = "dev@local.devhub"  # Standard User: pre-authorized for the app, but no Dev Hub object permissions
 

@@ -16,14 +16,14 @@ import requests
 from conftest import free_callback_port
 
 import runbook.salesforce.session
-from runbook.access import build_access_spec, ensure_access
-from runbook.certificate import ensure_certificate
-from runbook.connected_app import build_spec, ensure_connected_app
 from runbook.errors import InputError, LoginError, OrgConnectionError, SalesforceError
 from runbook.localorg import ADMIN_USERNAME, Fault
+from runbook.phases.access import build_access_spec, ensure_access
+from runbook.phases.certificate import ensure_certificate
+from runbook.phases.connected_app import build_spec, ensure_connected_app
+from runbook.phases.verify import jwt_login
 from runbook.salesforce import connect_local, metadata, metadata_files, rest, start_local_org
 from runbook.salesforce.retry import RetryingSession, RetryPolicy, Timeout, http_timeout, no_answer
-from runbook.verify import jwt_login
 
 HELD = 75.0  # seconds the org holds an answer: longer than any timeout here
 LOGIN = r"<(\w+:)?login\b"

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 from conftest import run_phases, user_id
 
-from runbook.certificate import certificate_pem, ensure_certificate
 from runbook.errors import InputError, LoginError
 from runbook.localorg import ADMIN_USERNAME
+from runbook.phases.certificate import certificate_pem, ensure_certificate
+from runbook.phases.verify import HandOff, check_login_url, default_audience, jwt_login, verify_setup
 from runbook.salesforce import connect, start_local_org
 from runbook.salesforce.metadata import create
-from runbook.verify import HandOff, check_login_url, default_audience, jwt_login, verify_setup
-from runbook.workdir import open_workdir
+from runbook.work.workdir import open_workdir
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +197,7 @@ def test_a_first_run_against_an_org_with_a_propagation_delay_passes_with_the_def
     """As on a real org: the new app answers invalid_client_id for a while; phase 4 waits it out by default."""
     from conftest import free_callback_port
 
-    from runbook.batch import run_runbook
+    from runbook.run.batch import run_runbook
 
     summary = run_runbook(workdir=tmp_path / "work", runs_dir=tmp_path / "runs", progress=lambda _m: None,
                           fresh_org=True, local_org={"propagation_s": 3},

@@ -389,10 +389,10 @@ def test_web_flow_logs_in_through_the_login_page_in_chromium(local_org, browser,
     from conftest import free_callback_port
     from playwright.sync_api import expect
 
-    from runbook.certificate import certificate_pem, ensure_certificate
     from runbook.localorg import ADMIN_USERNAME
+    from runbook.phases.certificate import certificate_pem, ensure_certificate
+    from runbook.phases.webflow import run_web_flow
     from runbook.salesforce.metadata import create
-    from runbook.webflow import run_web_flow
 
     session = _session(local_org)
     key, callback = f"3MVG9Chromium{time.time_ns()}", f"http://localhost:{free_callback_port()}/OauthRedirect"

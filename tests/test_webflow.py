@@ -17,18 +17,14 @@ import requests
 from click.testing import CliRunner
 from conftest import free_callback_port, run_phases, user_id
 
-from runbook.access import build_access_spec, ensure_access
-from runbook.batch import run_runbook
-from runbook.certificate import certificate_pem
 from runbook.cli import main
 from runbook.errors import InputError, LoginError
 from runbook.export_ci import export_sfdx_auth_url
-from runbook.files import write_atomic
 from runbook.localorg import ADMIN_USERNAME
-from runbook.salesforce import connect
-from runbook.salesforce.metadata import create
-from runbook.verify import jwt_login, verify_setup, verify_web_flow
-from runbook.webflow import (
+from runbook.phases.access import build_access_spec, ensure_access
+from runbook.phases.certificate import certificate_pem
+from runbook.phases.verify import jwt_login, verify_setup, verify_web_flow
+from runbook.phases.webflow import (
     CallbackServer,
     _exchange,
     authorize_url,
@@ -38,7 +34,11 @@ from runbook.webflow import (
     pkce_pair,
     run_web_flow,
 )
-from runbook.workdir import open_workdir
+from runbook.run.batch import run_runbook
+from runbook.salesforce import connect
+from runbook.salesforce.metadata import create
+from runbook.work.files import write_atomic
+from runbook.work.workdir import open_workdir
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from runbook.workdir import LOCK_NAME, WorkdirBusy, open_workdir
+from runbook.work.workdir import LOCK_NAME, WorkdirBusy, open_workdir
 
 _HOLD = """
 import sys, time
-from runbook.workdir import open_workdir
+from runbook.work.workdir import open_workdir
 with open_workdir(sys.argv[1]).lock():
     print("locked", flush=True)
     time.sleep(float(sys.argv[2]))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from runbook.sfdx_project import ProjectChange
+from runbook.work.sfdx_project import ProjectChange
 
 Action = Literal["create", "update", "none"]
 PermittedUsers = Literal["admin_approved", "all_users"]

@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from runbook.files import PRIVATE, PUBLIC, make_private_dir, write_atomic
 from runbook.localorg import connected_apps, credentials, limits, org_settings, permissions, seed, signup
 from runbook.localorg.context import CLOCK_OFFSET_SETTING, OrgContext
 from runbook.localorg.external_client_apps import KEY_IN_RETRIEVE_SETTING, OPT_IN_SETTING
@@ -27,6 +26,7 @@ from runbook.localorg.scratch import ScratchOrgs
 from runbook.localorg.server import TlsServer, make_app
 from runbook.localorg.store import ApiCall, Store
 from runbook.localorg.tls import ensure_tls, server_context
+from runbook.work.files import PRIVATE, PUBLIC, make_private_dir, write_atomic
 
 # Settings callers may change while the org runs, with their types.
 SETTINGS: dict[str, type] = {

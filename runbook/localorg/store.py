@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runbook.files import PRIVATE, create_with_mode
 from runbook.localorg import ids, seed
 from runbook.localorg.schema import BOOLEAN, INT, SOBJECTS
+from runbook.work.files import PRIVATE, create_with_mode
 
 Node = dict[str, list[Any]]  # a metadata component: element name -> values (text or Node), in order
 

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from runbook.files import PRIVATE, PUBLIC, write_atomic
+from runbook.work.files import PRIVATE, PUBLIC, write_atomic
 
 _CA_DAYS = 3650
 _SERVER_DAYS = 397

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from runbook.run.env import BATCH_ENV
 
 if TYPE_CHECKING:
-    from runbook.kernelpool import KernelTemplate
+    from runbook.run.kernelpool import KernelTemplate
 
 
 def import_papermill():

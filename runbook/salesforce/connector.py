@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runbook.errors import InputError
-from runbook.files import PUBLIC, write_atomic
 from runbook.salesforce.retry import TrustingSession
 from runbook.salesforce.session import (
     DEFAULT_API_VERSION,
@@ -41,7 +40,8 @@ from runbook.salesforce.session import (
     soap_login,
 )
 from runbook.salesforce.sf_cli import connect_sf_cli
-from runbook.workdir import DEFAULT_WORKDIR, resolve_workdir
+from runbook.work.files import PUBLIC, write_atomic
+from runbook.work.workdir import DEFAULT_WORKDIR, resolve_workdir
 
 if TYPE_CHECKING:
     import requests

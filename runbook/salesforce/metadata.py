@@ -10,7 +10,7 @@ it waited and how often it asked.
 simple-salesforce parses its bundled 1.5 MB Metadata WSDL for every ``Salesforce`` object (0.35 s of
 CPU, a third of a kernel's work in a run, again after every re-login); here it is parsed once per
 process (``metadata_wsdl``) and each session's client is built on that parse. A fleet's kernels are
-forked from a process that has parsed it already (``runbook.kernelpool``), so they never parse it.
+forked from a process that has parsed it already (``runbook.run.kernelpool``), so they never parse it.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ _ACCESS_SPEC_NAMES = ("app_name", "permitted_users", "ip_relaxation", "refresh_t
 
 
 def _access_spec(values: dict, permission_sets: list[str] | None = None):
-    from runbook.access import build_access_spec
+    from runbook.phases.access import build_access_spec
 
     spec = {k: values[k] for k in _ACCESS_SPEC_NAMES}
     if permission_sets is not None:
@@ -30,7 +30,7 @@ def _access_spec(values: dict, permission_sets: list[str] | None = None):
 
 
 def _check(values: dict) -> list[str]:
-    from runbook.access import check_ci_user
+    from runbook.phases.access import check_ci_user
 
     check_ci_user(values["ci_user"])
     return list(_access_spec(values).warnings)
@@ -39,7 +39,7 @@ def _check(values: dict) -> list[str]:
 @unless_batch("access")
 def access_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     """Phase 3's form: the app's policies and pre-authorizations, and an optional least-privilege CI user."""
-    from runbook.access import IP_RELAXATION
+    from runbook.phases.access import IP_RELAXATION
 
     start = start_from("access", ns, params)
     p = start.values
@@ -65,7 +65,7 @@ def access_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
 
     def plan(values: dict, step: Step, *, apply: bool):
         """The notebook's cells in order: the CI user (created only when applying), its set added, the plan."""
-        from runbook.access import ensure_ci_user, plan_access, with_ci_permission_set
+        from runbook.phases.access import ensure_ci_user, plan_access, with_ci_permission_set
 
         session = connect_org(values, step)
         ci = None
@@ -81,7 +81,7 @@ def access_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
         return Stacked([ci, access_plan])
 
     def apply(values: dict, step: Step) -> Outcome:
-        from runbook.access import apply_access_plan, with_ci_permission_set
+        from runbook.phases.access import apply_access_plan, with_ci_permission_set
 
         session, ci, spec, access_plan = plan(values, step, apply=True)
         step("Applying and reading back…")

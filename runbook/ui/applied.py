@@ -19,9 +19,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from runbook.files import PUBLIC, write_atomic
 from runbook.ui.cards import copy_button
-from runbook.workdir import open_workdir
+from runbook.work.files import PUBLIC, write_atomic
+from runbook.work.workdir import open_workdir
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ CARD_STYLE = ("<style>.runbook-card table{border-collapse:collapse}.runbook-card
               "{text-align:left;padding:2px 12px 2px 0;vertical-align:top}</style>")
 
 
-# The rows a user pastes elsewhere, by the labels the cards give them (runbook.verify's HandOff): the consumer key
-# into `sf org login jwt --client-id` or a CI variable, the commands into a terminal.
+# The rows a user pastes elsewhere, by the labels the cards give them (runbook.phases.verify's HandOff): the consumer
+# key into `sf org login jwt --client-id` or a CI variable, the commands into a terminal.
 COPY_LABELS = frozenset({"Consumer key", "Log in with the CLI", "Decrypt the key first"})
 
 

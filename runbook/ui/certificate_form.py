@@ -25,8 +25,8 @@ class CertificatePreview:
 
 def preview_certificate(**params) -> CertificatePreview:
     """Phase 1's plan in words: generate, reuse, adopt your own pair, or rotate."""
-    from runbook.certificate import plan_certificate_request
-    from runbook.workdir import open_workdir
+    from runbook.phases.certificate import plan_certificate_request
+    from runbook.work.workdir import open_workdir
 
     req = plan_certificate_request(**params)
     new = (f"generate a new RSA {req.key_size} key at {req.key_path} (mode 0600) and a self-signed certificate "
@@ -48,7 +48,7 @@ def preview_certificate(**params) -> CertificatePreview:
 @unless_batch("certificate")
 def certificate_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     """Phase 1's form: the key pair's location, size, validity and subject; Apply creates or checks it."""
-    from runbook.certificate import KEY_SIZES, plan_certificate_request
+    from runbook.phases.certificate import KEY_SIZES, plan_certificate_request
 
     start = start_from("certificate", ns, params)
     p = start.values
@@ -66,7 +66,7 @@ def certificate_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     ]
 
     def apply(values: dict, step: Step) -> Outcome:
-        from runbook.certificate import ensure_certificate
+        from runbook.phases.certificate import ensure_certificate
 
         step("Creating or checking the key pair…")
         info = ensure_certificate(**values)

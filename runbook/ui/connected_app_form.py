@@ -31,7 +31,7 @@ def setup_link(instance_url: str, app_kind: str, *, local: bool = False) -> Link
 
 
 def _app_spec(values: dict):
-    from runbook.connected_app import build_spec
+    from runbook.phases.connected_app import build_spec
 
     return build_spec(app_name=values["app_name"], label=values["label"], contact_email=values["contact_email"],
                       description=values["description"], callback_port=values["callback_port"],
@@ -46,7 +46,7 @@ def _app_spec(values: dict):
 @unless_batch("connected_app")
 def connected_app_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     """Phase 2's form: App Manager → New Connected App, as fields; Apply creates or updates the app."""
-    from runbook.connected_app import APP_KINDS
+    from runbook.phases.connected_app import APP_KINDS
     from runbook.ui.scopes import scope_options
 
     start = start_from("connected_app", ns, params)
@@ -72,7 +72,7 @@ def connected_app_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     ]
 
     def plan(values: dict, step: Step):
-        from runbook.connected_app import plan_connected_app
+        from runbook.phases.connected_app import plan_connected_app
 
         spec = _app_spec(values)
         session = connect_org(values, step)
@@ -80,7 +80,7 @@ def connected_app_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
         return session, spec, plan_connected_app(session, spec)
 
     def apply(values: dict, step: Step) -> Outcome:
-        from runbook.connected_app import apply_connected_app
+        from runbook.phases.connected_app import apply_connected_app
 
         session, spec, app_plan = plan(values, step)
         step({"create": "Creating the app…", "update": "Updating the app…"}.get(app_plan.action, "Reading back…"))

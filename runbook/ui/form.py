@@ -266,8 +266,8 @@ def unless_batch(phase: str):
 
 def phase_defaults(phase: str) -> dict[str, Any]:
     """A phase's parameters and their defaults, as its notebook's parameters cell declares them (one source)."""
-    from runbook.parameters import phase_parameters
     from runbook.phases import phase_named
+    from runbook.phases.parameters import phase_parameters
 
     return {name: p.default for name, p in phase_parameters(phase_named(phase)).items()}
 
@@ -292,7 +292,7 @@ def cell_values(ns: MutableMapping | None, overrides: dict[str, Any], defaults: 
 
 def overview_of(workdir: str, session=None):
     """Where the four phases stand, for under a result; a failed read is said in words, never raised."""
-    from runbook.overview import phase_overview
+    from runbook.phases.overview import phase_overview
 
     try:
         return phase_overview(workdir, session)

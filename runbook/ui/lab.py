@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runbook.salesforce import LOCAL_STATE_ENV
-from runbook.workdir import DEFAULT_WORKDIR, PROJECT_DIR_ENV
+from runbook.work.workdir import DEFAULT_WORKDIR, PROJECT_DIR_ENV
 
 LOCAL_URL_ENV = "RUNBOOK_LOCAL_ORG_URL"
 DEFAULT_STATE = Path(DEFAULT_WORKDIR) / "localorg"  # `runbook run`'s (default --workdir work) and `runbook org serve`'s

@@ -37,8 +37,8 @@ def preview_verify(*, workdir: str, username: str = "", usernames: list[str] | s
                    propagation_timeout: float = 900, web_flow: str = "auto", web_flow_timeout: float = 120,
                    **_ignored) -> VerifyPreview:
     """Phase 4's plan from the work folder's records, after phase 4's own checks (nothing is sent)."""
-    from runbook.verify import check_inputs, check_login_url, default_audience, key_passphrase
-    from runbook.workdir import open_workdir
+    from runbook.phases.verify import check_inputs, check_login_url, default_audience, key_passphrase
+    from runbook.work.workdir import open_workdir
 
     check_inputs(login_url=login_url, usernames=usernames, propagation_timeout=propagation_timeout,
                  web_flow=web_flow, web_flow_timeout=web_flow_timeout)
@@ -89,8 +89,8 @@ def verify_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     ]
 
     def apply(values: dict, step: Step) -> Outcome:
-        from runbook import scratch_proof
-        from runbook.verify import verify_setup, verify_web_flow
+        from runbook.phases import scratch_proof
+        from runbook.phases.verify import verify_setup, verify_web_flow
 
         session = connect_org(values, step)
         step(f"JWT bearer exchange as {', '.join(values['usernames']) or values['username'] or session.username}…")

@@ -24,13 +24,13 @@ from pathlib import Path
 import pytest
 from conftest import free_callback_port
 
-from runbook.access import build_access_spec, ensure_access
 from runbook.apps import KINDS
-from runbook.certificate import ensure_certificate
-from runbook.connected_app import build_spec, ensure_connected_app
+from runbook.phases.access import build_access_spec, ensure_access
+from runbook.phases.certificate import ensure_certificate
+from runbook.phases.connected_app import build_spec, ensure_connected_app
+from runbook.phases.teardown import teardown_app
+from runbook.phases.verify import jwt_login
 from runbook.salesforce import OrgSession, connect, connect_local, metadata, rest
-from runbook.teardown import teardown_app
-from runbook.verify import jwt_login
 
 LIVE_ORG_ENV = "RUNBOOK_LIVE_ORG"
 NAME_PREFIX = "Rbk_Ct_"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runbook.access import build_access_spec, ensure_access, plan_access
+from runbook.phases.access import build_access_spec, ensure_access, plan_access
 
 from .conftest import admin_profile, new_app
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runbook.apps import kind_named
-from runbook.connected_app import build_spec, plan_connected_app
+from runbook.phases.connected_app import build_spec, plan_connected_app
 
 from .conftest import CONTACT_EMAIL, DESCRIPTION, new_app
 

@@ -7,9 +7,9 @@ import string
 
 import pytest
 
-from runbook.certificate import ensure_certificate
 from runbook.errors import LoginError
-from runbook.verify import jwt_login
+from runbook.phases.certificate import ensure_certificate
+from runbook.phases.verify import jwt_login
 
 pytestmark = pytest.mark.live_org
 

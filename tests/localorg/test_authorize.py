@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from runbook.localorg import ADMIN_USERNAME
-from runbook.webflow import login_form
+from runbook.phases.webflow import login_form
 
 from .support import (
     app_id,

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from runbook.localorg import ADMIN_USERNAME, LocalOrg
-from runbook.webflow import login_form
+from runbook.phases.webflow import login_form
 
 from .conftest import soap_login
 from .support import bearer, consumer_key, unique

@@ -29,7 +29,7 @@ def api_only_profile(sf) -> str:
 
 
 def user_fields(profile_id: str, **changes) -> dict:
-    """What runbook.access sends for a new CI user, with a fresh username."""
+    """What runbook.phases.access sends for a new CI user, with a fresh username."""
     username = f"{unique('ci').lower()}@example.com"
     return {"Username": username, "LastName": "CI", "FirstName": "Runbook", "Email": username, "Alias": "ci",
             "ProfileId": profile_id, "TimeZoneSidKey": "GMT", "LocaleSidKey": "en_US", "EmailEncodingKey": "UTF-8",

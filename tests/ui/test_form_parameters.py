@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from runbook.parameters import phase_parameters
 from runbook.phases import PHASE_NAMES, phase_named
+from runbook.phases.parameters import phase_parameters
 from runbook.ui import access_form, certificate_form, connected_app_form, verify_form
 
 FORMS = {"certificate": certificate_form, "connected_app": connected_app_form, "access": access_form,

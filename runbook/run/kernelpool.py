@@ -10,7 +10,7 @@ would, with the run's environment, working folder and connection file. The child
 template's pages copy-on-write, so a fleet's kernels also take less memory.
 
 The parent side is a jupyter_client provisioner (``provisioner``): the kernel manager, nbclient and
-``runbook.batch`` treat a forked kernel like any other. Each fork comes back as a pidfd (Linux), so
+``runbook.run.batch`` treat a forked kernel like any other. Each fork comes back as a pidfd (Linux), so
 the parent can watch and signal a process that is not its child without racing pid reuse; the
 template reaps the kernels, and ends when the parent closes it or dies (its kernels then see their
 parent change and exit, as ipykernel's parent poller has them do).
@@ -43,7 +43,8 @@ WARM_IMPORTS = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell
                 "ipykernel.debugger", "IPython.core.history", "IPython.core.debugger", "IPython.core.oinspect",
                 "IPython.core.completerlib", "IPython.core.logger", "IPython.extensions.storemagic",
                 "tornado.platform.asyncio", "tornado.queues", "ipykernel_launcher",
-                "runbook.localorg.org", "runbook.webflow", "runbook.salesforce.metadata", "runbook.salesforce.rest",
+                "runbook.localorg.org", "runbook.phases.webflow", "runbook.salesforce.metadata",
+                "runbook.salesforce.rest",
                 "simple_salesforce", "simple_salesforce.login", "zeep", "jwt")
 
 
@@ -133,7 +134,7 @@ class KernelTemplate:
     def __init__(self, argv: list[str]) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            code = f"from runbook.kernelpool import serve; serve({theirs.fileno()})"
+            code = f"from runbook.run.kernelpool import serve; serve({theirs.fileno()})"
             self._process = subprocess.Popen([*argv, "-c", code], pass_fds=[theirs.fileno()],
                                              stdin=subprocess.DEVNULL)
         except BaseException:

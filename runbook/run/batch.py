@@ -37,19 +37,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runbook.errors import InputError, RunbookError
-from runbook.files import PRIVATE, create_with_mode, make_private_dir
-from runbook.org_checks import phases_to_check
-from runbook.parameters import check_run
 from runbook.phases import PHASES, notebooks_dir, phase_named
-from runbook.resume import decide as resume_decisions
-from runbook.resume import inputs_of, record_outcome
+from runbook.phases.org_checks import phases_to_check
+from runbook.phases.parameters import check_run
 from runbook.run.kernel import execute, import_papermill, papermill_engine, run_kernel
+from runbook.run.resume import decide as resume_decisions
+from runbook.run.resume import inputs_of, record_outcome
+from runbook.run.summary import PhaseRun, RunSummary
 from runbook.salesforce import LOCAL_STATE_ENV, find_served_local_org, sf_cli_env, start_local_org
-from runbook.summary import PhaseRun, RunSummary
-from runbook.workdir import DEFAULT_WORKDIR, open_workdir, resolve_workdir
+from runbook.work.files import PRIVATE, create_with_mode, make_private_dir
+from runbook.work.workdir import DEFAULT_WORKDIR, open_workdir, resolve_workdir
 
 if TYPE_CHECKING:
-    from runbook.kernelpool import KernelTemplate
+    from runbook.run.kernelpool import KernelTemplate
 
 SECRET_NAME = re.compile(r"(password|passwd|secret|token|private_?key|passphrase|credential)s?$", re.I)
 
@@ -82,11 +82,11 @@ def run_runbook(*, org: str = "local", workdir: str | Path = DEFAULT_WORKDIR, pa
     """Run the phases in order in one kernel; stops at the first failure (in the summary, not raised).
 
     ``resume`` skips the leading phases that are already done, as the work folder and the org say
-    (``runbook.overview``), and runs the rest. ``run_dir`` replaces ``runs_dir/<timestamp>`` (fleets use
+    (``runbook.phases.overview``), and runs the rest. ``run_dir`` replaces ``runs_dir/<timestamp>`` (fleets use
     ``runs/<timestamp>/<org>``); ``local_org`` holds ``LocalOrg`` options (e.g. ``latency_ms``) for a
     local org this call starts. Nothing org-specific goes through this process's environment: the
     kernel gets its own. ``kernel_template`` (fleets) forks the kernel from a warm process
-    (``runbook.kernelpool``) instead of starting one from scratch. ``stop`` (fleets, on Ctrl-C) ends the
+    (``runbook.run.kernelpool``) instead of starting one from scratch. ``stop`` (fleets, on Ctrl-C) ends the
     run at the next phase boundary: the phases not started are reported interrupted.
     """
     params = dict(params or {})
@@ -152,13 +152,13 @@ def _run_locked(org: str, workdir: Path, params: dict[str, Any], runs_dir: str |
 
 
 def _check_org_in_kernel(km, org: str, workdir: Path, params: dict[str, Any], phases: list[str]) -> None:
-    """``runbook.org_checks`` in the run's kernel, before phase 1: on the session the phases reuse, so its login
+    """``runbook.phases.org_checks`` in the run's kernel, before phase 1: on the session the phases reuse, so its login
     and lookup are theirs (no round trip more); raises RunbookError with every problem, nothing written."""
     from runbook.salesforce import DEFAULT_API_VERSION
 
     payload = json.dumps({"org": org, "workdir": str(workdir), "params": params, "phases": phases,
                           "api_version": str(params.get("api_version", DEFAULT_API_VERSION))})
-    content = execute(km, f"from runbook.org_checks import check_org_in_kernel as _check\n_check({payload!r})\n"
+    content = execute(km, f"from runbook.phases.org_checks import check_org_in_kernel as _check\n_check({payload!r})\n"
                           "del _check")
     if content["status"] != "ok":
         evalue = content.get("evalue", "")
@@ -168,7 +168,7 @@ def _check_org_in_kernel(km, org: str, workdir: Path, params: dict[str, Any], ph
 
 def _done_phases(org: str, workdir: Path, params: dict[str, Any]) -> set[str]:
     """The phases the work folder and the org say are done (the org is not checked if it cannot be reached)."""
-    from runbook.overview import phase_overview
+    from runbook.phases.overview import phase_overview
     from runbook.salesforce import DEFAULT_API_VERSION, connect, connect_local
 
     api_version = str(params.get("api_version", DEFAULT_API_VERSION))

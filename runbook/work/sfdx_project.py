@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runbook.errors import InputError
-from runbook.files import PUBLIC, write_atomic
+from runbook.work.files import PUBLIC, write_atomic
 
 DEFAULT_PORT = 1717
 MINIMAL = {"packageDirectories": [{"path": "force-app", "default": True}], "sourceApiVersion": "62.0"}

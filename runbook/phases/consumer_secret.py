@@ -14,8 +14,8 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
-from runbook.files import PRIVATE, write_atomic
-from runbook.workdir import open_workdir
+from runbook.work.files import PRIVATE, write_atomic
+from runbook.work.workdir import open_workdir
 
 SUFFIX = ".consumer_secret"
 PENDING = ".pending"

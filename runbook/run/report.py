@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
-from runbook.files import PUBLIC, write_atomic
-from runbook.fleet import FleetResult, OrgResult, phase_names, phase_status
-from runbook.workdir import open_workdir
+from runbook.run.fleet import FleetResult, OrgResult, phase_names, phase_status
+from runbook.work.files import PUBLIC, write_atomic
+from runbook.work.workdir import open_workdir
 
 _ICON = {"done": "✓ done", "skipped": "↷ skipped", "failed": "✗ failed", "interrupted": "⏸ interrupted",
          "not run": "· not run"}

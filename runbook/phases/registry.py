@@ -35,8 +35,9 @@ PHASE_NAMES = tuple(p.name for p in PHASES)
 
 def notebooks_dir() -> Path:
     """The phase notebooks: shipped inside the package, or the checkout's notebooks/ folder."""
-    packaged = Path(__file__).parent / "notebooks"
-    return packaged if packaged.is_dir() else Path(__file__).parent.parent / "notebooks"
+    package = Path(__file__).resolve().parent.parent
+    packaged = package / "notebooks"
+    return packaged if packaged.is_dir() else package.parent / "notebooks"
 
 
 def phase_named(name: str) -> Phase:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook.errors import RunbookError
-from runbook.files import PUBLIC, make_private_dir, write_atomic
+from runbook.work.files import PUBLIC, make_private_dir, write_atomic
 
 DEFAULT_WORKDIR = "work"  # the notebooks' ``workdir`` default too (a test holds them equal)
 PROJECT_DIR_ENV = "RUNBOOK_PROJECT_DIR"  # set by `make lab` for its kernels: what a relative workdir is under

@@ -35,16 +35,16 @@ from dataclasses import asdict, dataclass, field, replace
 from html import escape
 from pathlib import Path
 
-from runbook import consumer_secret, rotation
 from runbook.apps import KIND_NAMES, KINDS, SCOPES, AppSpec, AppState, Change, find_app_kind, kind_named
 from runbook.apps.model import OWNER_MARKER, Ownership, with_owner_marker
-from runbook.certificate import certificate_pem, pem_fingerprint
 from runbook.errors import NO_ANSWER, InputError, PreflightError, SalesforceError
-from runbook.ports import check_callback_port
+from runbook.phases import consumer_secret, rotation
+from runbook.phases.certificate import certificate_pem, pem_fingerprint
 from runbook.salesforce import OrgSession
 from runbook.salesforce.names import check_api_name
-from runbook.sfdx_project import apply_project_port, plan_project_port
-from runbook.workdir import open_workdir
+from runbook.work.ports import check_callback_port
+from runbook.work.sfdx_project import apply_project_port, plan_project_port
+from runbook.work.workdir import open_workdir
 
 LABEL_MAX = 40  # the "Connected App Name" field in Setup
 DESCRIPTION_MAX = 255  # [U] Setup's description fields; kept under it with the owner marker appended
@@ -381,7 +381,7 @@ def apply_connected_app(session: OrgSession, plan: AppPlan, *, workdir: str | Pa
     """Apply ``plan`` (unless ``apply`` is False: a dry run) and record the consumer key.
 
     The web flow's consumer secret is written (pending) before the create sends it; see
-    ``runbook.consumer_secret`` for what a lost answer, a refusal and a rerun do with it. An app someone else
+    ``runbook.phases.consumer_secret`` for what a lost answer, a refusal and a rerun do with it. An app someone else
     made is refused (``adopt``) before anything is written.
     """
     if apply and plan.needs_adopt:

@@ -14,7 +14,7 @@ The file lists the orgs and their parameters; ``defaults`` at the top apply to e
         local_org: {latency_ms: 100}   # options for a local org (LocalOrg keyword arguments)
 
 Each org runs ``run_runbook`` in its own work folder and ``runs/<timestamp>/<name>/``, in its own
-kernel (forked from a warm template process: ``runbook.kernelpool``); a failing org does not stop the
+kernel (forked from a warm template process: ``runbook.run.kernelpool``); a failing org does not stop the
 others. Nothing org-specific passes through this process's environment (each kernel gets its own), so
 the orgs cannot see each other's settings.
 """
@@ -36,14 +36,14 @@ from typing import Any
 
 import yaml
 
-from runbook.batch import check_no_secret_params, run_runbook
 from runbook.errors import InputError, RunbookError
-from runbook.files import make_private_dir
-from runbook.kernelpool import KernelTemplate, forking_supported, template_for
 from runbook.phases import PHASE_NAMES
+from runbook.run.batch import check_no_secret_params, run_runbook
 from runbook.run.kernel import import_papermill
-from runbook.summary import RunSummary
-from runbook.workdir import DEFAULT_WORKDIR
+from runbook.run.kernelpool import KernelTemplate, forking_supported, template_for
+from runbook.run.summary import RunSummary
+from runbook.work.files import make_private_dir
+from runbook.work.workdir import DEFAULT_WORKDIR
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _ORG_KEYS = {"name", "org", "workdir", "params", "local_org", "fresh_org"}
@@ -99,7 +99,7 @@ def load_fleet(path: str | Path) -> list[FleetOrg]:
     except (OSError, yaml.YAMLError) as exc:
         raise InputError("--config", str(path), f"give a readable YAML file ({type(exc).__name__})") from None
     if not isinstance(data, dict) or not isinstance(data.get("orgs"), list | dict) or not data["orgs"]:
-        raise InputError("--config", str(path), 'list the orgs under "orgs:" (see runbook.fleet for the format)')
+        raise InputError("--config", str(path), 'list the orgs under "orgs:" (see runbook.run.fleet for the format)')
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise InputError("defaults", defaults, "give the shared parameters as a mapping")
@@ -140,11 +140,11 @@ def _fleet_org(entry: Any, defaults: dict[str, Any], root: Path, config: Path) -
 def default_jobs(*, forked: bool | None = None) -> int:
     """How many orgs run at once by default: 5 per core (at most 16) with forked kernels, else 2 per core + 1.
 
-    ``forked`` None means where kernels can be forked (``runbook.kernelpool.forking_supported``); the
+    ``forked`` None means where kernels can be forked (``runbook.run.kernelpool.forking_supported``); the
     second rule is capped at 8. An org's run is a chain: its kernel computes (start, imports, keys,
     plans), then waits on the org, and one org never keeps more than one core busy. Kernels started
     from scratch (~1.4 s of CPU, ~80 MiB each) on 2 cores, 25 local orgs at 100 ms per call: 4 at once
-    took 18.7 s, 5 took 17.4 s, 6 no less. Kernels forked from the template (``runbook.kernelpool``:
+    took 18.7 s, 5 took 17.4 s, 6 no less. Kernels forked from the template (``runbook.run.kernelpool``:
     ~0.5 s, ~35 MiB each) spend most of a run waiting, so more are needed to keep the cores busy: on
     2 cores, 50 orgs, the cores stood idle 7% of the time with 5 at once, 6% with 8, 1% with 10 or 12
     (455-605 MiB in all).
@@ -160,7 +160,7 @@ def run_fleet(orgs: list[FleetOrg], *, runs_dir: str | Path = "runs", jobs: int 
               fork_kernels: bool = True) -> FleetResult:
     """Run every org's phases with at most ``jobs`` at once; never raises for one org's failure.
 
-    The orgs' kernels are forked from one warm template process (``runbook.kernelpool``) where that
+    The orgs' kernels are forked from one warm template process (``runbook.run.kernelpool``) where that
     works, unless ``fork_kernels`` is False: each then starts from scratch, as a single run's does.
     """
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
@@ -212,7 +212,7 @@ def _import_clients() -> None:
     import simple_salesforce.login  # noqa: F401
     import zeep  # noqa: F401
 
-    import runbook.overview  # noqa: F401
+    import runbook.phases.overview  # noqa: F401
 
 
 def _run_one(org: FleetOrg, run_dir: Path, resume: bool, say: Callable[[str], None],

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from runbook.workdir import open_workdir
+from runbook.work.workdir import open_workdir
 
 Status = Literal["done", "failed", "skipped", "interrupted"]
 _GOOD = ("done", "skipped")
@@ -92,7 +92,7 @@ class RunSummary:
 
 def _proof_line(proof: dict) -> str:
     """Phase 4's scratch-org proof (its record) in one line: the outcome, the total seconds and each step's."""
-    from runbook.scratch_proof import ScratchProof
+    from runbook.phases.scratch_proof import ScratchProof
 
     return ScratchProof(**{k: v for k, v in proof.items() if k != "seconds"}).summary()
 

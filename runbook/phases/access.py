@@ -27,10 +27,10 @@ from pathlib import Path
 
 from runbook.apps import KIND_NAMES, AccessState, Grant, find_app_kind, kind_named
 from runbook.errors import InputError
-from runbook.parameters import ParameterProblems
+from runbook.phases.parameters import ParameterProblems
 from runbook.salesforce import OrgSession, rest
 from runbook.salesforce.names import check_api_name
-from runbook.workdir import open_workdir
+from runbook.work.workdir import open_workdir
 
 PERMITTED_USERS = {"admin_approved": True, "all_users": False}
 IP_RELAXATION = ("ENFORCE", "BYPASS_2FACTOR", "BYPASS", "ENFORCE_RELAXREFRESH")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from runbook.errors import RunbookError
 from runbook.phases import PHASES
-from runbook.workdir import DEFAULT_WORKDIR, open_workdir
+from runbook.work.workdir import DEFAULT_WORKDIR, open_workdir
 
 STATES = ("done", "pending", "failed")
 _BADGE = {"done": ("✓ done", "#1a7f37", "#dafbe1"), "pending": ("○ pending", "#57606a", "#f6f8fa"),
@@ -102,7 +102,7 @@ def show_overview(org: str = "local", *, workdir: str | Path = DEFAULT_WORKDIR, 
 
 
 def _certificate_state(wd) -> tuple[str, str]:
-    from runbook.certificate import fingerprint, load_certificate
+    from runbook.phases.certificate import fingerprint, load_certificate
 
     record = wd.load("certificate")
     if record is None:
@@ -123,7 +123,7 @@ def _certificate_state(wd) -> tuple[str, str]:
 
 def _app_state(wd, session) -> tuple[str, str]:
     from runbook.apps import kind_named
-    from runbook.certificate import pem_fingerprint
+    from runbook.phases.certificate import pem_fingerprint
 
     record = wd.load("connected_app")
     if record is None:
@@ -147,7 +147,7 @@ def _app_state(wd, session) -> tuple[str, str]:
 
 
 def _access_state(wd, session) -> tuple[str, str]:
-    from runbook.access import build_access_spec, plan_access
+    from runbook.phases.access import build_access_spec, plan_access
 
     record = wd.load("access")
     if record is None:

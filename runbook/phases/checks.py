@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from runbook.workdir import open_workdir
+from runbook.work.workdir import open_workdir
 
 
 def _certificate(p: dict[str, Any], _selected: list[str]) -> None:
-    from runbook.certificate import plan_certificate_request
+    from runbook.phases.certificate import plan_certificate_request
 
     plan_certificate_request(workdir=p["workdir"], key_path=p["key_path"], cert_path=p["cert_path"],
                              key_size=p["key_size"], valid_days=p["valid_days"], common_name=p["common_name"],
@@ -31,7 +31,7 @@ def check_common(p: dict[str, Any], _selected: list[str]) -> None:
 
 def _connected_app(p: dict[str, Any], selected: list[str]) -> None:
     """Phase 2's spec; a certificate phase 1 is still to make this run is not looked for yet."""
-    from runbook.connected_app import build_spec
+    from runbook.phases.connected_app import build_spec
 
     coming = "certificate" in selected and not p["cert_path"] and open_workdir(p["workdir"]).load("certificate") is None
     flows = p["flows"]
@@ -45,7 +45,7 @@ def _connected_app(p: dict[str, Any], selected: list[str]) -> None:
 
 
 def _access(p: dict[str, Any], _selected: list[str]) -> None:
-    from runbook.access import build_access_spec
+    from runbook.phases.access import build_access_spec
 
     build_access_spec(app_name=p["app_name"], permitted_users=p["permitted_users"],
                       ip_relaxation=p["ip_relaxation"], refresh_token_policy=p["refresh_token_policy"],
@@ -55,7 +55,7 @@ def _access(p: dict[str, Any], _selected: list[str]) -> None:
 
 
 def _verify(p: dict[str, Any], _selected: list[str]) -> None:
-    from runbook.verify import check_inputs
+    from runbook.phases.verify import check_inputs
 
     check_inputs(**{k: p[k] for k in ("login_url", "usernames", "propagation_timeout", "web_flow",
                                       "web_flow_timeout") if k in p})

@@ -13,12 +13,12 @@ from html import escape
 from pathlib import Path
 
 from runbook.apps import DeleteStep, find_app_kind
-from runbook.consumer_secret import secret_file
 from runbook.errors import InputError, SalesforceError
 from runbook.phases import after
+from runbook.phases.consumer_secret import secret_file
 from runbook.salesforce import OrgSession, rest
 from runbook.salesforce.names import check_api_name
-from runbook.workdir import open_workdir
+from runbook.work.workdir import open_workdir
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """What only the org can answer, asked before phase 1 writes anything: do the names the parameters use exist?
 
-``runbook.parameters.check_run`` refuses what is wrong on its face (types, enums, URLs). Some parameters are
+``runbook.phases.parameters.check_run`` refuses what is wrong on its face (types, enums, URLs). Some parameters are
 right only if the org agrees: phase 3's profiles, permission sets and users to assign, phase 4's users, and a
 login URL that must belong to the org connected to (the local org's own, or a Salesforce host for a real
 one). ``runbook run`` asks these in its kernel, on the session the phases then reuse, before phase 1 runs;
@@ -19,9 +19,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from runbook.errors import InputError
-from runbook.parameters import ParameterProblems, effective
 from runbook.phases import phase_named
-from runbook.resume import last_run
+from runbook.phases.parameters import ParameterProblems, effective
+from runbook.run.resume import last_run
 from runbook.salesforce import OrgSession, connect, rest
 
 # the parameters whose values only the org can check, per phase
@@ -50,7 +50,7 @@ def check_org(session: OrgSession, params: dict[str, Any], phases: list[str]) ->
     ``params`` are the run's parameters (checked and coerced; the notebooks' defaults fill the rest). One round
     trip at most: phase 3's lookup and phase 4's users travel together, and phase 3's part is kept for phase 3.
     """
-    from runbook.access import build_access_spec, lookup_queries, name_problems
+    from runbook.phases.access import build_access_spec, lookup_queries, name_problems
 
     params = {**effective(phase_named("access"), params), **effective(phase_named("verify"), params)}
     problems: list[InputError] = []
@@ -98,7 +98,7 @@ def _user_problems(users: list[str], rows: list[dict]) -> list[InputError]:
 
 def _login_url_problems(session: OrgSession, login_url: str) -> list[InputError]:
     """A login URL for another org than the one connected to: the local org's for a real org, or the reverse."""
-    from runbook.verify import LOCAL_HOSTS, check_login_url
+    from runbook.phases.verify import LOCAL_HOSTS, check_login_url
 
     url = check_login_url(login_url)
     if not url:

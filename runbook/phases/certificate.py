@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from runbook.errors import InputError
-from runbook.files import PRIVATE, PUBLIC, make_private_dir, remove_stale_temps, write_atomic, write_new_atomic
-from runbook.workdir import open_workdir
+from runbook.work.files import PRIVATE, PUBLIC, make_private_dir, remove_stale_temps, write_atomic, write_new_atomic
+from runbook.work.workdir import open_workdir
 
 KEY_SIZES = (2048, 3072, 4096)
 MIN_KEY_SIZE = 2048  # Salesforce refuses smaller RSA keys

@@ -16,11 +16,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from runbook.apps import AppSpec, AppState, kind_named
-from runbook.certificate import certificate_pem, fingerprint, load_certificate, read_passphrase
 from runbook.errors import LoginError, RunbookError
+from runbook.phases.certificate import certificate_pem, fingerprint, load_certificate, read_passphrase
+from runbook.phases.verify import PROPAGATION_TIMEOUT, jwt_login
 from runbook.salesforce import OrgSession
-from runbook.verify import PROPAGATION_TIMEOUT, jwt_login
-from runbook.workdir import open_workdir
+from runbook.work.workdir import open_workdir
 
 NEW_KEY_NOTE = ("the certificate was rotated: CI must get the new key (runbook export-ci writes it); the old "
                 "pair stays in {backup} until you remove it")

@@ -11,7 +11,7 @@ known refusal becomes a ``LoginError`` naming the cause and the setting to chang
 - ``expired authorization code`` (an ``exp`` already past) shows the clock offset between this machine
   and the org, read from the token response's ``Date`` header.
 
-The web server flow is in ``runbook.webflow``; the CI export in ``runbook.export_ci``.
+The web server flow is in ``runbook.phases.webflow``; the CI export in ``runbook.export_ci``.
 """
 
 from __future__ import annotations
@@ -38,17 +38,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from runbook.apps import kind_named
-from runbook.certificate import fingerprint, load_certificate, load_private_key, read_passphrase
 from runbook.errors import InputError, LoginError, RunbookError
+from runbook.phases.certificate import fingerprint, load_certificate, load_private_key, read_passphrase
 from runbook.salesforce import OrgSession, process_connector
 from runbook.salesforce.rest import query, quote
 from runbook.salesforce.retry import DEFAULT_POLICY, http_timeout, is_transient, no_answer, timeout_fix
 from runbook.salesforce.urls import without_userinfo
 from runbook.ui.cards import RowsCard
-from runbook.workdir import Workdir, open_workdir
+from runbook.work.workdir import Workdir, open_workdir
 
 if TYPE_CHECKING:
-    from runbook.scratch_proof import ScratchProof
+    from runbook.phases.scratch_proof import ScratchProof
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 LOGIN = "https://login.salesforce.com"
@@ -408,7 +408,7 @@ class HandOff(RowsCard):
     certificate_expires: str
     sf_command: str
     sf_commands: list[str] = field(default_factory=list)  # one per verified user
-    web_flow: dict | None = None  # the web server flow's result (runbook.webflow), when it ran
+    web_flow: dict | None = None  # the web server flow's result (runbook.phases.webflow), when it ran
     notes: list[str] = field(default_factory=list)  # what the user must know before using the login
     decrypt_command: str = ""  # an encrypted key: the command making the decrypted copy the sf commands use
     scratch_org_proof: str = ""  # the scratch-org proof's outcome and time, once it ran (``with_scratch_proof``)
@@ -422,7 +422,7 @@ class HandOff(RowsCard):
         return replace(self, scratch_org_proof=f"{proof.summary()}{who}")
 
     def rows(self) -> list[tuple[str, str]]:
-        from runbook.webflow import WebFlowResult
+        from runbook.phases.webflow import WebFlowResult
 
         return [("App", f"{self.app_name} ({self.app_kind})"), ("Consumer key", self.consumer_key),
                 ("Verified users", ", ".join(lr.username for lr in self.logins)),
@@ -700,7 +700,7 @@ def verify_web_flow(session: OrgSession, handoff: HandOff, *, workdir: str | Pat
     what the app's refresh token policy, read through its kind, makes of it ("valid until revoked",
     "expires after 3 hours", "refused at once (zero)").
     """
-    from runbook.webflow import describe_refresh_policy, follow_redirects, run_web_flow
+    from runbook.phases.webflow import describe_refresh_policy, follow_redirects, run_web_flow
 
     if web_flow not in WEB_FLOW_MODES:
         raise InputError("web_flow", web_flow, f"use one of {', '.join(WEB_FLOW_MODES)}")

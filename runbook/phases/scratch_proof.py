@@ -34,11 +34,11 @@ from typing import Any
 import requests
 
 from runbook.errors import InputError, SalesforceError
+from runbook.phases.verify import HandOff, current_ci_user, jwt_login, key_passphrase
 from runbook.salesforce import OrgSession
 from runbook.salesforce.rest import quote
 from runbook.ui.cards import RowsCard
-from runbook.verify import HandOff, current_ci_user, jwt_login, key_passphrase
-from runbook.workdir import open_workdir
+from runbook.work.workdir import open_workdir
 
 MODES = ("auto", "on", "off")
 PLATFORM_CLI = "PlatformCLI"

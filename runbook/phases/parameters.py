@@ -146,7 +146,7 @@ def check_run(params: dict[str, Any], *, phases: list[str] | None = None) -> dic
             coerced[name] = usable[name] = coerce(name, value, defaults[name]) if name in defaults else value
         except InputError as exc:
             problems.append(exc)
-    from runbook.checks import PHASE_CHECKS, check_common
+    from runbook.phases.checks import PHASE_CHECKS, check_common
 
     selected = [p for p in PHASES if not phases or p.name in phases]
     problems += _phase_problems(selected[0], {**effective(selected[0], usable), **usable},

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runbook.parameters import effective
 from runbook.phases import PHASES, Phase, phase_named
-from runbook.workdir import open_workdir
+from runbook.phases.parameters import effective
+from runbook.work.workdir import open_workdir
 
 
 def _record_name(phase: str) -> str:
