@@ -420,7 +420,7 @@ def bench_jwt_vs_cli() -> None:
     if sf is None:
         print("skipped: the Salesforce CLI is not installed (not on PATH, not in .tools/; `make interop` gets it)")
         return
-    from runbook.phases.verify import jwt_login
+    from runbook.phases.jwt_bearer import jwt_login
     from runbook.run.batch import run_runbook
     from runbook.salesforce import start_local_org, stop_local_orgs
 

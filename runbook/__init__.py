@@ -43,7 +43,7 @@ _EXPORTS = {
     "connect": "runbook.salesforce.connector",
     "Connector": "runbook.salesforce.connector",
     "OrgSession": "runbook.salesforce.session",
-    "ParameterProblems": "runbook.phases.parameters",
+    "ParameterProblems": "runbook.errors",
     "RunbookError": "runbook.errors",
     "InputError": "runbook.errors",
     "OrgConnectionError": "runbook.errors",

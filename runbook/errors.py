@@ -2,6 +2,7 @@
 
     RunbookError                 base: ``str(err)`` is a complete, secret-free message
     ├── InputError               a parameter is wrong: names the field, the value and the fix
+    ├── ParameterProblems        several are: each one's InputError, all listed, before anything is written
     ├── OrgConnectionError       no session could be had with the org (which method, why)
     ├── SalesforceError          the org refused a call: Salesforce's code stays visible
     │   └── PreflightError       the org cannot do what was asked (e.g. no new connected apps)
@@ -70,3 +71,12 @@ class LoginError(RunbookError):
         self.description = description
         self.fix = fix
         super().__init__(f"{error}: {description}. {explanation} Fix: {fix}")
+
+
+class ParameterProblems(RunbookError, ValueError):
+    """Some parameters are wrong; ``problems`` holds each one's InputError. Raised before any write."""
+
+    def __init__(self, problems: list[InputError]):
+        self.problems = problems
+        super().__init__(f"{len(problems)} parameter problem(s), nothing was written:\n" +
+                         "\n".join(f"  - {p}" for p in problems))

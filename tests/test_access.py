@@ -15,7 +15,7 @@ import pytest
 from runbook.errors import InputError, LoginError, RunbookError
 from runbook.localorg import ADMIN_USERNAME
 from runbook.phases.access import build_access_spec, ensure_access
-from runbook.phases.verify import jwt_login
+from runbook.phases.jwt_bearer import jwt_login
 from runbook.run.batch import run_runbook
 from runbook.salesforce import connect_local, metadata, rest, start_local_org
 from runbook.salesforce.rest import create_many, query

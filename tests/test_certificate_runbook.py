@@ -14,7 +14,7 @@ from cryptography.x509.oid import NameOID
 
 from runbook.errors import LoginError
 from runbook.localorg import ADMIN_USERNAME
-from runbook.phases.verify import jwt_login
+from runbook.phases.jwt_bearer import jwt_login
 from runbook.run.batch import run_runbook
 from runbook.salesforce import start_local_org
 

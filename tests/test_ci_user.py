@@ -19,9 +19,10 @@ from runbook.phases.access import (
     ensure_ci_user,
     with_ci_permission_set,
 )
+from runbook.phases.jwt_bearer import jwt_login
 from runbook.phases.scratch_proof import ScratchOrgProofError, prove_scratch_org
 from runbook.phases.teardown import teardown_app
-from runbook.phases.verify import jwt_login, verify_setup
+from runbook.phases.verify import verify_setup
 from runbook.run.batch import run_runbook
 from runbook.salesforce import connect, start_local_org
 from runbook.salesforce.rest import query

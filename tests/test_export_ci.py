@@ -21,7 +21,8 @@ from runbook.cli import main
 from runbook.errors import InputError
 from runbook.localorg import ADMIN_USERNAME
 from runbook.phases.certificate import ensure_certificate
-from runbook.phases.verify import jwt_login, verify_setup
+from runbook.phases.jwt_bearer import jwt_login
+from runbook.phases.verify import verify_setup
 from runbook.salesforce import connect_local, local_state_dir
 from runbook.work.workdir import open_workdir
 

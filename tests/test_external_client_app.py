@@ -13,8 +13,8 @@ from runbook.errors import InputError
 from runbook.localorg import ADMIN_USERNAME
 from runbook.phases.access import build_access_spec, ensure_access
 from runbook.phases.connected_app import build_spec, ensure_connected_app, plan_connected_app
+from runbook.phases.jwt_bearer import jwt_login
 from runbook.phases.teardown import teardown_app
-from runbook.phases.verify import jwt_login
 from runbook.run.batch import run_runbook
 from runbook.salesforce import metadata
 

@@ -31,7 +31,7 @@ from conftest import free_callback_port, run_phases
 from runbook.localorg import ADMIN_USERNAME, LocalOrg, ids
 from runbook.phases.access import build_access_spec, ensure_access
 from runbook.phases.connected_app import build_spec, ensure_connected_app
-from runbook.phases.verify import jwt_login
+from runbook.phases.jwt_bearer import jwt_login
 from runbook.salesforce import connect_local, start_local_org
 from runbook.salesforce.metadata import list_names
 from runbook.work.workdir import open_workdir

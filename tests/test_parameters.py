@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import free_callback_port
 
+from runbook.errors import ParameterProblems
 from runbook.phases import PHASE_NAMES
 from runbook.phases.checks import PHASE_CHECKS
-from runbook.phases.parameters import ParameterProblems, check_run, coerce
+from runbook.phases.parameters import check_run, coerce
 from runbook.run.batch import run_runbook
 
 ROOT = Path(__file__).resolve().parent.parent

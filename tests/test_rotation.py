@@ -13,8 +13,9 @@ from runbook.localorg import ADMIN_USERNAME, Fault
 from runbook.phases.access import build_access_spec, ensure_access
 from runbook.phases.certificate import ensure_certificate, pem_fingerprint
 from runbook.phases.connected_app import build_spec, ensure_connected_app
+from runbook.phases.jwt_bearer import jwt_login
 from runbook.phases.rotation import RotationRolledBack
-from runbook.phases.verify import jwt_login, verify_setup
+from runbook.phases.verify import verify_setup
 from runbook.work.workdir import open_workdir
 
 

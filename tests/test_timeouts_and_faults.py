@@ -21,7 +21,7 @@ from runbook.localorg import ADMIN_USERNAME, Fault
 from runbook.phases.access import build_access_spec, ensure_access
 from runbook.phases.certificate import ensure_certificate
 from runbook.phases.connected_app import build_spec, ensure_connected_app
-from runbook.phases.verify import jwt_login
+from runbook.phases.jwt_bearer import jwt_login
 from runbook.salesforce import connect_local, metadata, metadata_files, rest, start_local_org
 from runbook.salesforce.retry import RetryingSession, RetryPolicy, Timeout, http_timeout, no_answer
 

@@ -16,7 +16,8 @@ from conftest import run_phases, user_id
 from runbook.errors import InputError, LoginError
 from runbook.localorg import ADMIN_USERNAME
 from runbook.phases.certificate import certificate_pem, ensure_certificate
-from runbook.phases.verify import HandOff, check_login_url, default_audience, jwt_login, verify_setup
+from runbook.phases.jwt_bearer import check_login_url, default_audience, jwt_login
+from runbook.phases.verify import HandOff, verify_setup
 from runbook.salesforce import connect, start_local_org
 from runbook.salesforce.metadata import create
 from runbook.work.workdir import open_workdir

@@ -23,7 +23,8 @@ from runbook.export_ci import export_sfdx_auth_url
 from runbook.localorg import ADMIN_USERNAME
 from runbook.phases.access import build_access_spec, ensure_access
 from runbook.phases.certificate import certificate_pem
-from runbook.phases.verify import jwt_login, verify_setup, verify_web_flow
+from runbook.phases.jwt_bearer import jwt_login
+from runbook.phases.verify import verify_setup, verify_web_flow
 from runbook.phases.webflow import (
     CallbackServer,
     _exchange,

@@ -26,8 +26,7 @@ from html import escape
 from pathlib import Path
 
 from runbook.apps import KIND_NAMES, AccessState, Grant, find_app_kind, kind_named
-from runbook.errors import InputError
-from runbook.phases.parameters import ParameterProblems
+from runbook.errors import InputError, ParameterProblems
 from runbook.salesforce import OrgSession, rest
 from runbook.salesforce.names import check_api_name
 from runbook.work.workdir import open_workdir

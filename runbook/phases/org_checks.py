@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from runbook.errors import InputError
+from runbook.errors import InputError, ParameterProblems
 from runbook.phases import phase_named
-from runbook.phases.parameters import ParameterProblems, effective
+from runbook.phases.parameters import effective
 from runbook.run.resume import last_run
 from runbook.salesforce import OrgSession, connect, rest
 
@@ -98,7 +98,7 @@ def _user_problems(users: list[str], rows: list[dict]) -> list[InputError]:
 
 def _login_url_problems(session: OrgSession, login_url: str) -> list[InputError]:
     """A login URL for another org than the one connected to: the local org's for a real org, or the reverse."""
-    from runbook.phases.verify import LOCAL_HOSTS, check_login_url
+    from runbook.phases.jwt_bearer import LOCAL_HOSTS, check_login_url
 
     url = check_login_url(login_url)
     if not url:

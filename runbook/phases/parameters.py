@@ -16,7 +16,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from runbook.errors import InputError, RunbookError
+from runbook.errors import InputError, ParameterProblems
 from runbook.phases import PHASES, Phase
 
 # the runner's own options that stand for parameters (`runbook run --org/--workdir`)
@@ -32,15 +32,6 @@ class Parameter:
     name: str
     default: Any
     help: str
-
-
-class ParameterProblems(RunbookError, ValueError):
-    """Some parameters are wrong; ``problems`` holds each one's InputError. Raised before any write."""
-
-    def __init__(self, problems: list[InputError]):
-        self.problems = problems
-        super().__init__(f"{len(problems)} parameter problem(s), nothing was written:\n" +
-                         "\n".join(f"  - {p}" for p in problems))
 
 
 def phase_parameters(phase: Phase) -> dict[str, Parameter]:

@@ -10,7 +10,7 @@ A call is retried (exponential backoff with full jitter) on a connection error, 
 a 429 or REQUEST_LIMIT_EXCEEDED — but only when it is safe to repeat: reads (GET, SOQL, readMetadata,
 listMetadata, describeMetadata, retrieve, checkDeployStatus) and logins. A write that
 may or may not have happened is never sent twice from here; the phases read the org again and re-plan
-instead. The JWT bearer exchange retries itself the same way (``runbook.phases.verify.jwt_login``).
+instead. The JWT bearer exchange retries itself the same way (``runbook.phases.jwt_bearer.jwt_login``).
 
 A session verifies TLS against a CA bundle loaded once per process (``_BundleContextAdapter``), not
 once per new connection as urllib3 does for a bundle named by path.

@@ -37,7 +37,8 @@ def preview_verify(*, workdir: str, username: str = "", usernames: list[str] | s
                    propagation_timeout: float = 900, web_flow: str = "auto", web_flow_timeout: float = 120,
                    **_ignored) -> VerifyPreview:
     """Phase 4's plan from the work folder's records, after phase 4's own checks (nothing is sent)."""
-    from runbook.phases.verify import check_inputs, check_login_url, default_audience, key_passphrase
+    from runbook.phases.jwt_bearer import check_login_url, default_audience
+    from runbook.phases.verify import check_inputs, key_passphrase
     from runbook.work.workdir import open_workdir
 
     check_inputs(login_url=login_url, usernames=usernames, propagation_timeout=propagation_timeout,

@@ -28,8 +28,8 @@ from runbook.apps import KINDS
 from runbook.phases.access import build_access_spec, ensure_access
 from runbook.phases.certificate import ensure_certificate
 from runbook.phases.connected_app import build_spec, ensure_connected_app
+from runbook.phases.jwt_bearer import jwt_login
 from runbook.phases.teardown import teardown_app
-from runbook.phases.verify import jwt_login
 from runbook.salesforce import OrgSession, connect, connect_local, metadata, rest
 
 LIVE_ORG_ENV = "RUNBOOK_LIVE_ORG"

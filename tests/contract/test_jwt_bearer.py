@@ -9,7 +9,7 @@ import pytest
 
 from runbook.errors import LoginError
 from runbook.phases.certificate import ensure_certificate
-from runbook.phases.verify import jwt_login
+from runbook.phases.jwt_bearer import jwt_login
 
 pytestmark = pytest.mark.live_org
 
