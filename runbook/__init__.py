@@ -34,7 +34,7 @@ _EXPORTS = {
     "build_access_spec": "runbook.phases.access",
     "plan_access": "runbook.phases.access",
     "apply_access_plan": "runbook.phases.access",
-    "ensure_ci_user": "runbook.phases.access",
+    "ensure_ci_user": "runbook.phases.ci_user",
     "verify_setup": "runbook.phases.verify",
     "prove_scratch_org": "runbook.phases.scratch_proof",
     "show_overview": "runbook.phases.overview",

@@ -10,15 +10,8 @@ import pytest
 from conftest import run_phases
 
 from runbook.errors import InputError
-from runbook.phases.access import (
-    CI_PERMISSION_SET,
-    CI_PROFILES,
-    build_access_spec,
-    check_ci_user,
-    ensure_access,
-    ensure_ci_user,
-    with_ci_permission_set,
-)
+from runbook.phases.access import build_access_spec, ensure_access
+from runbook.phases.ci_user import CI_PERMISSION_SET, CI_PROFILES, check_ci_user, ensure_ci_user, with_ci_permission_set
 from runbook.phases.jwt_bearer import jwt_login
 from runbook.phases.scratch_proof import ScratchOrgProofError, prove_scratch_org
 from runbook.phases.teardown import teardown_app

@@ -11,7 +11,7 @@ import re
 import pytest
 from conftest import run_phases
 
-from runbook.phases.access import ensure_ci_user
+from runbook.phases.ci_user import ensure_ci_user
 from runbook.salesforce import connect
 from runbook.work.workdir import open_workdir
 

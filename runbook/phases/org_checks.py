@@ -62,8 +62,7 @@ def check_org(session: OrgSession, params: dict[str, Any], phases: list[str]) ->
         soqls = lookup_queries(spec)
     users = _verify_users(session, params) if "verify" in phases else []
     if users:
-        soqls["verify_users"] = f"SELECT Username, IsActive FROM User WHERE Username IN " \
-                                  f"({', '.join(rest.quote(u) for u in users)})"
+        soqls["verify_users"] = f"SELECT Username, IsActive FROM User WHERE Username IN {rest.quote_list(users)}"
     if soqls:
         found = rest.prefetch(session, soqls)
         session.prefetched.pop(soqls.pop("verify_users", ""), None)  # only phase 3 asks the same again

@@ -149,5 +149,14 @@ def delete(session: OrgSession, sobject: str, record_id: str) -> None:
 
 
 def quote(value: str) -> str:
-    """A SOQL string literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A SOQL string literal, quoted by simple-salesforce's ``format_soql`` (the escapes SOQL defines)."""
+    from simple_salesforce.format import format_soql
+
+    return format_soql("{}", value)
+
+
+def quote_list(values) -> str:
+    """A parenthesised list of SOQL string literals, for ``IN``: ``('a','b')``."""
+    from simple_salesforce.format import format_soql
+
+    return format_soql("{}", list(values))

@@ -30,7 +30,7 @@ def _access_spec(values: dict, permission_sets: list[str] | None = None):
 
 
 def _check(values: dict) -> list[str]:
-    from runbook.phases.access import check_ci_user
+    from runbook.phases.ci_user import check_ci_user
 
     check_ci_user(values["ci_user"])
     return list(_access_spec(values).warnings)
@@ -65,7 +65,8 @@ def access_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
 
     def plan(values: dict, step: Step, *, apply: bool):
         """The notebook's cells in order: the CI user (created only when applying), its set added, the plan."""
-        from runbook.phases.access import ensure_ci_user, plan_access, with_ci_permission_set
+        from runbook.phases.access import plan_access
+        from runbook.phases.ci_user import ensure_ci_user, with_ci_permission_set
 
         session = connect_org(values, step)
         ci = None
@@ -81,7 +82,8 @@ def access_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
         return Stacked([ci, access_plan])
 
     def apply(values: dict, step: Step) -> Outcome:
-        from runbook.phases.access import apply_access_plan, with_ci_permission_set
+        from runbook.phases.access import apply_access_plan
+        from runbook.phases.ci_user import with_ci_permission_set
 
         session, ci, spec, access_plan = plan(values, step, apply=True)
         step("Applying and reading back…")

@@ -8,7 +8,7 @@ from html import unescape
 
 import pytest
 
-from runbook.phases.access import CI_PERMISSION_SET
+from runbook.phases.ci_user import CI_PERMISSION_SET
 from runbook.salesforce import connect, start_local_org
 from runbook.salesforce.rest import query
 from runbook.ui import access_form, certificate_form, connected_app_form
