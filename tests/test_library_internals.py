@@ -3,7 +3,7 @@
 runbook/run/kernel.py subclasses papermill's engine and execution manager and jupyter_client's kernel client and
 channel, and relies on nbclient asking the manager for its client; runbook/run/kernelpool.py subclasses
 jupyter_client's LocalProvisioner; runbook/localorg/server.py overrides werkzeug's request handler and builds
-on its server. None of that is public API, so pyproject.toml caps these libraries at the tested minor
+on its server; runbook/salesforce/metadata.py builds simple-salesforce's Metadata client itself. None of that is public API, so pyproject.toml caps these libraries at the tested minor
 versions. When a new version is let in, these tests fail at once (imports and signatures, no kernel, no
 org), naming the library, the internal that changed and the pinned range.
 """
@@ -24,7 +24,7 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parent.parent
 PINS = {Requirement(d).name.lower().replace("_", "-"): Requirement(d).specifier
         for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
-CAPPED = ("papermill", "nbclient", "jupyter-client", "werkzeug")
+CAPPED = ("papermill", "nbclient", "jupyter-client", "werkzeug", "simple-salesforce")
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ def _coroutine(path: str) -> Callable[[], str]:
     return check
 
 
+METADATA = "runbook/salesforce/metadata.py"
 BATCH, POOL, SERVER = "runbook/run/kernel.py", "runbook/run/kernelpool.py", "runbook/localorg/server.py"
 INTERNALS = [
     # papermill: the throttled-save engine (papermill_engine)
@@ -143,6 +144,12 @@ INTERNALS = [
              _takes("werkzeug.serving:BaseWSGIServer.__init__", "host", "port", "app", "handler", "ssl_context",
                     "fd")),
     Internal("werkzeug", "is_ssl_error", SERVER, _has("werkzeug.serving:is_ssl_error")),
+    # simple-salesforce: its Metadata client, built on the shared WSDL parse instead of sf.mdapi's own
+    Internal("simple-salesforce", "Salesforce caches its Metadata client in _mdapi", METADATA,
+             _source_says("simple_salesforce.api:Salesforce.mdapi.fget", "self._mdapi")),
+    Internal("simple-salesforce", "SfdcMetadataApi.__init__ sets the attributes metadata_client sets", METADATA,
+             _source_says("simple_salesforce.metadata:SfdcMetadataApi.__init__", "self._client", "self._service",
+                          "self._session_header", "self._deploy_zip", "self._api_version", "self._instance")),
 ]
 
 
