@@ -3,9 +3,10 @@
 runbook/run/kernel.py subclasses papermill's engine and execution manager and jupyter_client's kernel client and
 channel, and relies on nbclient asking the manager for its client; runbook/run/kernelpool.py subclasses
 jupyter_client's LocalProvisioner; runbook/localorg/server.py overrides werkzeug's request handler and builds
-on its server; runbook/salesforce/metadata.py builds simple-salesforce's Metadata client itself. None of that is public API, so pyproject.toml caps these libraries at the tested minor
-versions. When a new version is let in, these tests fail at once (imports and signatures, no kernel, no
-org), naming the library, the internal that changed and the pinned range.
+on its server; runbook/salesforce/metadata.py builds simple-salesforce's Metadata client itself. None of that
+is public API, so pyproject.toml caps these libraries at the tested minor versions. When a new version is let
+in, these tests fail at once (imports and signatures, no kernel, no org), naming the library, the internal that
+changed and the pinned range.
 """
 
 from __future__ import annotations

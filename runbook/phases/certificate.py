@@ -9,6 +9,7 @@ Everything is validated before the first byte is written.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import os
 import shutil
 import stat
@@ -352,9 +353,21 @@ def load_pair(req: CertificateRequest) -> tuple[rsa.RSAPrivateKey, x509.Certific
     return key, cert
 
 
+def sha256_fingerprint(der: bytes) -> str:
+    """SHA-256 of ``der`` as colon-separated upper-case hex, as Setup and openssl show fingerprints: the one
+    format every fingerprint the runbook shows or compares is written in."""
+    return hashlib.sha256(der).digest().hex(":").upper()
+
+
 def fingerprint(cert: x509.Certificate) -> str:
-    """SHA-256 fingerprint as colon-separated hex, as Setup and openssl show it."""
-    return cert.fingerprint(hashes.SHA256()).hex(":").upper()
+    """A certificate's SHA-256 fingerprint (of its DER), as Setup shows it."""
+    return sha256_fingerprint(cert.public_bytes(serialization.Encoding.DER))
+
+
+def public_key_fingerprint(public_key) -> str:
+    """SHA-256 of a public key's SubjectPublicKeyInfo: the same for a key and the certificate made from it."""
+    return sha256_fingerprint(public_key.public_bytes(serialization.Encoding.DER,
+                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
 
 
 def pem_fingerprint(pem: str | None) -> str:

@@ -11,7 +11,6 @@ The web server flow is in ``runbook.phases.webflow``; the CI export in ``runbook
 from __future__ import annotations
 
 import functools
-import hashlib
 import shlex
 import socket
 import ssl
@@ -24,11 +23,16 @@ from urllib.parse import urlsplit
 
 import requests
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from runbook.apps import kind_named
 from runbook.errors import InputError, LoginError, RunbookError
-from runbook.phases.certificate import fingerprint, load_certificate, load_private_key, read_passphrase
+from runbook.phases.certificate import (
+    fingerprint,
+    load_certificate,
+    load_private_key,
+    public_key_fingerprint,
+    read_passphrase,
+)
 from runbook.phases.jwt_bearer import (
     PROPAGATION_TIMEOUT,
     LoginResult,
@@ -98,12 +102,6 @@ class HandOff(RowsCard):
                                                                     strict=False)),
                 *(("Note", note) for note in self.notes)]
 
-
-
-def public_key_fingerprint(public_key) -> str:
-    """SHA-256 of a public key's SubjectPublicKeyInfo: the same for a key and the certificate made from it."""
-    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(der).digest().hex(":").upper()
 
 
 def app_certificate(session: OrgSession, app_record: dict) -> tuple[x509.Certificate | None, str]:
