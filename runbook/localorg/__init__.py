@@ -22,9 +22,10 @@ Choices where Salesforce's behaviour is not known are marked "unverified" in the
 """
 
 from runbook.localorg.faults import Fault, FaultPlan
+from runbook.localorg.model import ids as ids  # record ids (``ids.to_18``), which callers compare with
+from runbook.localorg.model.seed import ADMIN_USERNAME, SEED_USERS, SeedUser
+from runbook.localorg.model.store import ApiCall
 from runbook.localorg.org import LocalOrg, serve_forever, served_org
-from runbook.localorg.seed import ADMIN_USERNAME, SEED_USERS, SeedUser
-from runbook.localorg.store import ApiCall
 
 __all__ = ["ADMIN_USERNAME", "SEED_USERS", "ApiCall", "Fault", "FaultPlan", "LocalOrg", "SeedUser", "serve_forever",
            "served_org"]

@@ -47,9 +47,9 @@ from typing import Any
 from werkzeug import Request, Response
 from werkzeug.test import EnvironBuilder
 
-from runbook.localorg import ids
 from runbook.localorg.context import Call, OrgContext
 from runbook.localorg.jsonbody import BadJson, read_json
+from runbook.localorg.model import ids
 
 # The REST handler a subrequest goes through: (ctx, request, call, version, path after the version).
 Dispatch = Callable[[OrgContext, Request, Call, str, str], Response]

@@ -29,8 +29,8 @@ from typing import Any
 
 from werkzeug import Request
 
-from runbook.localorg import external_client_apps, ids, org_settings
 from runbook.localorg.context import Call, OrgContext, Session
+from runbook.localorg.model import external_client_apps, ids, org_settings
 
 USAGE_SINCE, CREDENTIALS_SINCE, STAGED_URL_SINCE = 59.0, 60.0, 65.0
 DEFAULT_PAGE_SIZE = 100

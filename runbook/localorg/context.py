@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from runbook.localorg import credentials, seed
-from runbook.localorg.store import Store
+from runbook.localorg.model import credentials, seed
+from runbook.localorg.model.store import Store
 
 if TYPE_CHECKING:
     from runbook.localorg.scratch import ScratchOrgs

@@ -18,13 +18,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from runbook.localorg import connected_apps, credentials, limits, org_settings, permissions, seed, signup
 from runbook.localorg.context import CLOCK_OFFSET_SETTING, OrgContext
-from runbook.localorg.external_client_apps import KEY_IN_RETRIEVE_SETTING, OPT_IN_SETTING
 from runbook.localorg.faults import Fault, FaultPlan, Injection
+from runbook.localorg.model import connected_apps, credentials, limits, org_settings, permissions, seed, signup
+from runbook.localorg.model.external_client_apps import KEY_IN_RETRIEVE_SETTING, OPT_IN_SETTING
+from runbook.localorg.model.store import ApiCall, Store
 from runbook.localorg.scratch import ScratchOrgs
 from runbook.localorg.server import TlsServer, make_app
-from runbook.localorg.store import ApiCall, Store
 from runbook.localorg.tls import ensure_tls, server_context
 from runbook.work.files import PRIVATE, PUBLIC, make_private_dir, write_atomic
 

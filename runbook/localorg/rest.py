@@ -14,11 +14,12 @@ from typing import Any
 
 from werkzeug import Request, Response
 
-from runbook.localorg import composite, connect_rest, ids, records, soql, tooling
+from runbook.localorg import composite, connect_rest, tooling
 from runbook.localorg.context import Call, OrgContext, Session, bearer_token
 from runbook.localorg.jsonbody import BadJson, read_json
-from runbook.localorg.records import RecordError
-from runbook.localorg.schema import SOBJECTS, SObject, sobject
+from runbook.localorg.model import ids, records, soql
+from runbook.localorg.model.records import RecordError
+from runbook.localorg.model.schema import SOBJECTS, SObject, sobject
 
 RELEASES = {"55.0": "Summer '22", "56.0": "Winter '23", "57.0": "Spring '23", "58.0": "Summer '23",
             "59.0": "Winter '24", "60.0": "Spring '24", "61.0": "Summer '24", "62.0": "Winter '25",

@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from runbook.localorg import ids, oauth, signup
+from runbook.localorg import oauth
 from runbook.localorg.context import Session
-from runbook.localorg.store import Store
+from runbook.localorg.model import ids, signup
+from runbook.localorg.model.store import Store
 
 if TYPE_CHECKING:
     from runbook.localorg.org import LocalOrg

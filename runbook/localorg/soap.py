@@ -22,10 +22,11 @@ from xml.etree.ElementTree import Element
 
 from werkzeug import Request, Response
 
-from runbook.localorg import credentials, deploy, metadata, rest
-from runbook.localorg.components import Problem
+from runbook.localorg import deploy, rest
 from runbook.localorg.context import Call, OrgContext, Session, bearer_token
-from runbook.localorg.metadata import SaveOutcome
+from runbook.localorg.model import credentials, metadata
+from runbook.localorg.model.components import Problem
+from runbook.localorg.model.metadata import SaveOutcome
 from runbook.localorg.soapxml import (
     METADATA_NS,
     PARTNER_FAULT_NS,

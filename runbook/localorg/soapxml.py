@@ -23,7 +23,7 @@ from xml.sax.saxutils import escape, quoteattr
 import defusedxml.ElementTree
 from defusedxml import DefusedXmlException
 
-from runbook.localorg.store import Node
+from runbook.localorg.model.store import Node
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 METADATA_NS = "http://soap.sforce.com/2006/04/metadata"

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runbook.localorg import soql
-from runbook.localorg.schema import sobject
+from runbook.localorg.model import soql
+from runbook.localorg.model.schema import sobject
 
 _NOT_SUPPORTED = ("sObject type '{}' is not supported. If you are attempting to use a custom object, be sure to "
                   "append the '__c' after the entity name. Please reference your WSDL or the describe call for "

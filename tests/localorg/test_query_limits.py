@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from runbook.localorg import soql
-from runbook.localorg.seed import PROFILES
+from runbook.localorg.model import soql
+from runbook.localorg.model.seed import PROFILES
 
 from .support import bearer
 

@@ -6,7 +6,7 @@ import pytest
 import requests
 from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceMalformedRequest
 
-from runbook.localorg.seed import PROFILES
+from runbook.localorg.model.seed import PROFILES
 
 from .support import app_id, bearer, create_connected_app, first_id, unique
 

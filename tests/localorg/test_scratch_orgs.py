@@ -2,7 +2,7 @@
 Dev Hub app's JWT and the record's AuthCode log in to, and deletes through ActiveScratchOrg.
 
 Each test states a behaviour of the wire reference (shared/reference/scratch-org-wire.md) and drives the orgs
-over HTTPS as the Salesforce CLI does; the source notes are in ``runbook.localorg.signup`` and ``scratch``.
+over HTTPS as the Salesforce CLI does; the source notes are in ``runbook.localorg.model.signup`` and ``scratch``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import pytest
 import requests
 from simple_salesforce import Salesforce
 
-from runbook.localorg import ADMIN_USERNAME, LocalOrg, ids
+from runbook.localorg import ADMIN_USERNAME, LocalOrg
+from runbook.localorg.model import ids
 
 from .conftest import soap_login
 from .scratch_support import CLI_CALLBACK, DevHub, call, code_token, jwt_token, make_dev_hub

@@ -15,7 +15,8 @@ import requests
 from simple_salesforce import Salesforce
 from zeep.helpers import serialize_object
 
-from runbook.localorg import LocalOrg, ids
+from runbook.localorg import LocalOrg
+from runbook.localorg.model import ids
 from runbook.localorg.soapxml import METADATA_NS
 
 from .conftest import soap_login

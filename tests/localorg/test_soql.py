@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from runbook.localorg import ids
-from runbook.localorg.soql import SoqlError, compile_query, parse
+from runbook.localorg.model import ids
+from runbook.localorg.model.soql import SoqlError, compile_query, parse
 
 PROFILE_ID = ids.make_id("Profile", 1)
 OTHER_PROFILE_ID = ids.make_id("Profile", 2)

@@ -7,8 +7,8 @@ import pytest
 import requests
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
-from runbook.localorg.records import DUPLICATE_USERNAME
-from runbook.localorg.seed import ADMIN_USERNAME, API_ONLY_PROFILE
+from runbook.localorg.model.records import DUPLICATE_USERNAME
+from runbook.localorg.model.seed import ADMIN_USERNAME, API_ONLY_PROFILE
 
 from .conftest import soap_login
 from .scratch_support import make_dev_hub

@@ -28,8 +28,8 @@ from datetime import datetime
 from typing import Any
 
 from runbook.localorg.context import CLOCK_OFFSET_SETTING
-from runbook.localorg.records import RecordError
-from runbook.localorg.store import Store
+from runbook.localorg.model.records import RecordError
+from runbook.localorg.model.store import Store
 
 DAILY_SETTING, ACTIVE_SETTING = "daily_scratch_orgs", "active_scratch_orgs"
 DEVELOPER_EDITION_DAILY, DEVELOPER_EDITION_ACTIVE = 6, 3

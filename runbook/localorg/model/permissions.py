@@ -20,10 +20,10 @@ same page; the wording is U].
 
 from __future__ import annotations
 
-from runbook.localorg import seed
 from runbook.localorg.context import Session
-from runbook.localorg.schema import sobject
-from runbook.localorg.store import Store
+from runbook.localorg.model import seed
+from runbook.localorg.model.schema import sobject
+from runbook.localorg.model.store import Store
 
 GUARDED = ("ScratchOrgInfo", "ActiveScratchOrg")
 READ, CREATE, EDIT, DELETE = "Read", "Create", "Edit", "Delete"

@@ -33,9 +33,9 @@ from importlib import resources
 
 import defusedxml.ElementTree
 
-from runbook.localorg import org_settings
-from runbook.localorg.components import MetadataType, SaveError
-from runbook.localorg.store import Component, Node, Store, now_text
+from runbook.localorg.model import org_settings
+from runbook.localorg.model.components import MetadataType, SaveError
+from runbook.localorg.model.store import Component, Node, Store, now_text
 
 SUFFIX = "Settings"
 _XSD = "{http://www.w3.org/2001/XMLSchema}"

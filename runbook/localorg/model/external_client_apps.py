@@ -38,8 +38,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from runbook.localorg import credentials, ids
-from runbook.localorg.components import (
+from runbook.localorg.model import credentials, ids
+from runbook.localorg.model.components import (
     MetadataType,
     OAuthApp,
     SaveError,
@@ -54,7 +54,7 @@ from runbook.localorg.components import (
     text,
     wire_scopes,
 )
-from runbook.localorg.store import Component, Node, Store
+from runbook.localorg.model.store import Component, Node, Store
 
 APP = "ExternalClientApplication"
 OAUTH_SETTINGS = "ExtlClntAppOauthSettings"

@@ -10,8 +10,8 @@ SetupEntityAccess rows, so the Metadata API (profileName / permissionSetName) an
 
 from __future__ import annotations
 
-from runbook.localorg import credentials
-from runbook.localorg.components import (
+from runbook.localorg.model import credentials
+from runbook.localorg.model.components import (
     MetadataType,
     OAuthApp,
     SaveError,
@@ -28,7 +28,7 @@ from runbook.localorg.components import (
     texts,
     wire_scopes,
 )
-from runbook.localorg.store import Component, Node, Store
+from runbook.localorg.model.store import Component, Node, Store
 
 TYPE = "ConnectedApp"
 ENTITY = "ConnectedApplication"

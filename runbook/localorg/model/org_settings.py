@@ -19,8 +19,8 @@ create, update and upsert all apply to the one existing component, and a delete 
 
 from __future__ import annotations
 
-from runbook.localorg.components import MetadataType, SaveError, as_bool, text
-from runbook.localorg.store import Component, Node, Store, now_text
+from runbook.localorg.model.components import MetadataType, SaveError, as_bool, text
+from runbook.localorg.model.store import Component, Node, Store, now_text
 
 TYPE = "ExternalClientAppSettings"
 FULL_NAME = "ExternalClientApp"

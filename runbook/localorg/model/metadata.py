@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbook.localorg import connected_apps, external_client_apps, org_settings, settings
-from runbook.localorg.components import (
+from runbook.localorg.model import connected_apps, external_client_apps, org_settings, settings
+from runbook.localorg.model.components import (
     MetadataType,
     OAuthApp,
     Problem,
@@ -23,7 +23,7 @@ from runbook.localorg.components import (
     not_found,
     text,
 )
-from runbook.localorg.store import Component, Node, Store
+from runbook.localorg.model.store import Component, Node, Store
 
 TYPES: dict[str, MetadataType] = {t.name: t for t in (
     connected_apps.CONNECTED_APP, *external_client_apps.TYPES, org_settings.EXTERNAL_CLIENT_APP_SETTINGS)}

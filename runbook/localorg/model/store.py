@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runbook.localorg import ids, seed
-from runbook.localorg.schema import BOOLEAN, INT, SOBJECTS
+from runbook.localorg.model import ids, seed
+from runbook.localorg.model.schema import BOOLEAN, INT, SOBJECTS
 from runbook.work.files import PRIVATE, create_with_mode
 
 Node = dict[str, list[Any]]  # a metadata component: element name -> values (text or Node), in order

@@ -33,10 +33,10 @@ import re
 import zoneinfo
 from typing import Any
 
-from runbook.localorg import ids, permissions
-from runbook.localorg.components import API_NAME_RULES, is_api_name
-from runbook.localorg.schema import SOBJECTS, SObject
-from runbook.localorg.store import Store
+from runbook.localorg.model import ids, permissions
+from runbook.localorg.model.components import API_NAME_RULES, is_api_name
+from runbook.localorg.model.schema import SOBJECTS, SObject
+from runbook.localorg.model.store import Store
 
 _SETUP_ENTITIES = ("ConnectedApplication", "ExternalClientApplication")
 _READ_ONLY_FIELD = ("Unable to create/update fields: {}. Please check the security settings of this field "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runbook.localorg.ids import KEY_PREFIXES
+from runbook.localorg.model.ids import KEY_PREFIXES
 
 # Field types, as describe() names them.
 ID, REFERENCE, STRING, BOOLEAN, INT, DATETIME, DATE, PICKLIST, EMAIL, TEXTAREA = (

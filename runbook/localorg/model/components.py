@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from runbook.localorg.store import Component, Node, Store
+from runbook.localorg.model.store import Component, Node, Store
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbook.localorg import ids
-from runbook.localorg.schema import (
+from runbook.localorg.model import ids
+from runbook.localorg.model.schema import (
     BOOLEAN,
     DATE,
     DATETIME,

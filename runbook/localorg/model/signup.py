@@ -49,12 +49,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runbook.localorg import connected_apps, credentials, ids, limits, records, seed
-from runbook.localorg.components import child, load_certificate, text, texts
 from runbook.localorg.context import CLOCK_OFFSET_SETTING, Session
-from runbook.localorg.records import RecordError
-from runbook.localorg.schema import BOOLEAN, INT, PICKLIST, SOBJECTS
-from runbook.localorg.store import Component, Store
+from runbook.localorg.model import connected_apps, credentials, ids, limits, records, seed
+from runbook.localorg.model.components import child, load_certificate, text, texts
+from runbook.localorg.model.records import RecordError
+from runbook.localorg.model.schema import BOOLEAN, INT, PICKLIST, SOBJECTS
+from runbook.localorg.model.store import Component, Store
 
 SCHEMA = SOBJECTS["ScratchOrgInfo"]
 PLATFORM_CLI = "PlatformCLI"
