@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from runbook.apps.connected_app import ConnectedAppKind
 from runbook.apps.external_client_app import ExternalClientAppKind
 from runbook.apps.kind import AppKind, DeleteStep
-from runbook.apps.model import SCOPES, AccessState, AppSpec, AppState, Change, Grant, normalised_scopes
+from runbook.apps.model import SCOPES, AccessState, Action, AppSpec, AppState, Change, Grant, normalised_scopes
 from runbook.errors import InputError
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 KINDS: dict[str, AppKind] = {kind.name: kind for kind in (ConnectedAppKind(), ExternalClientAppKind())}
 KIND_NAMES = tuple(KINDS)
 
-__all__ = ["KINDS", "KIND_NAMES", "SCOPES", "AccessState", "AppKind", "AppSpec", "AppState", "Change",
+__all__ = ["KINDS", "KIND_NAMES", "SCOPES", "AccessState", "Action", "AppKind", "AppSpec", "AppState", "Change",
            "DeleteStep", "Grant", "find_app_kind", "kind_named", "normalised_scopes"]
 
 

@@ -365,10 +365,11 @@ def plan_access(session: OrgSession, spec: AccessSpec) -> AccessPlan:
         warnings.append(f"also pre-authorized, {why} (kept; exclusive=True would remove them): "
                         + ", ".join(f"{g.kind} {g.name}" for g in extra))
     assign, user_warnings = _plan_assignments(spec, requested, create, lookup) if lookup else ([], [])
-    return AccessPlan(changes, add, extra if spec.exclusive else [], list(create), assign,
-                      warnings + user_warnings, current, kind.name,
-                      keep + ([] if spec.exclusive else extra), create,
-                      {u["Username"]: u["Id"] for u in lookup.users.values()} if lookup else {}, not_sent)
+    return AccessPlan(policy_changes=changes, add=add, remove=extra if spec.exclusive else [],
+                      create_sets=list(create), assign=assign, warnings=warnings + user_warnings, current=current,
+                      app_kind=kind.name, keep=keep + ([] if spec.exclusive else extra), new_sets=create,
+                      user_ids={u["Username"]: u["Id"] for u in lookup.users.values()} if lookup else {},
+                      not_sent=not_sent)
 
 
 def _kind(session: OrgSession, spec: AccessSpec):

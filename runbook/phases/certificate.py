@@ -15,6 +15,7 @@ import shutil
 import stat
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -32,13 +33,17 @@ MAX_VALID_DAYS = 3650
 EXPIRY_WARNING_DAYS = 30
 
 
+# what phase 1 did: made a pair, kept the work folder's, took the user's own, rotated, or certified an existing key
+CertificateAction = Literal["generated", "reused", "own", "rotated", "generated certificate for existing key"]
+
+
 @dataclass
 class CertificateInfo:
     """What the user has after phase 1: paths and the facts an admin checks on a certificate."""
 
     key_path: str
     cert_path: str
-    action: str  # generated | reused | own | rotated
+    action: CertificateAction
     subject: str
     serial: str
     not_before: str
@@ -212,12 +217,12 @@ def ensure_certificate(**params) -> CertificateInfo:
     return info
 
 
-def _reuse_action(req: CertificateRequest, workdir: str | Path) -> str:
+def _reuse_action(req: CertificateRequest, workdir: str | Path) -> CertificateAction:
     inside = req.key_path.resolve().is_relative_to(open_workdir(workdir).root)
     return "reused" if inside else "own"
 
 
-def _generate(req: CertificateRequest, action: str) -> CertificateInfo:
+def _generate(req: CertificateRequest, action: CertificateAction) -> CertificateInfo:
     _check_writable(req.key_path, "key_path")
     _check_writable(req.cert_path, "cert_path")
     key = rsa.generate_private_key(public_exponent=65537, key_size=req.key_size)
@@ -387,7 +392,7 @@ def certificate_pem(cert_path: Path) -> str:
 
 
 def _describe(req: CertificateRequest, key: rsa.RSAPrivateKey, cert: x509.Certificate,
-              action: str) -> CertificateInfo:
+              action: CertificateAction) -> CertificateInfo:
     warnings = []
     left = cert.not_valid_after_utc - dt.datetime.now(dt.UTC)
     if left < dt.timedelta(days=EXPIRY_WARNING_DAYS):

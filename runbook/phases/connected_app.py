@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 from html import escape
 from pathlib import Path
 
-from runbook.apps import KIND_NAMES, KINDS, SCOPES, AppSpec, AppState, Change, find_app_kind, kind_named
+from runbook.apps import KIND_NAMES, KINDS, SCOPES, Action, AppSpec, AppState, Change, find_app_kind, kind_named
 from runbook.apps.model import OWNER_MARKER, Ownership, with_owner_marker
 from runbook.errors import NO_ANSWER, InputError, PreflightError, SalesforceError
 from runbook.phases import consumer_secret, rotation
@@ -60,7 +60,7 @@ ADOPT_FIX = "set adopt=True to take it over, or choose another app_name"
 class AppPlan:
     """What applying would do: create, update (with the field changes) or nothing."""
 
-    action: str  # create | update | none
+    action: Action
     spec: AppSpec
     changes: list[Change]
     current: AppState | None = field(default=None, repr=False)
@@ -128,7 +128,7 @@ class AppResult:
     callback_url: str
     scopes: list[str]
     certificate_fingerprint: str
-    action: str
+    action: Action
     applied: bool
     changes: list[dict]
     flows: list[str] = field(default_factory=lambda: ["jwt"])

@@ -13,12 +13,14 @@ import datetime as dt
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
+from typing import Literal, get_args
 
 from runbook.errors import RunbookError
 from runbook.phases import PHASES
 from runbook.work.workdir import DEFAULT_WORKDIR, open_workdir
 
-STATES = ("done", "pending", "failed")
+State = Literal["done", "pending", "failed"]
+STATES: tuple[State, ...] = get_args(State)
 _BADGE = {"done": ("✓ done", "#1a7f37", "#dafbe1"), "pending": ("○ pending", "#57606a", "#f6f8fa"),
           "failed": ("✗ failed", "#cf222e", "#ffebe9")}
 
@@ -30,7 +32,7 @@ class PhaseState:
     phase: str
     title: str
     notebook: str
-    state: str
+    state: State
     detail: str
 
 

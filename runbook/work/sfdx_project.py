@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from runbook.errors import InputError
 from runbook.work.files import PUBLIC, write_atomic
@@ -24,7 +25,7 @@ class ProjectChange:
     """What writing the port would do to the file: create it, change the key, or nothing."""
 
     path: Path
-    action: str  # create | update | none
+    action: Literal["create", "update", "none"]  # what is done to the file
     old: int | None
     new: int | None
 
