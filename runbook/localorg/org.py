@@ -71,7 +71,7 @@ class LocalOrg:
     its sessions, codes and refresh tokens at once, so a test of a token's lifetime moves the clock
     instead of sleeping.
 
-    The org is a Dev Hub (``runbook.localorg.dev_hub``): a ScratchOrgInfo insert signs up a scratch org,
+    The org is a Dev Hub (``runbook.localorg.api.dev_hub``): a ScratchOrgInfo insert signs up a scratch org,
     which is a ``LocalOrg`` of its own in ``<state_dir>/scratch/<org id>/``, served with this org's CA
     and certificate (``tls_dir``) and seeded by its signup (``seed_with``); ``scratch_orgs`` runs them,
     starts the active ones again at every start and stops them with this org. ``daily_scratch_orgs`` and

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from runbook.localorg import oauth
+from runbook.localorg.api import oauth
 from runbook.localorg.context import Session
 from runbook.localorg.model import ids, signup
 from runbook.localorg.model.store import Store

@@ -38,10 +38,10 @@ from werkzeug import Request, Response
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, is_ssl_error
 
-from runbook.localorg import dev_hub, oauth, rest, soap
+from runbook.localorg.api import dev_hub, oauth, rest, soap
+from runbook.localorg.api.soapxml import api_fault, fault_body
 from runbook.localorg.context import Call, OrgContext
 from runbook.localorg.faults import Fault, Injection
-from runbook.localorg.soapxml import api_fault, fault_body
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from simple_salesforce import Salesforce
 from zeep.helpers import serialize_object
 
 from runbook.localorg import LocalOrg
+from runbook.localorg.api.soapxml import METADATA_NS
 from runbook.localorg.model import ids
-from runbook.localorg.soapxml import METADATA_NS
 
 from .conftest import soap_login
 from .scratch_support import DevHub, jwt_token, make_dev_hub

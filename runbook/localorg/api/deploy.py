@@ -45,11 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 from xml.etree.ElementTree import Element
 
-from runbook.localorg.context import OrgContext, Session
-from runbook.localorg.model import ids, metadata
-from runbook.localorg.model.components import as_bool
-from runbook.localorg.model.store import Component, now_text
-from runbook.localorg.soapxml import (
+from runbook.localorg.api.soapxml import (
     SoapFault,
     api_fault,
     child,
@@ -62,6 +58,10 @@ from runbook.localorg.soapxml import (
     parse_xml,
     to_node,
 )
+from runbook.localorg.context import OrgContext, Session
+from runbook.localorg.model import ids, metadata
+from runbook.localorg.model.components import as_bool
+from runbook.localorg.model.store import Component, now_text
 
 MAX_FILES = 1000
 MAX_UNZIPPED_BYTES = 50 * 1024 * 1024

@@ -30,14 +30,14 @@ from typing import Any
 
 from werkzeug import Request, Response
 
-from runbook.localorg import rest
+from runbook.localorg.api import rest
+from runbook.localorg.api.tooling import _NOT_SUPPORTED, _located
 from runbook.localorg.context import Call, OrgContext, Session, bearer_token
 from runbook.localorg.model import ids, limits, permissions
 from runbook.localorg.model.permissions import CREATE, DELETE, READ
 from runbook.localorg.model.records import RecordError
 from runbook.localorg.model.schema import sobject
 from runbook.localorg.model.soql import BoolOp, In, Not, Query, SoqlError, compile_query
-from runbook.localorg.tooling import _NOT_SUPPORTED, _located
 
 # what server.py routes here (after /services/data/vXX.X/), any letter case for the object names
 PATHS = r"(?:limits|query|queryAll|tooling/query|sobjects/(?i:ScratchOrgInfo|ActiveScratchOrg)(?:/.*)?)"

@@ -22,12 +22,8 @@ from xml.etree.ElementTree import Element
 
 from werkzeug import Request, Response
 
-from runbook.localorg import deploy, rest
-from runbook.localorg.context import Call, OrgContext, Session, bearer_token
-from runbook.localorg.model import credentials, metadata
-from runbook.localorg.model.components import Problem
-from runbook.localorg.model.metadata import SaveOutcome
-from runbook.localorg.soapxml import (
+from runbook.localorg.api import deploy, rest
+from runbook.localorg.api.soapxml import (
     METADATA_NS,
     PARTNER_FAULT_NS,
     PARTNER_NS,
@@ -46,6 +42,10 @@ from runbook.localorg.soapxml import (
     type_attribute,
     xsi_type,
 )
+from runbook.localorg.context import Call, OrgContext, Session, bearer_token
+from runbook.localorg.model import credentials, metadata
+from runbook.localorg.model.components import Problem
+from runbook.localorg.model.metadata import SaveOutcome
 
 LAST_LOGIN_VERSION = 64.0  # [D] "SOAP API login() not available in API version 65.0 onwards"
 _WRITES = {"createMetadata", "updateMetadata", "upsertMetadata", "deleteMetadata"}

@@ -47,8 +47,8 @@ from typing import Any
 from werkzeug import Request, Response
 from werkzeug.test import EnvironBuilder
 
+from runbook.localorg.api.jsonbody import BadJson, read_json
 from runbook.localorg.context import Call, OrgContext
-from runbook.localorg.jsonbody import BadJson, read_json
 from runbook.localorg.model import ids
 
 # The REST handler a subrequest goes through: (ctx, request, call, version, path after the version).
