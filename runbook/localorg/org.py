@@ -18,9 +18,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from runbook.localorg.context import CLOCK_OFFSET_SETTING, OrgContext
 from runbook.localorg.faults import Fault, FaultPlan, Injection
 from runbook.localorg.model import connected_apps, credentials, limits, org_settings, permissions, seed, signup
+from runbook.localorg.model.context import CLOCK_OFFSET_SETTING, OrgContext
 from runbook.localorg.model.external_client_apps import KEY_IN_RETRIEVE_SETTING, OPT_IN_SETTING
 from runbook.localorg.model.store import ApiCall, Store
 from runbook.localorg.scratch import ScratchOrgs

@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from runbook.localorg.api import oauth
-from runbook.localorg.context import Session
 from runbook.localorg.model import ids, signup
+from runbook.localorg.model.context import Session
 from runbook.localorg.model.store import Store
 
 if TYPE_CHECKING:

@@ -39,9 +39,10 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, is_ssl_error
 
 from runbook.localorg.api import dev_hub, oauth, rest, soap
+from runbook.localorg.api.handler import Call
 from runbook.localorg.api.soapxml import api_fault, fault_body
-from runbook.localorg.context import Call, OrgContext
 from runbook.localorg.faults import Fault, Injection
+from runbook.localorg.model.context import OrgContext
 
 log = logging.getLogger(__name__)
 

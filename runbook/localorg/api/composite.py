@@ -47,9 +47,10 @@ from typing import Any
 from werkzeug import Request, Response
 from werkzeug.test import EnvironBuilder
 
+from runbook.localorg.api.handler import Call
 from runbook.localorg.api.jsonbody import BadJson, read_json
-from runbook.localorg.context import Call, OrgContext
 from runbook.localorg.model import ids
+from runbook.localorg.model.context import OrgContext
 
 # The REST handler a subrequest goes through: (ctx, request, call, version, path after the version).
 Dispatch = Callable[[OrgContext, Request, Call, str, str], Response]

@@ -29,8 +29,9 @@ from typing import Any
 
 from werkzeug import Request
 
-from runbook.localorg.context import Call, OrgContext, Session
+from runbook.localorg.api.handler import Call
 from runbook.localorg.model import external_client_apps, ids, org_settings
+from runbook.localorg.model.context import OrgContext, Session
 
 USAGE_SINCE, CREDENTIALS_SINCE, STAGED_URL_SINCE = 59.0, 60.0, 65.0
 DEFAULT_PAGE_SIZE = 100

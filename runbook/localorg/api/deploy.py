@@ -58,9 +58,9 @@ from runbook.localorg.api.soapxml import (
     parse_xml,
     to_node,
 )
-from runbook.localorg.context import OrgContext, Session
 from runbook.localorg.model import ids, metadata
 from runbook.localorg.model.components import as_bool
+from runbook.localorg.model.context import OrgContext, Session
 from runbook.localorg.model.store import Component, now_text
 
 MAX_FILES = 1000

@@ -31,9 +31,10 @@ from typing import Any
 from werkzeug import Request, Response
 
 from runbook.localorg.api import rest
+from runbook.localorg.api.handler import Call, bearer_token
 from runbook.localorg.api.tooling import _NOT_SUPPORTED, _located
-from runbook.localorg.context import Call, OrgContext, Session, bearer_token
 from runbook.localorg.model import ids, limits, permissions
+from runbook.localorg.model.context import OrgContext, Session
 from runbook.localorg.model.permissions import CREATE, DELETE, READ
 from runbook.localorg.model.records import RecordError
 from runbook.localorg.model.schema import sobject

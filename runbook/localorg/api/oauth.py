@@ -77,9 +77,10 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from werkzeug import Request, Response
 
-from runbook.localorg.context import Call, OrgContext, Session, bearer_token
+from runbook.localorg.api.handler import Call, bearer_token
 from runbook.localorg.model import credentials, external_client_apps, ids, metadata
 from runbook.localorg.model.components import OAuthApp, as_bool, child, load_certificate, text, texts
+from runbook.localorg.model.context import OrgContext, Session
 from runbook.localorg.model.external_client_apps import permission_set_ids
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"

@@ -15,9 +15,10 @@ from typing import Any
 from werkzeug import Request, Response
 
 from runbook.localorg.api import composite, connect_rest, tooling
+from runbook.localorg.api.handler import Call, bearer_token
 from runbook.localorg.api.jsonbody import BadJson, read_json
-from runbook.localorg.context import Call, OrgContext, Session, bearer_token
 from runbook.localorg.model import ids, records, soql
+from runbook.localorg.model.context import OrgContext, Session
 from runbook.localorg.model.records import RecordError
 from runbook.localorg.model.schema import SOBJECTS, SObject, sobject
 

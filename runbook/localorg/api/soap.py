@@ -23,6 +23,7 @@ from xml.etree.ElementTree import Element
 from werkzeug import Request, Response
 
 from runbook.localorg.api import deploy, rest
+from runbook.localorg.api.handler import Call, bearer_token
 from runbook.localorg.api.soapxml import (
     METADATA_NS,
     PARTNER_FAULT_NS,
@@ -42,9 +43,9 @@ from runbook.localorg.api.soapxml import (
     type_attribute,
     xsi_type,
 )
-from runbook.localorg.context import Call, OrgContext, Session, bearer_token
 from runbook.localorg.model import credentials, metadata
 from runbook.localorg.model.components import Problem
+from runbook.localorg.model.context import OrgContext, Session
 from runbook.localorg.model.metadata import SaveOutcome
 
 LAST_LOGIN_VERSION = 64.0  # [D] "SOAP API login() not available in API version 65.0 onwards"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from runbook.localorg.context import CLOCK_OFFSET_SETTING
+from runbook.localorg.model.context import CLOCK_OFFSET_SETTING
 from runbook.localorg.model.records import RecordError
 from runbook.localorg.model.store import Store
 

@@ -20,8 +20,8 @@ same page; the wording is U].
 
 from __future__ import annotations
 
-from runbook.localorg.context import Session
 from runbook.localorg.model import seed
+from runbook.localorg.model.context import Session
 from runbook.localorg.model.schema import sobject
 from runbook.localorg.model.store import Store
 

@@ -49,9 +49,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from runbook.localorg.context import CLOCK_OFFSET_SETTING, Session
 from runbook.localorg.model import connected_apps, credentials, ids, limits, records, seed
 from runbook.localorg.model.components import child, load_certificate, text, texts
+from runbook.localorg.model.context import CLOCK_OFFSET_SETTING, Session
 from runbook.localorg.model.records import RecordError
 from runbook.localorg.model.schema import BOOLEAN, INT, PICKLIST, SOBJECTS
 from runbook.localorg.model.store import Component, Store

@@ -1,4 +1,4 @@
-"""What every request handler gets: the org (store, URL, ids, session length, clock) and the call being served.
+"""What every rule and request handler gets: the org (store, URL, ids, session length, clock) and its sessions.
 
 The org keeps its own clock: this machine's time plus the org setting ``clock_offset_s`` (0 on a fresh org),
 so a test moves it forward (``LocalOrg.advance_clock``) instead of sleeping. Sessions, authorization
@@ -18,20 +18,6 @@ if TYPE_CHECKING:
     from runbook.localorg.scratch import ScratchOrgs
 
 CLOCK_OFFSET_SETTING = "clock_offset_s"  # seconds the org's clock runs ahead of this machine's
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    """The token in an ``Authorization: Bearer <token>`` (or Salesforce's older ``OAuth <token>``) header."""
-    scheme, _, token = (authorization or "").strip().partition(" ")
-    return token.strip() or None if scheme.lower() in ("bearer", "oauth") else None
-
-
-@dataclass
-class Call:
-    """The call-log entry a handler fills in: its operation name and whether it changes the org."""
-
-    operation: str = "unknown"
-    is_write: bool = False
 
 
 @dataclass(frozen=True)
