@@ -2,7 +2,7 @@
 client and channels. One module, so a newcomer finds every non-public API the runner leans on in one place.
 
 None of this is public API of those libraries, so pyproject.toml caps them at the tested minor versions, and
-``tests/test_library_internals.py`` fails at once (imports and signatures, no kernel) naming the internal
+``tests/run/test_library_internals.py`` fails at once (imports and signatures, no kernel) naming the internal
 that changed when a new version is let in. What each piece buys is measured by ``make bench``:
 
 - papermill writes each executed notebook when it starts and ends, and at most once a second in between,

@@ -117,7 +117,8 @@ print("\\n".join(summary.lines()), flush=True)
 def test_ctrl_c_in_a_run_stops_the_kernel_keeps_the_notebook_and_prints_the_resume_command(tmp_path):
     """Phase 4 waits for a new app that takes 2 minutes to propagate; Ctrl-C arrives while it waits."""
     proc = subprocess.Popen([sys.executable, "-c", _INTERRUPT, str(tmp_path), str(free_callback_port())],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=Path(__file__).parent)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=Path(__file__).parent.parent)
     lines = []
     deadline = time.monotonic() + 90
     for line in proc.stdout:

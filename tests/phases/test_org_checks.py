@@ -16,7 +16,7 @@ from runbook.errors import RunbookError
 from runbook.run.batch import run_runbook
 from runbook.salesforce import start_local_org
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def _run(root: Path, messages: list[str] | None = None, **params):

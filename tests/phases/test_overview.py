@@ -15,7 +15,7 @@ from runbook.phases.overview import phase_overview
 from runbook.phases.verify import verify_setup
 from runbook.salesforce import connect, rest, start_local_org
 
-START_HERE = Path(__file__).parent.parent / "notebooks" / "00_start_here.ipynb"
+START_HERE = Path(__file__).parent.parent.parent / "notebooks" / "00_start_here.ipynb"
 
 
 def _states(overview) -> dict[str, str]:

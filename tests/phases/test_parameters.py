@@ -17,7 +17,7 @@ from runbook.phases.checks import PHASE_CHECKS
 from runbook.phases.parameters import check_run, coerce
 from runbook.run.batch import run_runbook
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def _runbook(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -9,7 +9,7 @@ import nbformat
 import papermill
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("0[1-4]_*.ipynb"))
+NOTEBOOKS = sorted((Path(__file__).parent.parent.parent / "notebooks").glob("0[1-4]_*.ipynb"))
 STABLE_NAMES = {"org", "workdir", "key_path", "cert_path", "app_name", "contact_email", "callback_port", "scopes",
                 "profiles", "permission_sets", "username"}
 

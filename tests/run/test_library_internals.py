@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 PINS = {Requirement(d).name.lower().replace("_", "-"): Requirement(d).specifier
         for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
 CAPPED = ("papermill", "nbclient", "jupyter-client", "werkzeug", "simple-salesforce")
@@ -162,7 +162,7 @@ def test_the_installed_version_is_in_the_pinned_range(library):
     assert pinned.contains(installed, prereleases=True), (
         f"{library} {installed} is outside the range pyproject.toml pins ({pinned}); "
         f"{', '.join(sorted({i.used_by for i in INTERNALS if i.library == library}))} use its internals: "
-        f"run tests/test_library_internals.py with it, then move the pin")
+        f"run tests/run/test_library_internals.py with it, then move the pin")
 
 
 @pytest.mark.parametrize("internal", INTERNALS, ids=[f"{i.library}:{i.name}" for i in INTERNALS])
