@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from runbook.localorg.api import oauth
-from runbook.localorg.model import ids, signup
+from runbook.localorg.model import ids, signup, web_logins
 from runbook.localorg.model.context import Session
 from runbook.localorg.model.store import Store
 
@@ -193,8 +192,8 @@ class ScratchOrgs:
     def _auth_code(org: LocalOrg, new: signup.NewScratchOrg) -> str:
         """A one-time code for the admin and the signup's app: the record's AuthCode."""
         admin = org.store.find("User", Username=new.username)[0]
-        return oauth.issue_code(org.context, client_id=new.consumer_key, redirect_uri=new.callback_url,
-                                user_id=admin["Id"])
+        return web_logins.issue_code(org.context, client_id=new.consumer_key, redirect_uri=new.callback_url,
+                                     user_id=admin["Id"])
 
     # --- the scratch orgs' LocalOrgs ------------------------------------------------------------------
 

@@ -68,8 +68,7 @@ import json
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -78,8 +77,8 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from werkzeug import Request, Response
 
 from runbook.localorg.api.handler import Call, bearer_token
-from runbook.localorg.model import credentials, external_client_apps, ids, metadata
-from runbook.localorg.model.components import OAuthApp, as_bool, child, load_certificate, text, texts
+from runbook.localorg.model import credentials, ids, oauth_apps, web_logins
+from runbook.localorg.model.components import OAuthApp, load_certificate
 from runbook.localorg.model.context import OrgContext, Session
 from runbook.localorg.model.external_client_apps import permission_set_ids
 
@@ -90,7 +89,6 @@ EXPIRED_REFRESH = "expired access/refresh token"  # [D] OAuth 2.0 Flow Errors; [
 # [O] Salesforce refresh tokens start with 5Aep861 (jsforce and restforce issue transcripts); the rest is
 # what sfdx-core's auth URL pattern takes ([a-zA-Z0-9._-], AuthInfo.parseSfdxAuthUrl [V]).
 REFRESH_TOKEN_PREFIX = "5Aep861"
-CODE_SECONDS = 15 * 60
 CLOCK_SKEW_SECONDS = 180
 _MILLISECONDS_ABOVE = 10**11
 _LOGIN_AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
@@ -103,7 +101,6 @@ UNKNOWN_USER = "user hasn't approved this consumer"
 SESSION_COOKIE = "sid"
 LOGIN_REFUSED = ("Please check your username and password. If you still can't log in, contact your "
                  "Salesforce administrator.")
-_STORE_DATE = "%Y-%m-%dT%H:%M:%S.%f%z"  # store.now_text()
 # [V Electivus] disabling an External Client App (ExtlClntAppConfigurablePolicies.isEnabled=false) or its
 # OAuth plugin (isOauthPluginEnabled=false) blocks new logins. [O n8n#21589] a connected app blocked by its
 # admin answers OAUTH_APP_BLOCKED "this app is blocked by admin"; [U] that a disabled ECA answers the same,
@@ -173,7 +170,7 @@ def _verified_assertion(ctx: OrgContext, assertion: str) -> tuple[dict[str, Any]
     if header.get("alg") != "RS256" or not isinstance(claims, dict):
         raise _invalid()
     issuer = claims.get("iss")
-    app = _known_app(ctx, issuer) if isinstance(issuer, str) else None
+    app = oauth_apps.known_app(ctx, issuer) if isinstance(issuer, str) else None
     if app is None:
         raise OAuthError("invalid_client_id", "client identifier invalid")
     try:
@@ -257,55 +254,8 @@ def _check_access(ctx: OrgContext, app: OAuthApp, user: dict[str, Any]) -> None:
 
 # --- apps as OAuth sees them ----------------------------------------------------------------------
 
-def _known_app(ctx: OrgContext, consumer_key: str) -> OAuthApp | None:
-    """The app with this consumer key once OAuth knows it; None for unknown keys and apps still propagating.
-
-    [O] A new or changed app answers ``invalid_client_id`` for about 2–10 minutes on a real org (wire
-    facts §1.6); the local org waits ``ctx.propagation_s`` seconds after the app's last save.
-    """
-    app = metadata.oauth_app_for_key(ctx.store, consumer_key) if consumer_key else None
-    if app is None or not ctx.propagation_s:
-        return app
-    return app if time.time() - _last_change(ctx, consumer_key) >= ctx.propagation_s else None
-
-
-def _last_change(ctx: OrgContext, consumer_key: str) -> float:
-    """When the app holding ``consumer_key`` was last saved (POSIX seconds), as the store records it.
-
-    [U] Every save counts, also one that changes nothing; for an External Client App, a save of the app
-    or of any of its settings and policies components. Deleting a component is not a change here.
-    """
-    component = ctx.store.component_by_consumer_key(consumer_key)
-    related = [component]
-    if component is not None and component.parent:
-        related.append(ctx.store.component(external_client_apps.APP, component.parent))
-        related += [c for type_name in external_client_apps.SATELLITES
-                    for c in ctx.store.components(type_name, parent=component.parent)]
-    latest = max(c.last_modified_date for c in related if c is not None)
-    return datetime.strptime(latest, _STORE_DATE).timestamp()
-
 
 # --- web server flow -----------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class WebSettings:
-    """An app's web server flow settings: callback URLs, consumer secret, and what the flow demands."""
-
-    callbacks: tuple[str, ...]
-    secret: str | None = field(repr=False)
-    secret_optional: bool
-    pkce_required: bool
-
-
-def _web_settings(ctx: OrgContext, consumer_key: str) -> WebSettings:
-    """ConnectedApp ``oauthConfig`` or ExtlClntAppGlobalOauthSettings: both hold these under the same names."""
-    component = ctx.store.component_by_consumer_key(consumer_key)
-    if component is None:
-        return WebSettings((), None, False, False)
-    oauth = child(component.definition, "oauthConfig") or component.definition
-    urls = [u.strip() for value in texts(oauth, "callbackUrl") for u in value.splitlines() if u.strip()]
-    return WebSettings(tuple(urls), component.consumer_secret, as_bool(text(oauth, "isConsumerSecretOptional")),
-                       as_bool(text(oauth, "isPkceRequired")))
 
 
 def _challenge(verifier: str) -> str:
@@ -319,7 +269,7 @@ class AuthorizeRequest:
     client_id: str
     redirect_uri: str
     app: OAuthApp
-    settings: WebSettings
+    settings: oauth_apps.WebSettings
     args: Mapping[str, str]
 
     def back(self, **params: str) -> str:
@@ -336,11 +286,11 @@ def _authorize_request(ctx: OrgContext, args: Mapping[str, str]) -> AuthorizeReq
     the app's, or the client is unknown (also while a new or changed app propagates).
     """
     client_id, redirect_uri = args.get("client_id") or "", args.get("redirect_uri") or ""
-    app = _known_app(ctx, client_id)
+    app = oauth_apps.known_app(ctx, client_id)
     if app is None:
         raise OAuthError("invalid_client_id", "client identifier invalid")
     _check_enabled(app)
-    settings = _web_settings(ctx, client_id)
+    settings = oauth_apps.web_settings(ctx, client_id)
     if redirect_uri not in settings.callbacks:
         raise OAuthError("redirect_uri_mismatch", "redirect_uri must match configuration")
     return AuthorizeRequest(client_id, redirect_uri, app, settings, args)
@@ -371,28 +321,19 @@ def _issue_code(ctx: OrgContext, request: AuthorizeRequest, user: dict[str, Any]
         except OAuthError as error:
             return request.back(error="access_denied", error_description=error.description)
     ctx.store.record_approval(request.app.entity_id, user["Id"])
-    code = secrets.token_urlsafe(32)
-    ctx.store.set_setting(_digest_key("authcode", code), {
-        "client_id": request.client_id, "redirect_uri": request.redirect_uri, "user_id": user["Id"],
-        "challenge": request.args.get("code_challenge") or "", "scope": request.args.get("scope"),
-        "expires": ctx.now() + CODE_SECONDS})
+    code = web_logins.issue_code(ctx, client_id=request.client_id, redirect_uri=request.redirect_uri,
+                                 user_id=user["Id"], challenge=request.args.get("code_challenge") or "",
+                                 scope=request.args.get("scope"))
     return request.back(code=code)
-
-
-def _digest_key(kind: str, secret: str) -> str:
-    """The setting name a code or browser session is kept under: its digest, never the value itself."""
-    return f"{kind}:" + hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _redeemed_code(ctx: OrgContext, form: Mapping[str, str]) -> tuple[OAuthApp, dict[str, Any], str | None]:
     """The app, user and requested scope an authorization code was issued for; the code is spent either way."""
-    key = _digest_key("authcode", form.get("code") or "")
-    issued = ctx.store.get_setting(key)
-    if not issued or issued.get("spent") or issued["expires"] < ctx.now():
+    issued = web_logins.spend_code(ctx, form.get("code") or "")
+    if issued is None:
         raise _invalid("invalid authorization code")
-    ctx.store.set_setting(key, {**issued, "spent": True})
     client_id = form.get("client_id") or ""
-    app = _known_app(ctx, client_id)
+    app = oauth_apps.known_app(ctx, client_id)
     if app is None:
         raise OAuthError("invalid_client_id", "client identifier invalid")
     _check_enabled(app)
@@ -400,7 +341,7 @@ def _redeemed_code(ctx: OrgContext, form: Mapping[str, str]) -> tuple[OAuthApp, 
         raise _invalid("invalid authorization code")
     if (form.get("redirect_uri") or "") != issued["redirect_uri"]:
         raise OAuthError("redirect_uri_mismatch", "redirect_uri must match configuration")
-    settings = _web_settings(ctx, client_id)
+    settings = oauth_apps.web_settings(ctx, client_id)
     _check_client_secret(form.get("client_secret") or "", settings.secret, required=not settings.secret_optional)
     # A challenge sent is always checked; an app requiring PKCE also refuses a code issued without one
     # (it was changed after the code was issued). [O] the wording: salesforce.stackexchange.com/q/330168
@@ -420,68 +361,6 @@ def _check_client_secret(given: str, secret: str | None, *, required: bool) -> N
 
 
 # --- refresh tokens -------------------------------------------------------------------------------
-
-_UNIT_SECONDS = {"HOURS": 3600, "DAYS": 86400, "MONTHS": 30 * 86400}  # [U] a month as 30 days
-# ExtlClntAppOauthConfigurablePolicies.refreshTokenPolicyType -> ConnectedApp oauthPolicy.refreshTokenPolicy [D]
-_ECA_POLICY = {"Infinite": "infinite", "Zero": "zero", "SpecificLifetime": "specific_lifetime",
-               "SpecificInactivity": "specific_inactivity"}
-
-
-@dataclass(frozen=True)
-class RefreshPolicy:
-    """An app's refresh token policy: ``infinite``, ``zero``, or a lifetime / inactivity limit in seconds."""
-
-    kind: str
-    seconds: float = 0
-
-    @classmethod
-    def parse(cls, value: str | None) -> RefreshPolicy:
-        """``infinite``, ``zero``, ``specific_lifetime:3:HOURS``, ``specific_inactivity:7:DAYS``; else infinite [U]."""
-        kind, _, rest = (value or "infinite").strip().partition(":")
-        count, _, unit = rest.partition(":")
-        if kind in ("specific_lifetime", "specific_inactivity") and count.isdigit() and \
-                unit.upper() in _UNIT_SECONDS:
-            return cls(kind, int(count) * _UNIT_SECONDS[unit.upper()])
-        return cls("zero") if kind == "zero" else cls("infinite")
-
-    def refuses(self, token: dict[str, Any], now: float) -> bool:
-        """Whether the policy refuses ``token`` (a refresh_token row) at ``now`` on the org's clock."""
-        if self.kind == "zero":
-            return True
-        if self.kind == "specific_lifetime":
-            return now >= token["granted_at"] + self.seconds
-        if self.kind == "specific_inactivity":
-            return now >= token["last_used_at"] + self.seconds
-        return False
-
-
-@dataclass(frozen=True)
-class RefreshSettings:
-    """What the refresh grant needs from an app: its secret, whether it is required, rotation, the policy."""
-
-    secret: str | None = field(repr=False)
-    secret_required: bool
-    rotation: bool
-    policy: RefreshPolicy
-
-
-def _refresh_settings(ctx: OrgContext, consumer_key: str) -> RefreshSettings:
-    """ConnectedApp ``oauthConfig`` + ``oauthPolicy``, or the ECA's global OAuth settings + OAuth policies."""
-    component = ctx.store.component_by_consumer_key(consumer_key)
-    definition = component.definition if component else {}
-    oauth = child(definition, "oauthConfig") or definition
-    if component is not None and component.type == external_client_apps.GLOBAL_OAUTH:
-        policies = next(iter(ctx.store.components(external_client_apps.OAUTH_POLICIES, parent=component.parent)),
-                        None)
-        plcy = policies.definition if policies else {}
-        kind = _ECA_POLICY.get(text(plcy, "refreshTokenPolicyType") or "Infinite", "infinite")
-        policy = RefreshPolicy.parse(f"{kind}:{text(plcy, 'refreshTokenValidityPeriod') or ''}:"
-                                     f"{text(plcy, 'refreshTokenValidityUnit') or ''}")
-    else:
-        policy = RefreshPolicy.parse(text(child(definition, "oauthPolicy"), "refreshTokenPolicy"))
-    return RefreshSettings(component.consumer_secret if component else None,
-                           as_bool(text(oauth, "isSecretRequiredForRefreshToken"), default=True),
-                           as_bool(text(oauth, "isRefreshTokenRotationEnabled")), policy)
 
 
 def _granted_scopes(app: OAuthApp, requested: str | None) -> str:
@@ -520,11 +399,11 @@ def _code_grant(ctx: OrgContext, form: Mapping[str, str]) -> dict[str, Any]:
 def _refresh_grant(ctx: OrgContext, form: Mapping[str, str]) -> dict[str, Any]:
     """``grant_type=refresh_token``: a new session for the token's user (and a new token under rotation)."""
     client_id = form.get("client_id") or ""
-    app = _known_app(ctx, client_id)
+    app = oauth_apps.known_app(ctx, client_id)
     if app is None:
         raise OAuthError("invalid_client_id", "client identifier invalid")
     _check_enabled(app)
-    settings = _refresh_settings(ctx, client_id)
+    settings = oauth_apps.refresh_settings(ctx, client_id)
     _check_client_secret(form.get("client_secret") or "", settings.secret, required=settings.secret_required)
     digest = credentials.token_digest(form.get("refresh_token") or "")
     now = ctx.now()
@@ -544,7 +423,7 @@ def _refresh_grant(ctx: OrgContext, form: Mapping[str, str]) -> dict[str, Any]:
     return body
 
 
-def _live_refresh_token(ctx: OrgContext, digest: str, app: OAuthApp, policy: RefreshPolicy,
+def _live_refresh_token(ctx: OrgContext, digest: str, app: OAuthApp, policy: oauth_apps.RefreshPolicy,
                         now: float) -> dict[str, Any]:
     """The refresh token with ``digest`` if it is the app's, unspent and within its policy; raises otherwise.
 
@@ -578,22 +457,6 @@ def revoke(ctx: OrgContext, value: str) -> None:
 
 
 # --- the login page and its session ---------------------------------------------------------------
-
-def _open_browser_session(ctx: OrgContext, user_id: str) -> str:
-    """A new session cookie value for ``user_id``; only its digest is stored, and it is no API token."""
-    value = secrets.token_urlsafe(32)
-    ctx.store.set_setting(_digest_key("browser", value),
-                          {"user_id": user_id, "expires": ctx.now() + ctx.session_seconds})
-    return value
-
-
-def _browser_user(ctx: OrgContext, cookie: str | None) -> dict[str, Any] | None:
-    """The active user a session cookie belongs to, or None (no cookie, unknown, expired, deactivated)."""
-    issued = ctx.store.get_setting(_digest_key("browser", cookie)) if cookie else None
-    if not issued or issued["expires"] < ctx.now():
-        return None
-    user = ctx.store.get("User", issued["user_id"])
-    return user if user is not None and user["IsActive"] else None
 
 
 def _login_page(action: str, *, username: str = "", error: str = "") -> str:
@@ -717,7 +580,7 @@ def authorize_endpoint(ctx: OrgContext, request: Request, call: Call) -> Respons
     if request.method == "POST":
         return _submitted_login(ctx, request, authorize, action)
     reauthenticate = "login" in (request.args.get("prompt") or "").split()  # [D] prompt=login
-    user = None if reauthenticate else _browser_user(ctx, request.cookies.get(SESSION_COOKIE))
+    user = None if reauthenticate else web_logins.browser_user(ctx, request.cookies.get(SESSION_COOKIE))
     if user is None:
         return _page(_login_page(action, username=request.args.get("login_hint") or ""))
     return _redirect(_issue_code(ctx, authorize, user))
@@ -731,7 +594,7 @@ def _submitted_login(ctx: OrgContext, request: Request, authorize: AuthorizeRequ
         return _page(_login_page(action, username=username, error=LOGIN_REFUSED))
     response = _redirect(_issue_code(ctx, authorize, user))
     # [U] Salesforce's own cookie attributes are not documented; these are what a login cookie should be.
-    response.set_cookie(SESSION_COOKIE, _open_browser_session(ctx, user["Id"]), path="/", secure=True,
+    response.set_cookie(SESSION_COOKIE, web_logins.open_browser_session(ctx, user["Id"]), path="/", secure=True,
                         httponly=True, samesite="Lax")
     return response
 
@@ -774,14 +637,3 @@ def identity_endpoint(ctx: OrgContext, request: Request, call: Call, org_id: str
 
 # --- codes issued without a browser ---------------------------------------------------------------
 
-def issue_code(ctx: OrgContext, *, client_id: str, redirect_uri: str, user_id: str) -> str:
-    """A one-time authorization code for ``user_id`` and the app ``client_id``, as if they had allowed it.
-
-    A scratch org signup's ``AuthCode`` [D ScratchOrgInfo]: the Salesforce CLI redeems it with the
-    ``authorization_code`` grant, ``client_id`` and ``redirect_uri``, without PKCE (wire reference §1.6b).
-    """
-    code = secrets.token_urlsafe(32)
-    ctx.store.set_setting(_digest_key("authcode", code), {
-        "client_id": client_id, "redirect_uri": redirect_uri, "user_id": user_id, "challenge": "",
-        "scope": None, "expires": ctx.now() + CODE_SECONDS})
-    return code
