@@ -22,8 +22,8 @@ from runbook.localorg.faults import Fault, FaultPlan, Injection
 from runbook.localorg.model import connected_apps, credentials, limits, org_settings, permissions, seed, signup
 from runbook.localorg.model.context import CLOCK_OFFSET_SETTING, OrgContext
 from runbook.localorg.model.external_client_apps import KEY_IN_RETRIEVE_SETTING, OPT_IN_SETTING
+from runbook.localorg.model.scratch import ScratchOrgs
 from runbook.localorg.model.store import ApiCall, Store
-from runbook.localorg.scratch import ScratchOrgs
 from runbook.localorg.server import TlsServer, make_app
 from runbook.localorg.tls import ensure_tls, server_context
 from runbook.work.files import PRIVATE, PUBLIC, make_private_dir, write_atomic
@@ -102,7 +102,7 @@ class LocalOrg:
         self._tls_dir = Path(tls_dir).resolve() if tls_dir is not None else self.state_dir
         self._seed_with = seed_with
         self.ca_bundle = self._tls_dir / "ca-bundle.pem"
-        self.scratch_orgs = ScratchOrgs(self, signup_seconds=scratch_signup_seconds)
+        self.scratch_orgs = ScratchOrgs(self, self._start_scratch_org, signup_seconds=scratch_signup_seconds)
         self._context: OrgContext | None = None
         self.url = ""
         self.org_id = ""
@@ -217,6 +217,12 @@ class LocalOrg:
         if self._store is not None:
             self._store.close()
         self._server = self._thread = self._store = self._context = None
+
+    def _start_scratch_org(self, state_dir: Path, port: int, seed: Callable[[Store], str] | None) -> LocalOrg:
+        """One of this Dev Hub's scratch orgs, started: served with the hub's CA and certificate, and sessions as
+        long as the hub's."""
+        return LocalOrg(state_dir, port, tls_dir=self.state_dir, seed_with=seed,
+                        session_seconds=self.session_seconds).start()
 
     def _refuse_if_served_elsewhere(self) -> None:
         info = served_org(self.state_dir)

@@ -15,7 +15,7 @@ from runbook.localorg.model import credentials, seed
 from runbook.localorg.model.store import Store
 
 if TYPE_CHECKING:
-    from runbook.localorg.scratch import ScratchOrgs
+    from runbook.localorg.model.scratch import ScratchOrgs
 
 CLOCK_OFFSET_SETTING = "clock_offset_s"  # seconds the org's clock runs ahead of this machine's
 

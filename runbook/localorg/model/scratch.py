@@ -40,6 +40,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Starts a scratch org of the hub: its state folder, its port (0: any free one), and for a new org the seed its
+# signup made (None: the folder holds the org already). The hub's ``LocalOrg`` passes its own, so this module
+# never builds a server.
+StartOrg = Callable[[Path, int, Callable[[Store], str] | None], "LocalOrg"]
+
 INFO, ACTIVE = "ScratchOrgInfo", "ActiveScratchOrg"
 SIGNUP_ERROR = "C-9999"  # [V] "A fatal signup error occurred": what a signup the local org could not run ends with
 
@@ -47,8 +52,9 @@ SIGNUP_ERROR = "C-9999"  # [V] "A fatal signup error occurred": what a signup th
 class ScratchOrgs:
     """The scratch orgs of one Dev Hub ``hub``: their signups, the ``LocalOrg`` of each, their deletion."""
 
-    def __init__(self, hub: LocalOrg, *, signup_seconds: float = 0) -> None:
+    def __init__(self, hub: LocalOrg, start_org: StartOrg, *, signup_seconds: float = 0) -> None:
         self._hub = hub
+        self._start = start_org
         self.signup_seconds = signup_seconds  # how long a signup stays Creating before it completes
         self._orgs: dict[str, LocalOrg] = {}  # running scratch orgs by their 18-character org id
         self._workers: set[threading.Thread] = set()
@@ -198,10 +204,7 @@ class ScratchOrgs:
     # --- the scratch orgs' LocalOrgs ------------------------------------------------------------------
 
     def _start_org(self, org_id: str, port: int, *, seed: Callable[[Store], str] | None = None) -> LocalOrg:
-        from runbook.localorg.org import LocalOrg  # org.py builds this class: a module-level import would cycle
-
-        org = LocalOrg(self.folder / org_id, port, tls_dir=self._hub.state_dir, seed_with=seed,
-                       session_seconds=self._hub.session_seconds).start()
+        org = self._start(self.folder / org_id, port, seed)
         with self._lock:
             self._orgs[org_id] = org
         return org
