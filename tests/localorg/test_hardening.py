@@ -15,7 +15,7 @@ import requests
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.login import SalesforceLogin
 
-import runbook.localorg.api.soap
+import runbook.localorg.model.lockout
 from runbook.localorg import ADMIN_USERNAME, Fault
 from runbook.localorg.server import WORKERS
 
@@ -183,7 +183,7 @@ def _password(org) -> str:
 def test_ten_failed_soap_logins_lock_the_user_out_with_salesforces_fault(fresh_org, monkeypatch):
     """Before: 30 wrong passwords in a row, then the right one logged in. Salesforce's default policy: 10
     attempts, locked out 15 minutes, the same INVALID_LOGIN fault whose text names the lockout."""
-    monkeypatch.setattr(runbook.localorg.api.soap, "LOCKOUT_SECONDS", 1.5)
+    monkeypatch.setattr(runbook.localorg.model.lockout, "LOCKOUT_SECONDS", 1.5)
     refused = "INVALID_LOGIN: Invalid username, password, security token; or user locked out."
     assert [_login(fresh_org, "wrong") for _ in range(10)] == [refused] * 10
 

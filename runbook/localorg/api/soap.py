@@ -6,17 +6,13 @@ sends ``""``) or the path tail (simple-salesforce posts deploys and retrieves to
 ``Authorization: Bearer`` header. Both endpoints serve the API versions REST does (``rest.served``);
 others get ``UNSUPPORTED_API_VERSION`` [D], and ``login`` is not there from 65.0 on [D].
 
-``login`` locks a user out after ``MAX_FAILED_LOGINS`` (10) wrong passwords in a row, for
-``LOCKOUT_SECONDS`` (15 minutes): Salesforce's default password policy ("Maximum invalid login
-attempts" 10, "Lockout effective period" 15 minutes) [D]. A locked-out user gets the same
+``login`` locks a user out after ten wrong passwords in a row (``lockout``). A locked-out user gets the same
 ``INVALID_LOGIN`` fault as a wrong password, whose text names the lockout ("...; or user locked out.")
-[O], even with the right password; a successful login resets the count [D]. The count is org state
-(the store), so a restart does not unlock.
+[O], even with the right password.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from xml.etree.ElementTree import Element
 
@@ -43,7 +39,7 @@ from runbook.localorg.api.soapxml import (
     type_attribute,
     xsi_type,
 )
-from runbook.localorg.model import credentials, metadata
+from runbook.localorg.model import credentials, lockout, metadata
 from runbook.localorg.model.components import Problem
 from runbook.localorg.model.context import OrgContext, Session
 from runbook.localorg.model.metadata import SaveOutcome
@@ -51,8 +47,6 @@ from runbook.localorg.model.metadata import SaveOutcome
 LAST_LOGIN_VERSION = 64.0  # [D] "SOAP API login() not available in API version 65.0 onwards"
 _WRITES = {"createMetadata", "updateMetadata", "upsertMetadata", "deleteMetadata"}
 _INVALID_LOGIN = "Invalid username, password, security token; or user locked out."  # [V] simple-salesforce tests
-MAX_FAILED_LOGINS = 10  # [D] Password Policies: "Maximum invalid login attempts", 10 by default
-LOCKOUT_SECONDS = 15 * 60  # [D] Password Policies: "Lockout effective period", 15 minutes by default
 
 
 def xml_response(body: bytes, status: int = 200) -> Response:
@@ -104,10 +98,10 @@ def _login(ctx: OrgContext, operation: Element, version: str) -> str:
     password = (password_element.text or "") if password_element is not None else ""  # spaces count
     users = ctx.store.find("User", Username=username) if username else []
     user = users[0] if users else None
-    if user is None or not user["IsActive"] or locked_out(ctx, user["Id"]):
+    if user is None or not user["IsActive"] or lockout.locked_out(ctx, user["Id"]):
         raise _invalid_login()
     right = credentials.verify_password(password, ctx.store.password_hash(user["Id"]))
-    count_login(ctx, user["Id"], succeeded=right)
+    lockout.count_login(ctx, user["Id"], succeeded=right)
     if not right:
         raise _invalid_login()
     token = ctx.open_session(user["Id"], app_id=None, scopes="api web full", kind="soap")
@@ -129,33 +123,6 @@ def _login(ctx: OrgContext, operation: Element, version: str) -> str:
         leaf("serverUrl", f"{ctx.url}/services/Soap/u/{version}/{ctx.org_id15}"), leaf("sessionId", token),
         leaf("userId", user["Id"]), f"<userInfo>{info}</userInfo>"))
     return f"<loginResponse><result>{result}</result></loginResponse>"
-
-
-def _failures_key(user_id: str) -> str:
-    return f"login_failures.{user_id}"
-
-
-def locked_out(ctx: OrgContext, user_id: str) -> bool:
-    """Whether ``user_id`` is locked out by failed logins now (the lockout ends by itself)."""
-    state = ctx.store.get_setting(_failures_key(user_id)) or {}
-    return float(state.get("locked_until", 0)) > time.time()
-
-
-def count_login(ctx: OrgContext, user_id: str, *, succeeded: bool) -> None:
-    """Count a login of ``user_id``: a success clears the count, the MAX_FAILED_LOGINS-th failure in a row locks
-    the user out for LOCKOUT_SECONDS (and starts a new count)."""
-    key = _failures_key(user_id)
-    with ctx.store.transaction():  # read and write together: concurrent failures all count
-        state = ctx.store.get_setting(key) or {}
-        if succeeded:
-            if state:
-                ctx.store.set_setting(key, {})
-            return
-        failures = int(state.get("failures", 0)) + 1
-        if failures >= MAX_FAILED_LOGINS:
-            ctx.store.set_setting(key, {"failures": 0, "locked_until": time.time() + LOCKOUT_SECONDS})
-        else:
-            ctx.store.set_setting(key, {**state, "failures": failures})
 
 
 # --- Metadata API ---------------------------------------------------------------------------------
