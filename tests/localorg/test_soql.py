@@ -9,7 +9,8 @@ import time
 import pytest
 
 from runbook.localorg.model import ids
-from runbook.localorg.model.soql import SoqlError, compile_query, parse
+from runbook.localorg.model.soql import compile_query
+from runbook.localorg.model.soql_syntax import SoqlError, parse
 
 PROFILE_ID = ids.make_id("Profile", 1)
 OTHER_PROFILE_ID = ids.make_id("Profile", 2)

@@ -38,7 +38,8 @@ from runbook.localorg.model.context import OrgContext, Session
 from runbook.localorg.model.permissions import CREATE, DELETE, READ
 from runbook.localorg.model.records import RecordError
 from runbook.localorg.model.schema import sobject
-from runbook.localorg.model.soql import BoolOp, In, Not, Query, SoqlError, compile_query
+from runbook.localorg.model.soql import compile_query
+from runbook.localorg.model.soql_syntax import BoolOp, In, Not, Query, SoqlError
 
 # what server.py routes here (after /services/data/vXX.X/), any letter case for the object names
 PATHS = r"(?:limits|query|queryAll|tooling/query|sobjects/(?i:ScratchOrgInfo|ActiveScratchOrg)(?:/.*)?)"

@@ -21,6 +21,7 @@ from runbook.localorg.model import ids, records, soql
 from runbook.localorg.model.context import OrgContext, Session
 from runbook.localorg.model.records import RecordError
 from runbook.localorg.model.schema import SOBJECTS, SObject, sobject
+from runbook.localorg.model.soql_syntax import SoqlError
 
 RELEASES = {"55.0": "Summer '22", "56.0": "Winter '23", "57.0": "Spring '23", "58.0": "Summer '23",
             "59.0": "Winter '24", "60.0": "Spring '24", "61.0": "Summer '24", "62.0": "Winter '25",
@@ -129,7 +130,7 @@ def _query(ctx: OrgContext, request: Request, version: str, *, tooling_api: bool
             return json_response(plan.columns())
         result = plan.run(ctx.store.records, version=version)
         return json_response(tooling.tooling_body(result, plan) if tooling_api else result)
-    except soql.SoqlError as error:
+    except SoqlError as error:
         return _error(400, error.code, error.message)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runbook.localorg.model import soql
+from runbook.localorg.model import soql, soql_syntax
 from runbook.localorg.model.schema import sobject
 
 _NOT_SUPPORTED = ("sObject type '{}' is not supported. If you are attempting to use a custom object, be sure to "
@@ -23,16 +23,16 @@ _NOT_SUPPORTED = ("sObject type '{}' is not supported. If you are attempting to 
                   "the appropriate names.")
 
 
-def _queries(query: soql.Query) -> list[soql.Query]:
+def _queries(query: soql_syntax.Query) -> list[soql_syntax.Query]:
     """``query`` and every semi-join subquery inside its WHERE clause."""
     found, pending = [query], [query.where]
     while pending:
         node = pending.pop()
-        if isinstance(node, soql.BoolOp):
+        if isinstance(node, soql_syntax.BoolOp):
             pending.extend(node.items)
-        elif isinstance(node, soql.Not):
+        elif isinstance(node, soql_syntax.Not):
             pending.append(node.inner)
-        elif isinstance(node, soql.In) and isinstance(node.values, soql.Query):
+        elif isinstance(node, soql_syntax.In) and isinstance(node.values, soql_syntax.Query):
             found += _queries(node.values)
     return found
 
@@ -49,7 +49,7 @@ def check_data_api(text: str, plan: soql.Plan) -> None:
     for query in _queries(plan.query):
         found = sobject(query.sobject)
         if found is not None and not found.data_queryable:
-            raise soql.SoqlError("INVALID_TYPE", _located(text, query.sobject_pos) + _NOT_SUPPORTED.format(
+            raise soql_syntax.SoqlError("INVALID_TYPE", _located(text, query.sobject_pos) + _NOT_SUPPORTED.format(
                 query.sobject))
 
 

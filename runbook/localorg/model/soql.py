@@ -1,14 +1,6 @@
-"""The SOQL subset the runbook and the Salesforce CLI send: parse, check against the schema, evaluate.
+"""SOQL queries checked against the schema and run: the subset the runbook and the Salesforce CLI send.
 
-Grammar (keywords and names in any case)::
-
-    SELECT COUNT() | path [, path]*  FROM sobject
-      [WHERE condition]  [ORDER BY path [ASC|DESC] [NULLS FIRST|LAST] [, ...]]  [LIMIT n] [OFFSET n]
-    condition := [NOT] term  ((AND | OR) [NOT] term)*      -- AND and OR never mix without parentheses
-    term      := ( condition ) | path op value | path [NOT] IN ( value, ... | SELECT one-id-path ... )
-    op        := = | != | <> | < | > | <= | >= | LIKE
-    value     := 'text' (backslash escapes) | number | true | false | null
-    path      := Field | Relationship.Field | Relationship.Relationship.Field
+The grammar and the parser are ``soql_syntax``'s; LIKE matching is ``soql_like``'s.
 
 Like Salesforce: text comparisons ignore case, ``!=`` also matches nulls, ids compare in their
 18-character form, and filters are type-checked (quoted text against a boolean is an error).
@@ -22,7 +14,6 @@ QUERY_TIMEOUT. Matching is plain Python, which lets the server's other threads r
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,330 +31,13 @@ from runbook.localorg.model.schema import (
     SObject,
     sobject,
 )
+from runbook.localorg.model.soql_like import Deadline, LikePattern
+from runbook.localorg.model.soql_syntax import BoolOp, Compare, In, Literal, Not, Path, Query, SoqlError, locate, parse
 
 Fetch = Callable[[str], list[dict[str, Any]]]
 # [D] Salesforce cancels a SOQL query after 120 s; the local org gives up sooner, inside the runbook's
 # own 30 s read timeout, so a client sees QUERY_TIMEOUT rather than its own timeout.
 QUERY_TIME_LIMIT = 10.0
-
-
-class SoqlError(Exception):
-    """A query Salesforce would refuse; ``code`` is its errorCode."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-# --- tokens ---------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Token:
-    kind: str  # name, string, number, op, punct, end
-    text: str
-    pos: int
-    value: Any = None
-
-
-_TOKEN = re.compile(r"""
-    (?P<space>\s+)
-  | (?P<string>'(?:[^'\\]|\\.)*')
-  | (?P<number>[+-]?\d+(?:\.\d+)?(?![\w.]))
-  | (?P<name>[A-Za-z_][\w]*(?:\.[A-Za-z_]\w*)*)
-  | (?P<op><=|>=|!=|<>|=|<|>)
-  | (?P<punct>[(),])
-""", re.VERBOSE)
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f", '"': '"', "'": "'", "\\": "\\",
-            "%": "\\%", "_": "\\_"}  # \% and \_ stay escaped: they only mean something to LIKE
-
-
-def _unquote(text: str, pos: int, query: str) -> str:
-    out, i = [], 1
-    while i < len(text) - 1:
-        char = text[i]
-        if char == "\\":
-            escaped = _ESCAPES.get(text[i + 1])
-            if escaped is None:
-                raise _malformed(query, pos + i, "Invalid string literal")
-            out.append(escaped)
-            i += 2
-        else:
-            out.append(char)
-            i += 1
-    return "".join(out)
-
-
-def tokenize(query: str) -> list[Token]:
-    tokens, pos = [], 0
-    while pos < len(query):
-        match = _TOKEN.match(query, pos)
-        if match is None:
-            raise _malformed(query, pos, f"unexpected token: '{query[pos:].split()[0]}'")
-        kind, text = match.lastgroup, match.group()
-        if kind == "string":
-            tokens.append(Token(kind, text, pos, _unquote(text, pos, query)))
-        elif kind == "number":
-            tokens.append(Token(kind, text, pos, float(text) if "." in text else int(text)))
-        elif kind != "space":
-            tokens.append(Token(kind or "", text, pos))
-        pos = match.end()
-    tokens.append(Token("end", "", len(query)))
-    return tokens
-
-
-def _locate(query: str, pos: int) -> str:
-    """Salesforce's error preamble: the query row, a caret under the column, and ERROR at Row:Column."""
-    row = query.count("\n", 0, pos) + 1
-    line_start = query.rfind("\n", 0, pos) + 1
-    line = query.split("\n")[row - 1]
-    column = pos - line_start + 1
-    return f"\n{line}\n{' ' * (column - 1)}^\nERROR at Row:{row}:Column:{column}\n"
-
-
-def _malformed(query: str, pos: int, detail: str) -> SoqlError:
-    return SoqlError("MALFORMED_QUERY", _locate(query, pos) + detail)
-
-
-# --- syntax tree ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Path:
-    parts: tuple[str, ...]
-    pos: int
-
-    @property
-    def text(self) -> str:
-        return ".".join(self.parts)
-
-
-@dataclass(frozen=True)
-class Literal:
-    value: Any
-    kind: str  # string, number, boolean, null
-    pos: int
-
-
-@dataclass(frozen=True)
-class Compare:
-    path: Path
-    op: str
-    value: Literal
-
-
-@dataclass(frozen=True)
-class In:
-    path: Path
-    values: tuple[Literal, ...] | Query
-    negated: bool
-
-
-@dataclass(frozen=True)
-class Not:
-    inner: Any
-
-
-@dataclass(frozen=True)
-class BoolOp:
-    op: str  # AND, OR
-    items: tuple[Any, ...]
-
-
-@dataclass(frozen=True)
-class OrderItem:
-    path: Path
-    descending: bool
-    nulls_last: bool
-
-
-@dataclass(frozen=True)
-class Query:
-    fields: tuple[Path, ...]
-    count: bool
-    sobject: str
-    sobject_pos: int
-    where: Any = None
-    order_by: tuple[OrderItem, ...] = ()
-    limit: int | None = None
-    offset: int = 0
-
-
-# --- parser ---------------------------------------------------------------------------------------
-
-class _Parser:
-    def __init__(self, query: str) -> None:
-        self.query = query
-        self.tokens = tokenize(query)
-        self.i = 0
-
-    @property
-    def tok(self) -> Token:
-        return self.tokens[self.i]
-
-    def error(self, token: Token | None = None) -> SoqlError:
-        token = token or self.tok
-        if token.kind == "end":
-            return _malformed(self.query, token.pos, "unexpected token: <EOF>")
-        return _malformed(self.query, token.pos, f"unexpected token: '{token.text}'")
-
-    def keyword(self, *words: str) -> bool:
-        return self.tok.kind == "name" and self.tok.text.upper() in words
-
-    def take_keyword(self, word: str) -> Token:
-        if not self.keyword(word):
-            raise self.error()
-        return self.advance()
-
-    def advance(self) -> Token:
-        token = self.tok
-        self.i += 1
-        return token
-
-    def take(self, kind: str, text: str | None = None) -> Token:
-        if self.tok.kind != kind or (text is not None and self.tok.text != text):
-            raise self.error()
-        return self.advance()
-
-    def query_(self) -> Query:
-        self.take_keyword("SELECT")
-        count, fields = False, []
-        if self.keyword("COUNT") and self.tokens[self.i + 1].text == "(":
-            self.advance()
-            self.take("punct", "(")
-            self.take("punct", ")")
-            count = True
-        else:
-            fields.append(self.path())
-            while self.tok.text == ",":
-                self.advance()
-                fields.append(self.path())
-        self.take_keyword("FROM")
-        name = self.take("name")
-        if "." in name.text:
-            raise self.error(name)
-        where = order = limit = None
-        offset = 0
-        if self.keyword("WHERE"):
-            self.advance()
-            where = self.condition()
-        if self.keyword("ORDER"):
-            self.advance()
-            self.take_keyword("BY")
-            order = [self.order_item()]
-            while self.tok.text == ",":
-                self.advance()
-                order.append(self.order_item())
-        if self.keyword("LIMIT"):
-            self.advance()
-            limit = self.integer()
-        if self.keyword("OFFSET"):
-            self.advance()
-            offset = self.integer()
-        return Query(tuple(fields), count, name.text, name.pos, where, tuple(order or ()), limit, offset)
-
-    def integer(self) -> int:
-        token = self.take("number")
-        if not isinstance(token.value, int) or token.value < 0:
-            raise self.error(token)
-        return token.value
-
-    def path(self) -> Path:
-        token = self.tok
-        if token.kind != "name" or token.text.upper() in _RESERVED:
-            raise self.error()
-        self.advance()
-        return Path(tuple(token.text.split(".")), token.pos)
-
-    def order_item(self) -> OrderItem:
-        path = self.path()
-        descending = False
-        if self.keyword("ASC", "DESC"):
-            descending = self.advance().text.upper() == "DESC"
-        nulls_last = descending
-        if self.keyword("NULLS"):
-            self.advance()
-            if not self.keyword("FIRST", "LAST"):
-                raise self.error()
-            nulls_last = self.advance().text.upper() == "LAST"
-        return OrderItem(path, descending, nulls_last)
-
-    def condition(self) -> Any:
-        items = [self.factor()]
-        joiner = None
-        while self.keyword("AND", "OR"):
-            word = self.tok.text.upper()
-            if joiner and word != joiner:
-                raise self.error()  # Salesforce wants parentheses around mixed AND/OR
-            joiner = word
-            self.advance()
-            items.append(self.factor())
-        return BoolOp(joiner, tuple(items)) if joiner else items[0]
-
-    def factor(self) -> Any:
-        if self.keyword("NOT"):
-            self.advance()
-            return Not(self.factor())
-        if self.tok.text == "(":
-            self.advance()
-            inner = self.condition()
-            self.take("punct", ")")
-            return inner
-        path = self.path()
-        if self.keyword("NOT", "IN"):
-            negated = self.advance().text.upper() == "NOT"
-            if negated:
-                self.take_keyword("IN")
-            return In(path, self.in_values(), negated)
-        if self.keyword("LIKE"):
-            self.advance()
-            return Compare(path, "LIKE", self.literal())
-        if self.tok.kind != "op":
-            raise self.error()
-        op = self.advance().text
-        return Compare(path, "!=" if op == "<>" else op, self.literal())
-
-    def in_values(self) -> tuple[Literal, ...] | Query:
-        self.take("punct", "(")
-        if self.keyword("SELECT"):
-            sub = self.query_()
-        else:
-            values = [self.literal()]
-            while self.tok.text == ",":
-                self.advance()
-                values.append(self.literal())
-            sub = tuple(values)
-        self.take("punct", ")")
-        return sub
-
-    def literal(self) -> Literal:
-        token = self.tok
-        if token.kind == "string":
-            kind = "string"
-        elif token.kind == "number":
-            kind = "number"
-        elif self.keyword("TRUE", "FALSE"):
-            self.advance()
-            return Literal(token.text.upper() == "TRUE", "boolean", token.pos)
-        elif self.keyword("NULL"):
-            self.advance()
-            return Literal(None, "null", token.pos)
-        else:
-            raise self.error()
-        self.advance()
-        return Literal(token.value, kind, token.pos)
-
-
-_RESERVED = frozenset({"SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "LIKE", "ORDER", "BY", "LIMIT",
-                       "OFFSET", "NULL", "TRUE", "FALSE", "ASC", "DESC", "NULLS"})
-
-
-def parse(query: str) -> Query:
-    """The syntax tree of ``query``; raises SoqlError(MALFORMED_QUERY) on bad syntax."""
-    parser = _Parser(query)
-    result = parser.query_()
-    if parser.tok.kind != "end":
-        raise parser.error()
-    return result
 
 
 # --- checking against the schema ------------------------------------------------------------------
@@ -381,7 +55,7 @@ def _resolve(query_text: str, root: SObject, path: Path) -> tuple[Hop, ...]:
     for part in path.parts[:-1]:
         reference = current.relationship(part)
         if reference is None or reference.reference_to is None:
-            raise SoqlError("INVALID_FIELD", _locate(query_text, path.pos) + (
+            raise SoqlError("INVALID_FIELD", locate(query_text, path.pos) + (
                 f"Didn't understand relationship '{part}' in field path. If you are attempting to use a "
                 "custom relationship, be sure to append the '__r' after the custom relationship name. Please "
                 "reference your WSDL or the describe call for the appropriate names."))
@@ -389,7 +63,7 @@ def _resolve(query_text: str, root: SObject, path: Path) -> tuple[Hop, ...]:
         current = sobject(reference.reference_to)
     final = current.field(path.parts[-1])
     if final is None:
-        raise SoqlError("INVALID_FIELD", _locate(query_text, path.pos) + (
+        raise SoqlError("INVALID_FIELD", locate(query_text, path.pos) + (
             f"No such column '{path.parts[-1]}' on entity '{current.name}'. If you are attempting to use a "
             "custom field, be sure to append the '__c' after the custom field name. Please reference your "
             "WSDL or the describe call for the appropriate names."))
@@ -400,7 +74,7 @@ def _resolve(query_text: str, root: SObject, path: Path) -> tuple[Hop, ...]:
 def _root(query_text: str, query: Query) -> SObject:
     root = sobject(query.sobject)
     if root is None:
-        raise SoqlError("INVALID_TYPE", _locate(query_text, query.sobject_pos) + (
+        raise SoqlError("INVALID_TYPE", locate(query_text, query.sobject_pos) + (
             f"sObject type '{query.sobject}' is not supported. If you are attempting to use a custom object, "
             "be sure to append the '__c' after the entity name. Please reference your WSDL or the describe "
             "call for the appropriate names."))
@@ -421,7 +95,7 @@ def _check_literal(query_text: str, hops: tuple[Hop, ...], literal: Literal) -> 
         normalized = ids.normalize(literal.value)
         if normalized is None:
             raise SoqlError("INVALID_QUERY_FILTER_OPERATOR",
-                            _locate(query_text, literal.pos) + f"invalid ID field: {literal.value}")
+                            locate(query_text, literal.pos) + f"invalid ID field: {literal.value}")
         return normalized
     if target.type in TEXT_TYPES:
         if literal.kind != "string":
@@ -438,109 +112,11 @@ def _check_literal(query_text: str, hops: tuple[Hop, ...], literal: Literal) -> 
 
 def _filter_error(query_text: str, literal: Literal, target: Field, word: str, *, quoted: bool) -> SoqlError:
     how = "should be enclosed in quotes" if quoted else "should not be enclosed in quotes"
-    return SoqlError("INVALID_QUERY_FILTER_OPERATOR", _locate(query_text, literal.pos) + (
+    return SoqlError("INVALID_QUERY_FILTER_OPERATOR", locate(query_text, literal.pos) + (
         f"value of filter criterion for field '{target.name}' must be of type {word} and {how}"))
 
 
 # --- evaluation -----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Deadline:
-    """When a running query gives up, as Salesforce does with QUERY_TIMEOUT instead of running on."""
-
-    expires: float
-
-    def check(self) -> None:
-        if time.monotonic() > self.expires:
-            # [U] the code is Salesforce's; the message is as seen in client logs, not documented
-            raise SoqlError("QUERY_TIMEOUT", "Your query request was running for too long.")
-
-
-def _fold_text(text: str) -> str:
-    """``text`` case-folded one character to one character, so ``_`` still stands for one character."""
-    folded = text.casefold()
-    if len(folded) == len(text):  # casefold never shortens a character: no character grew
-        return folded
-    return "".join(char if len(char.casefold()) > 1 else char.casefold() for char in text)
-
-
-@dataclass(frozen=True)
-class _Segment:
-    """The part of a LIKE pattern between two ``%``: literal pieces at fixed offsets, ``_`` between them."""
-
-    pieces: tuple[tuple[int, str], ...]
-    length: int
-
-    def fits_at(self, text: str, start: int) -> bool:
-        return all(text.startswith(piece, start + offset) for offset, piece in self.pieces)
-
-    def find(self, text: str, start: int, end: int, deadline: _Deadline) -> int:
-        """The first position from ``start`` where the segment fits ending by ``end``, or -1."""
-        if not self.pieces:
-            return start if start + self.length <= end else -1
-        offset, anchor = self.pieces[0]
-        stop = end - self.length + offset + len(anchor)
-        found = text.find(anchor, start + offset, stop)
-        while found != -1 and not self.fits_at(text, found - offset):
-            deadline.check()
-            found = text.find(anchor, found + 1, stop)
-        return -1 if found == -1 else found - offset
-
-
-@dataclass(frozen=True)
-class _LikePattern:
-    """A LIKE pattern as segments between ``%``, matched without backtracking.
-
-    Placing each middle segment at its first fit (left to right) is enough: a later fit never leaves
-    more room for the segments after it. So a match costs at most text length times pattern length,
-    where the regular expression it replaces (``.*`` per ``%``) backtracked exponentially in the
-    number of ``%``: 12 of them took 16 s and held the GIL, stalling every other request.
-    """
-
-    segments: tuple[_Segment, ...]
-
-    @classmethod
-    def parse(cls, pattern: str) -> _LikePattern:
-        segments, pieces, literal, length = [], [], [], 0
-        i = 0
-        while i < len(pattern):
-            char, i = pattern[i], i + 1
-            if char == "\\" and i < len(pattern):  # \% and \_ (and any escaped character) are literal
-                char, i = pattern[i], i + 1
-            elif char in "%_":
-                if literal:
-                    pieces.append((length - len(literal), _fold_text("".join(literal))))
-                    literal = []
-                if char == "_":
-                    length += 1
-                    continue
-                segments.append(_Segment(tuple(pieces), length))
-                pieces, length = [], 0
-                continue
-            literal.append(char)
-            length += 1
-        if literal:
-            pieces.append((length - len(literal), _fold_text("".join(literal))))
-        segments.append(_Segment(tuple(pieces), length))
-        return cls(tuple(segments))
-
-    def matches(self, value: str, deadline: _Deadline) -> bool:
-        """Whether the whole of ``value`` matches, ignoring case."""
-        text = _fold_text(value)
-        first, last = self.segments[0], self.segments[-1]
-        if len(self.segments) == 1:
-            return len(text) == first.length and first.fits_at(text, 0)
-        end = len(text) - last.length
-        if end < first.length or not (first.fits_at(text, 0) and last.fits_at(text, end)):
-            return False
-        position = first.length
-        for segment in self.segments[1:-1]:
-            found = segment.find(text, position, end, deadline)
-            if found == -1:
-                return False
-            position = found + segment.length
-        return True
-
 
 def _fold(value: Any) -> Any:
     return value.casefold() if isinstance(value, str) else value
@@ -551,9 +127,9 @@ class _Rows:
     """What one query run shares: rows fetched once per sObject and indexed by Id, LIKE patterns, deadline."""
 
     fetch: Fetch
-    deadline: _Deadline
+    deadline: Deadline
     _cache: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
-    _likes: dict[str, _LikePattern] = field(default_factory=dict)
+    _likes: dict[str, LikePattern] = field(default_factory=dict)
 
     def all(self, name: str) -> list[dict[str, Any]]:
         if name not in self._cache:
@@ -566,9 +142,9 @@ class _Rows:
         self.all(name)
         return self._cache[name].get(record_id)
 
-    def like(self, pattern: str) -> _LikePattern:
+    def like(self, pattern: str) -> LikePattern:
         if pattern not in self._likes:
-            self._likes[pattern] = _LikePattern.parse(pattern)
+            self._likes[pattern] = LikePattern.parse(pattern)
         return self._likes[pattern]
 
 
@@ -588,7 +164,7 @@ class Plan:
         (QUERY_TIME_LIMIT unless given).
         """
         limit = QUERY_TIME_LIMIT if time_limit is None else time_limit
-        rows = _Rows(fetch, _Deadline(time.monotonic() + limit))
+        rows = _Rows(fetch, Deadline(time.monotonic() + limit))
         matched = self._matched(rows)
         if self.query.count:
             return {"totalSize": len(matched), "done": True, "records": []}
@@ -640,7 +216,7 @@ class Plan:
         if isinstance(node.values, Query):
             sub = compile_query(self.text, node.values)
             if len(sub.selected) != 1 or sub.selected[0][-1].field.type not in ID_TYPES:
-                raise SoqlError("MALFORMED_QUERY", _locate(self.text, node.path.pos) +
+                raise SoqlError("MALFORMED_QUERY", locate(self.text, node.path.pos) +
                                 "The selected field in a semi join must be an Id or a reference to an Id")
             return {_fold(sub._value(sub.selected[0], row, rows)) for row in sub._matched(rows)}
         return {_fold(_check_literal(self.text, hops, literal)) for literal in node.values}
