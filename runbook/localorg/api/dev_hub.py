@@ -32,14 +32,13 @@ from werkzeug import Request, Response
 
 from runbook.localorg.api import rest
 from runbook.localorg.api.handler import Call, bearer_token
-from runbook.localorg.api.tooling import _NOT_SUPPORTED, _located
 from runbook.localorg.model import ids, limits, permissions
 from runbook.localorg.model.context import OrgContext, Session
 from runbook.localorg.model.permissions import CREATE, DELETE, READ
 from runbook.localorg.model.records import RecordError
 from runbook.localorg.model.schema import sobject
-from runbook.localorg.model.soql import compile_query
-from runbook.localorg.model.soql_syntax import BoolOp, In, Not, Query, SoqlError
+from runbook.localorg.model.soql import compile_query, unsupported_type
+from runbook.localorg.model.soql_syntax import SoqlError, queries
 
 # what server.py routes here (after /services/data/vXX.X/), any letter case for the object names
 PATHS = r"(?:limits|query|queryAll|tooling/query|sobjects/(?i:ScratchOrgInfo|ActiveScratchOrg)(?:/.*)?)"
@@ -60,7 +59,7 @@ def handle(ctx: OrgContext, request: Request, call: Call, version: str, tail: st
         if parts[0] != "sobjects":
             return _guarded_query(ctx, request, call, version, tail)
         return _sobject(ctx, request, call, version, tail, parts[1:])
-    except rest._Refused as refused:
+    except rest.Refused as refused:
         return refused.response
 
 
@@ -80,7 +79,7 @@ def visible(ctx: OrgContext, session: Session, sobject_name: str) -> bool:
 
 def _limits(ctx: OrgContext, request: Request, call: Call) -> Response:
     call.operation = "rest.limits"
-    session = rest._session(ctx, request)
+    session = rest.require_session(ctx, request)
     if not permissions.can_view_setup(ctx.store, session):  # [D] needs View Setup and Configuration; [U] body
         return rest.json_response([{"message": _NO_VIEW_SETUP, "errorCode": "INSUFFICIENT_ACCESS"}], 403)
     if is_dev_hub(ctx):
@@ -99,31 +98,16 @@ def _guarded_query(ctx: OrgContext, request: Request, call: Call, version: str, 
             plan = compile_query(text)
         except SoqlError:
             plan = None  # rest answers the syntax error
-        for query in _queries(plan.query) if plan else []:
+        for query in queries(plan.query) if plan else []:
             found = sobject(query.sobject)
             if found is not None and not visible(ctx, session, found.name):
                 call.operation = "rest." + tail.replace("/", ".")
-                return rest.json_response([{"message": _located(text, query.sobject_pos)
-                                            + _NOT_SUPPORTED.format(query.sobject), "errorCode": "INVALID_TYPE"}],
-                                          400)
-        if plan is not None and is_dev_hub(ctx) and {q.sobject.lower() for q in _queries(plan.query)} & {
+                refused = unsupported_type(text, query)
+                return rest.json_response([{"message": refused.message, "errorCode": refused.code}], 400)
+        if plan is not None and is_dev_hub(ctx) and {q.sobject.lower() for q in queries(plan.query)} & {
                 name.lower() for name in permissions.GUARDED}:
             ctx.scratch_orgs.expire_due()
     return rest.handle(ctx, request, call, version, tail)
-
-
-def _queries(query: Query) -> list[Query]:
-    """``query`` and every semi-join subquery in its WHERE clause."""
-    found, pending = [query], [query.where]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, BoolOp):
-            pending.extend(node.items)
-        elif isinstance(node, Not):
-            pending.append(node.inner)
-        elif isinstance(node, In) and isinstance(node.values, Query):
-            found += _queries(node.values)
-    return found
 
 
 # --- sObject paths --------------------------------------------------------------------------------
@@ -132,7 +116,7 @@ def _sobject(ctx: OrgContext, request: Request, call: Call, version: str, tail: 
              parts: list[str]) -> Response:
     schema = sobject(parts[0])
     call.operation = f"rest.{request.method.lower()}.{schema.name}"
-    session = rest._session(ctx, request)
+    session = rest.require_session(ctx, request)
     if not visible(ctx, session, schema.name) or len(parts) > 2:
         return rest.json_response(rest.NOT_FOUND, 404)
     if len(parts) == 1 and request.method == "POST":

@@ -47,7 +47,9 @@ def _error(status: int, code: str, message: str) -> Response:
     return json_response([{"message": message, "errorCode": code}], status)
 
 
-class _Refused(Exception):
+class Refused(Exception):
+    """A call refused before its resource is reached (no session, no scope, no access): ``response`` answers it."""
+
     def __init__(self, response: Response) -> None:
         super().__init__(response.status)
         self.response = response
@@ -65,18 +67,20 @@ def versions(ctx: OrgContext, request: Request, call: Call) -> Response:
                           for version, label in RELEASES.items()])
 
 
-def _session(ctx: OrgContext, request: Request, *, write: bool = False) -> Session:
+def require_session(ctx: OrgContext, request: Request, *, write: bool = False) -> Session:
+    """The request's live session; Refused with 401 for none or one without the api scope, 403 for a write by
+    a user who is no System Administrator."""
     session = ctx.session(bearer_token(request.headers.get("Authorization")))
     if session is None:
         response = _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
         response.headers["WWW-Authenticate"] = "Token"
-        raise _Refused(response)
+        raise Refused(response)
     if session.app_id is not None and not {"api", "full"} & set(session.scopes.split()):
         # An OAuth token without the api scope cannot call REST [D] ([U] message).
-        raise _Refused(_error(401, "INVALID_SESSION_ID",
+        raise Refused(_error(401, "INVALID_SESSION_ID",
                               "This session is not valid for use with the REST API"))
     if write and not session.is_admin:  # [U] wording
-        raise _Refused(_error(403, "INSUFFICIENT_ACCESS", _NO_ACCESS))
+        raise Refused(_error(403, "INSUFFICIENT_ACCESS", _NO_ACCESS))
     return session
 
 
@@ -89,25 +93,25 @@ def handle(ctx: OrgContext, request: Request, call: Call, version: str, rest: st
         parts = rest.split("/") if rest else []
         if not parts:
             call.operation = "rest.resources"
-            return _resources(ctx, _session(ctx, request), version)
+            return _resources(ctx, require_session(ctx, request), version)
         if parts in (["query"], ["queryAll"], ["tooling", "query"]):
             call.operation = "rest." + ".".join(parts)
-            _session(ctx, request)
+            require_session(ctx, request)
             return _query(ctx, request, version, tooling_api=parts[0] == "tooling")
         if parts[0] == "apps":
             call.operation = "connect.unknown"
-            session = _session(ctx, request)
+            session = require_session(ctx, request)
             return json_response(*connect_rest.answer(ctx, request, call, version, parts[1:], session))
         if parts[0] == "sobjects":
             return _sobjects(ctx, request, call, version, parts[1:])
         if parts == ["composite"]:
             call.operation = "rest.composite"
-            _session(ctx, request)
+            require_session(ctx, request)
             return json_response(*composite.run(ctx, request, call, handle))
         call.operation = "rest.unknown"
-        _session(ctx, request)
+        require_session(ctx, request)
         return json_response(NOT_FOUND, 404)
-    except _Refused as refused:
+    except Refused as refused:
         return refused.response
 
 
@@ -156,34 +160,34 @@ def _describe(schema: SObject, version: str) -> dict[str, Any]:
 def _sobjects(ctx: OrgContext, request: Request, call: Call, version: str, parts: list[str]) -> Response:
     if not parts:
         call.operation = "rest.describeGlobal"
-        _session(ctx, request)
+        require_session(ctx, request)
         return json_response({"encoding": "UTF-8", "maxBatchSize": 200,
                               "sobjects": [_summary(s, version) for s in SOBJECTS.values()]})
     schema = sobject(parts[0])
     call.operation = f"rest.{request.method.lower()}.{schema.name if schema else parts[0]}"
     if schema is None or len(parts) > 2:
-        _session(ctx, request)
+        require_session(ctx, request)
         return json_response(NOT_FOUND, 404)
     if len(parts) == 2 and parts[1] == "describe":
         call.operation = f"rest.describe.{schema.name}"
-        _session(ctx, request)
+        require_session(ctx, request)
         return json_response(_describe(schema, version))
     if len(parts) == 1:
         if request.method == "POST":
             return _create(ctx, request, call, schema)
         if request.method not in ("GET", "HEAD"):
-            _session(ctx, request)
+            require_session(ctx, request)
             return _error(405, "METHOD_NOT_ALLOWED",
                           f"HTTP Method '{request.method}' not allowed. Allowed are HEAD,GET,POST")
         call.operation = f"rest.sobject.{schema.name}"
-        _session(ctx, request)
+        require_session(ctx, request)
         return json_response({"objectDescribe": _summary(schema, version), "recentItems": []})
     return _record(ctx, request, call, schema, parts[1], version)
 
 
 def _create(ctx: OrgContext, request: Request, call: Call, schema: SObject) -> Response:
     call.operation, call.is_write = f"rest.create.{schema.name}", True
-    _session(ctx, request, write=True)
+    require_session(ctx, request, write=True)
     try:
         data = read_json(request.get_data())
     except BadJson as exc:
@@ -203,7 +207,7 @@ def _record(ctx: OrgContext, request: Request, call: Call, schema: SObject, raw_
     record_id = ids.normalize(raw_id)
     if request.method == "DELETE":
         call.operation, call.is_write = f"rest.delete.{schema.name}", True
-        _session(ctx, request, write=True)
+        require_session(ctx, request, write=True)
         if record_id is None or ctx.store.get(schema.name, record_id) is None:
             return json_response(NOT_FOUND, 404)
         try:
@@ -213,11 +217,11 @@ def _record(ctx: OrgContext, request: Request, call: Call, schema: SObject, raw_
         return Response(status=204)
     if request.method == "PATCH":  # nothing the local org holds is updatable over REST
         call.operation, call.is_write = f"rest.update.{schema.name}", True
-        _session(ctx, request, write=True)
+        require_session(ctx, request, write=True)
         return _error(400, "CANNOT_INSERT_UPDATE_ACTIVATE_ENTITY",
                       f"entity type cannot be updated: {schema.label}")
     call.operation = f"rest.retrieve.{schema.name}"
-    _session(ctx, request)
+    require_session(ctx, request)
     record = ctx.store.get(schema.name, record_id) if record_id else None
     if record is None:
         return json_response(NOT_FOUND, 404)

@@ -15,42 +15,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from runbook.localorg.model import soql, soql_syntax
+from runbook.localorg.model import soql
 from runbook.localorg.model.schema import sobject
-
-_NOT_SUPPORTED = ("sObject type '{}' is not supported. If you are attempting to use a custom object, be sure to "
-                  "append the '__c' after the entity name. Please reference your WSDL or the describe call for "
-                  "the appropriate names.")
-
-
-def _queries(query: soql_syntax.Query) -> list[soql_syntax.Query]:
-    """``query`` and every semi-join subquery inside its WHERE clause."""
-    found, pending = [query], [query.where]
-    while pending:
-        node = pending.pop()
-        if isinstance(node, soql_syntax.BoolOp):
-            pending.extend(node.items)
-        elif isinstance(node, soql_syntax.Not):
-            pending.append(node.inner)
-        elif isinstance(node, soql_syntax.In) and isinstance(node.values, soql_syntax.Query):
-            found += _queries(node.values)
-    return found
-
-
-def _located(text: str, pos: int) -> str:
-    """Salesforce's error preamble (the query row, a caret, ERROR at Row:Column), as ``soql`` writes it."""
-    row = text.count("\n", 0, pos) + 1
-    column = pos - (text.rfind("\n", 0, pos) + 1) + 1
-    return f"\n{text.split(chr(10))[row - 1]}\n{' ' * (column - 1)}^\nERROR at Row:{row}:Column:{column}\n"
+from runbook.localorg.model.soql_syntax import queries
 
 
 def check_data_api(text: str, plan: soql.Plan) -> None:
     """Raise SoqlError(INVALID_TYPE) if the query reads an object the data API does not query."""
-    for query in _queries(plan.query):
+    for query in queries(plan.query):
         found = sobject(query.sobject)
         if found is not None and not found.data_queryable:
-            raise soql_syntax.SoqlError("INVALID_TYPE", _located(text, query.sobject_pos) + _NOT_SUPPORTED.format(
-                query.sobject))
+            raise soql.unsupported_type(text, query)
 
 
 def _tooling_urls(value: Any) -> Any:

@@ -71,13 +71,18 @@ def _resolve(query_text: str, root: SObject, path: Path) -> tuple[Hop, ...]:
     return tuple(hops)
 
 
+def unsupported_type(query_text: str, query: Query) -> SoqlError:
+    """INVALID_TYPE for the object ``query`` reads: unknown here, or one the API asked does not query."""
+    return SoqlError("INVALID_TYPE", locate(query_text, query.sobject_pos) + (
+        f"sObject type '{query.sobject}' is not supported. If you are attempting to use a custom object, "
+        "be sure to append the '__c' after the entity name. Please reference your WSDL or the describe "
+        "call for the appropriate names."))
+
+
 def _root(query_text: str, query: Query) -> SObject:
     root = sobject(query.sobject)
     if root is None:
-        raise SoqlError("INVALID_TYPE", locate(query_text, query.sobject_pos) + (
-            f"sObject type '{query.sobject}' is not supported. If you are attempting to use a custom object, "
-            "be sure to append the '__c' after the entity name. Please reference your WSDL or the describe "
-            "call for the appropriate names."))
+        raise unsupported_type(query_text, query)
     return root
 
 

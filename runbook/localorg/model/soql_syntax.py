@@ -338,3 +338,17 @@ def parse(query: str) -> Query:
     if parser.tok.kind != "end":
         raise parser.error()
     return result
+
+
+def queries(query: Query) -> list[Query]:
+    """``query`` and every semi-join subquery in its WHERE clause."""
+    found, pending = [query], [query.where]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, BoolOp):
+            pending.extend(node.items)
+        elif isinstance(node, Not):
+            pending.append(node.inner)
+        elif isinstance(node, In) and isinstance(node.values, Query):
+            found += queries(node.values)
+    return found
