@@ -24,8 +24,9 @@ from runbook.localorg.model.context import CLOCK_OFFSET_SETTING, OrgContext
 from runbook.localorg.model.external_client_apps import KEY_IN_RETRIEVE_SETTING, OPT_IN_SETTING
 from runbook.localorg.model.scratch import ScratchOrgs
 from runbook.localorg.model.store import ApiCall, Store
-from runbook.localorg.server import TlsServer, make_app
+from runbook.localorg.server import TlsServer
 from runbook.localorg.tls import ensure_tls, server_context
+from runbook.localorg.urls import make_app
 from runbook.work.files import PRIVATE, PUBLIC, make_private_dir, write_atomic
 
 # Settings callers may change while the org runs, with their types.

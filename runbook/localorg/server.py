@@ -1,8 +1,9 @@
-"""The HTTPS server: routing by path, the call log, and a werkzeug server on 127.0.0.1 with a bounded pool.
+"""The HTTPS server: werkzeug's server on 127.0.0.1, with kept-alive connections and a bounded pool of threads.
 
-Paths are matched with or without a trailing slash (simple-salesforce adds one, the Salesforce CLI
-does not). werkzeug decodes ``Transfer-Encoding: chunked`` request bodies, which the CLI uses for its
-token request. Every request is written to the call log with the operation its handler named.
+This is the one module built on werkzeug's internals (its request handler's ``run_wsgi``, ``make_environ``'s
+``werkzeug.socket``, ``BaseWSGIServer``): ``tests/test_library_internals.py`` checks each against the version
+pyproject.toml pins. werkzeug decodes ``Transfer-Encoding: chunked`` request bodies, which the Salesforce CLI
+uses for its token request. What the server serves is the WSGI app of ``urls``.
 
 Connections are kept alive (HTTP/1.1), as Salesforce keeps them: a client session's next call reuses
 its connection instead of paying a new TCP connection and TLS handshake, where the client also loads
@@ -12,37 +13,26 @@ Threads are bounded: at most ``WORKERS`` (16) threads serve requests, one reques
 connection between requests (or before its first) waits in one selector thread, holding no worker; at
 most ``MAX_CONNECTIONS`` (256) are open, the longest idle closed first beyond that, and an idle one is
 closed after ``IDLE_SECONDS``. So 400 idle connections cost 2 threads, not 400, and still leave every
-worker to the clients that send requests. A body over ``MAX_BODY_BYTES`` (32 MiB) is refused with 413
-before it is read, in the API's own shape (a SOAP fault ``EXCEEDED_MAX_SIZE_REQUEST`` [D ExceptionCode],
-REST's JSON list or OAuth's error [U both]); no bad input answers werkzeug's HTML 500 page.
+worker to the clients that send requests. A body over ``MAX_BODY_BYTES`` (32 MiB) is never read whole: the
+app refuses it before reading (``urls``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import queue
-import re
 import select
 import selectors
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
-from werkzeug import Request, Response
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, is_ssl_error
-
-from runbook.localorg.api import dev_hub, oauth, rest, soap
-from runbook.localorg.api.handler import Call
-from runbook.localorg.api.soapxml import api_fault, fault_body
-from runbook.localorg.faults import Fault, Injection
-from runbook.localorg.model.context import OrgContext
 
 log = logging.getLogger(__name__)
 
@@ -51,82 +41,9 @@ WORKERS = 16  # threads serving requests, per org
 MAX_CONNECTIONS = 256  # open connections, per org
 IDLE_SECONDS = 120  # a kept-alive connection without a request is closed after this
 REQUEST_SECONDS = 30  # while a request is read or answered, each socket read or write waits at most this
-_VERSION = r"(?P<version>\d{2}\.\d)"
-Handler = Callable[..., Response]
-_ROUTES: list[tuple[re.Pattern[str], Handler]] = [
-    (re.compile(r"/services/oauth2/token"), oauth.token_endpoint),
-    (re.compile(r"/services/oauth2/authorize"), oauth.authorize_endpoint),
-    (re.compile(r"/services/oauth2/revoke"), oauth.revoke_endpoint),
-    (re.compile(r"/services/oauth2/userinfo"), oauth.userinfo_endpoint),
-    (re.compile(r"/id/(?P<org_id>\w+)/(?P<user_id>\w+)"), oauth.identity_endpoint),
-    (re.compile(rf"/services/Soap/u/{_VERSION}(?:/.*)?"), soap.partner),
-    (re.compile(rf"/services/Soap/m/{_VERSION}(?:/.*)?"), lambda ctx, request, call, version:
-        soap.metadata_api(ctx, request, call)),
-    (re.compile(r"/services/data"), rest.versions),
-    (re.compile(rf"/services/data/v{_VERSION}/(?P<tail>{dev_hub.PATHS})"), dev_hub.handle),
-    (re.compile(rf"/services/data/v{_VERSION}(?:/(?P<rest>.*))?"),
-     lambda ctx, request, call, version, tail:
-        rest.handle(ctx, request, call, version, (tail or "").strip("/"))),
-]
-_SOAP_PREFIX = "/services/Soap/"
-_UNEXPECTED = {"errorCode": "UNKNOWN_EXCEPTION", "message": "An unexpected error occurred in the local org."}
 
 
-class _Request(Request):
-    max_content_length = MAX_BODY_BYTES
-
-
-def _route(ctx: OrgContext, request: Request, call: Call) -> Response:
-    path = request.path.rstrip("/") or "/"
-    for pattern, handler in _ROUTES:
-        match = pattern.fullmatch(path)
-        if match:
-            if path.startswith(_SOAP_PREFIX) and request.method != "POST":
-                call.operation = "soap.unknown"
-                return Response("SOAP endpoints accept POST only", status=405, content_type="text/plain")
-            return handler(ctx, request, call, *match.groups())
-    return rest.json_response(rest.NOT_FOUND, 404)
-
-
-def make_app(ctx: OrgContext, injection: Injection | None = None,
-             ) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
-    """The WSGI application serving ``ctx``'s org, with ``injection``'s latency and faults applied."""
-    injection = injection or Injection()
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        request = _Request(environ)
-        call = Call()
-        try:
-            injection.delay()
-            fault = injection.plan.take(request.method, request.path, _body(request))
-            if fault is not None and fault.kind == "timeout":
-                _hold(environ, fault.seconds)
-            if fault is not None and not fault.after and fault.kind != "timeout":
-                response = _fault_response(fault, request, call)
-            else:
-                response = _route(ctx, request, call)
-                if fault is not None and fault.after and fault.kind != "timeout":
-                    response = _fault_response(fault, request, call)
-        except RequestEntityTooLarge:  # a body over MAX_BODY_BYTES, refused before it is read
-            call.operation = "too_large"
-            response = _too_large(request)
-        except HTTPException as exc:
-            response = exc.get_response(environ)
-        except Exception:
-            log.exception("local org: %s %s failed", request.method, request.path)
-            response = rest.json_response([_UNEXPECTED], 500)
-        ctx.store.log_call(request.method, request.path, call.operation, call.is_write, response.status_code)
-        return response(environ, start_response)
-
-    return app
-
-
-def _body(request: Request) -> bytes:
-    """The request body, read once and cached for the handler (only POSTs carry one here)."""
-    return request.get_data(cache=True) if request.method in ("POST", "PATCH", "PUT") else b""
-
-
-def _hold(environ: dict[str, Any], seconds: float) -> None:
+def hold(environ: dict[str, Any], seconds: float) -> None:
     """Hold the answer ``seconds``, or until the client gives up (its socket turns readable: closed).
 
     The request is served afterwards either way, as an org goes on with a call whose client has gone; but
@@ -144,42 +61,6 @@ def _hold(environ: dict[str, Any], seconds: float) -> None:
             return
         if readable:
             return
-
-
-def _too_large(request: Request) -> Response:
-    """413 for a body over MAX_BODY_BYTES, in the shape the API at that path answers."""
-    limit = f"{MAX_BODY_BYTES // (1024 * 1024)} MB"
-    if request.path.startswith(_SOAP_PREFIX):  # [D] the ExceptionCode; [U] this org's limit and the status
-        fault = api_fault("EXCEEDED_MAX_SIZE_REQUEST", f"The size of the request exceeded {limit}.")
-        return Response(fault_body(fault), status=413, content_type="text/xml; charset=utf-8")
-    if request.path.startswith("/services/oauth2/"):  # [U]
-        return Response(json.dumps({"error": "invalid_request", "error_description": f"request over {limit}"}),
-                        status=413, content_type="application/json;charset=UTF-8")
-    return rest.json_response([{"errorCode": "EXCEEDED_MAX_SIZE_REQUEST",  # [U] for REST
-                                "message": f"The size of the request exceeded {limit}."}], 413)
-
-
-def _fault_response(fault: Fault, request: Request, call: Call) -> Response:
-    """The answer an injected fault gives; the call log names the fault unless the org did the work.
-
-    On SOAP paths the rate limit and an expired session are SOAP faults, as Salesforce answers them [D
-    ExceptionCode REQUEST_LIMIT_EXCEEDED; O the texts]; an outage is an HTML page on every path.
-    """
-    if not fault.after:
-        call.operation = f"fault.{fault.kind}"
-    if fault.kind == "server_error":
-        return Response("<html><body>Service Unavailable</body></html>", status=503, content_type="text/html")
-    soap_path = request.path.startswith(_SOAP_PREFIX)
-    if fault.kind == "rate_limit":
-        if soap_path:
-            return Response(fault_body(api_fault("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")),
-                            status=500, content_type="text/xml; charset=utf-8")
-        return rest.json_response([{"errorCode": "REQUEST_LIMIT_EXCEEDED",
-                                    "message": "TotalRequests Limit exceeded."}], 403)
-    if soap_path:
-        return Response(fault_body(api_fault("INVALID_SESSION_ID", "Invalid Session ID found in SessionHeader: "
-                                             "Illegal Session")), status=500, content_type="text/xml; charset=utf-8")
-    return rest.json_response([{"errorCode": "INVALID_SESSION_ID", "message": "Session expired or invalid"}], 401)
 
 
 class _SocketReader(io.RawIOBase):
@@ -328,7 +209,6 @@ class _QuietHandler(WSGIRequestHandler):
     def log_error(self, format: str, *args: Any) -> None:
         """TLS alerts from clients that do not trust the CA are theirs to report, not the server's."""
         log.debug("local org: " + format, *args)
-
 
 
 class _Connection:
