@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 from runbook.errors import InputError, ParameterProblems
 from runbook.phases import phase_named
 from runbook.phases.parameters import effective
-from runbook.run.resume import last_run
 from runbook.salesforce import OrgSession, connect, rest
+from runbook.work.workdir import open_workdir
 
 # the parameters whose values only the org can check, per phase
 ORG_CHECKED: dict[str, tuple[str, ...]] = {
@@ -37,7 +37,7 @@ def phases_to_check(selected: list[str], params: dict[str, Any], workdir: Path) 
     succeeded here)."""
     out = []
     for phase in (p for p in selected if p in ORG_CHECKED):
-        last, now = last_run(workdir, phase), effective(phase_named(phase), params)
+        last, now = open_workdir(workdir).last_run(phase), effective(phase_named(phase), params)
         if last is None or last.get("outcome") != "done" or any(
                 last["inputs"].get(name) != now.get(name) for name in ORG_CHECKED[phase]):
             out.append(phase)

@@ -110,6 +110,7 @@ def _run_locked(org: str, workdir: Path, params: dict[str, Any], runs_dir: str |
     run_dir = Path(run_dir).expanduser().resolve()
     make_private_dir(run_dir, exist_ok=False)
     env = _local_env(workdir) if org == "local" else sf_cli_env()
+    wd = open_workdir(workdir)
     summary = RunSummary(run_dir, workdir, org, params=dict(params))
     common = {"org": org, "workdir": str(workdir), **params}
     selected = [(p.name, p.notebook) for p in PHASES if not phases or p.name in phases]
@@ -117,7 +118,7 @@ def _run_locked(org: str, workdir: Path, params: dict[str, Any], runs_dir: str |
         if org == "local":
             _start_local(workdir, fresh_org, local_org or {})
         done = _done_phases(org, workdir, params)
-        for decision in resume_decisions([p for p, _n in selected], common, workdir, done):
+        for decision in resume_decisions([p for p, _n in selected], common, wd, done):
             progress(f"[{decision.phase}] {decision.why}")
             if not decision.rerun:  # only leading phases are skipped: a rerun redoes every phase after it
                 phase, name = selected.pop(0)
@@ -138,13 +139,13 @@ def _run_locked(org: str, workdir: Path, params: dict[str, Any], runs_dir: str |
                 progress(f"[{phase}] interrupted before it started")
                 summary.phases.append(PhaseRun(phase, notebooks_dir() / name, run_dir / name, 0.0, "interrupted"))
                 break
-            inputs = inputs_of(phase_named(phase), common, workdir)
+            inputs = inputs_of(phase_named(phase), common, wd)
             try:
                 run = _run_phase(km, phase, notebooks_dir() / name, run_dir / name, common, progress)
             except KeyboardInterrupt:  # Ctrl-C: the kernel is stopped on the way out; the notebook so far stays
                 progress(f"[{phase}] interrupted")
                 run = PhaseRun(phase, notebooks_dir() / name, run_dir / name, 0.0, "interrupted")
-            record_outcome(workdir, phase, inputs, run.status, run.error)
+            record_outcome(wd, phase, inputs, run.status, run.error)
             summary.phases.append(run)
             if run.status != "done":
                 break

@@ -11,21 +11,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from runbook.phases import PHASES, Phase, phase_named
 from runbook.phases.parameters import effective
-from runbook.work.workdir import open_workdir
+from runbook.work.workdir import Workdir
 
 
-def _record_name(phase: str) -> str:
-    return f"{phase}.run"
-
-
-def inputs_of(phase: Phase, params: dict[str, Any], workdir: Path) -> dict[str, Any]:
+def inputs_of(phase: Phase, params: dict[str, Any], wd: Workdir) -> dict[str, Any]:
     """What ``phase`` would run with now: its effective parameters and the earlier phases' results it uses."""
-    wd = open_workdir(workdir)
     inputs = {k: v for k, v in effective(phase, params).items() if k != "workdir"}
     names = [p.name for p in PHASES]
     if names.index(phase.name) > 0:
@@ -36,15 +30,9 @@ def inputs_of(phase: Phase, params: dict[str, Any], workdir: Path) -> dict[str, 
     return inputs
 
 
-def last_run(workdir: Path, phase: str) -> dict[str, Any] | None:
-    """The phase's last recorded run here (inputs, outcome), or None."""
-    return open_workdir(workdir).load(_record_name(phase))
-
-
-def record_outcome(workdir: Path, phase: str, inputs: dict[str, Any], status: str, error: str = "") -> None:
-    open_workdir(workdir).save(_record_name(phase), {
-        "inputs": inputs, "outcome": status, "error": error,
-        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
+def record_outcome(wd: Workdir, phase: str, inputs: dict[str, Any], status: str, error: str = "") -> None:
+    wd.record_run(phase, {"inputs": inputs, "outcome": status, "error": error,
+                          "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
 
 
 @dataclass(frozen=True)
@@ -54,15 +42,15 @@ class Decision:
     why: str
 
 
-def decide(selected: list[str], params: dict[str, Any], workdir: Path, done: set[str]) -> list[Decision]:
+def decide(selected: list[str], params: dict[str, Any], wd: Workdir, done: set[str]) -> list[Decision]:
     """For each selected phase in order: skip it, or rerun it (and all after it), and why."""
     out: list[Decision] = []
     for name in selected:
         if out and out[-1].rerun:
             out.append(Decision(name, True, f"after {out[-1].phase}: rerun"))
             continue
-        last = last_run(workdir, name)
-        now = inputs_of(phase_named(name), params, workdir)
+        last = wd.last_run(name)
+        now = inputs_of(phase_named(name), params, wd)
         if last is None:
             out.append(Decision(name, True, "no run of it recorded: run"))
         elif last.get("outcome") != "done":
@@ -76,6 +64,3 @@ def decide(selected: list[str], params: dict[str, Any], workdir: Path, done: set
             out.append(Decision(name, False, "done, inputs unchanged: skipped"))
     return out
 
-
-def recorded(workdir: Path, phase: str) -> Path:
-    return open_workdir(workdir).record_path(_record_name(phase))

@@ -66,6 +66,13 @@ class Workdir:
             return None
         return json.loads(path.read_text())
 
+    def last_run(self, phase: str) -> dict[str, Any] | None:
+        """The phase's last run as the batch recorded it (its inputs and outcome), or None."""
+        return self.load(f"{phase}.run")
+
+    def record_run(self, phase: str, data: dict[str, Any]) -> Path:
+        return self.save(f"{phase}.run", data)
+
     @contextlib.contextmanager
     def lock(self, *, wait: float = LOCK_WAIT) -> Iterator[Workdir]:
         """Hold the work folder for one run: two runs at once would each make a key, an app, a record.
@@ -120,6 +127,7 @@ def resolve_workdir(workdir: str | Path) -> Path:
     return (Path(base) / path if base and not path.is_absolute() else path).resolve()
 
 
-def open_workdir(workdir: str | Path) -> Workdir:
-    """The work folder for ``workdir`` (created lazily, on first write)."""
-    return Workdir(resolve_workdir(workdir))
+def open_workdir(workdir: Workdir | str | Path) -> Workdir:
+    """The work folder for ``workdir`` (created lazily, on first write); a ``Workdir`` is returned as it is, so the
+    entry points that take a notebook's ``workdir`` string open it once and hand the object on."""
+    return workdir if isinstance(workdir, Workdir) else Workdir(resolve_workdir(workdir))
