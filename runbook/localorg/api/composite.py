@@ -3,11 +3,11 @@
 ``POST /services/data/vXX.X/composite`` takes ``{"allOrNone", "collateSubrequests", "compositeRequest":
 [{"method", "url", "referenceId", "body"?, "httpHeaders"?}]}`` and answers 200 with
 ``{"compositeResponse": [{"body", "httpHeaders", "httpStatusCode", "referenceId"}]}`` in request order.
-Each subrequest goes through the REST handler a separate call would reach, with the outer request's
-session, so its answer and errors are that call's. The composite is one call-log entry,
-``rest.composite``, as Salesforce counts it as one API call. Its ``is_write`` is true iff a subrequest
-reached a write handler: the flag those calls would have logged, which says a write was attempted
-(a refused create logs it too), not that it stuck.
+Each subrequest goes through the data API's handler for its path (``urls.SUBREQUEST_HANDLERS``: the Dev
+Hub's rules are not applied there), with the outer request's session, so its answer and errors are that
+call's. The composite is one call-log entry, ``rest.composite``, as Salesforce counts it as one API call. Its
+``is_write`` is true iff a subrequest reached a write handler: the flag those calls would have logged, which
+says a write was attempted (a refused create logs it too), not that it stuck.
 
 - ``@{ref.path}`` in a url or in a string of a body (``@{ps.id}``, ``@{q.records[0].Id}``) becomes that
   value of an earlier successful subresponse. A reference to an unknown or failed subrequest, or to a
@@ -47,6 +47,7 @@ from typing import Any
 from werkzeug import Request, Response
 from werkzeug.test import EnvironBuilder
 
+from runbook.localorg.api import rest
 from runbook.localorg.api.handler import Call
 from runbook.localorg.api.jsonbody import BadJson, read_json
 from runbook.localorg.model import ids
@@ -63,7 +64,6 @@ _QUERY_RESOURCES = ("query", "queryAll", "tooling/query")
 _DATA_PATH = re.compile(r"/services/data/v(\d{2}\.\d)(?:/(.*))?")
 _REFERENCE = re.compile(r"@\{(\w+)((?:\.\w+|\[\d+\])+)\}")
 _STEP = re.compile(r"\.(\w+)|\[(\d+)\]")
-_NOT_FOUND = [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110's token
 _HEADER_VALUE_REFUSED = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # controls but HTAB
 
@@ -117,6 +117,15 @@ class _RolledBack(Exception):
     def __init__(self, index: int, outcome: Outcome) -> None:
         super().__init__(index)
         self.index, self.outcome = index, outcome
+
+
+@rest.data_api
+def composite_resource(ctx: OrgContext, request: Request, call: Call, version: str, *, dispatch: Dispatch,
+                       ) -> Response:
+    """``composite``: the subrequests, each served through ``dispatch`` as the REST call it stands for."""
+    call.operation = "rest.composite"
+    rest.require_session(ctx, request)
+    return rest.json_response(*run(ctx, request, call, dispatch))
 
 
 def run(ctx: OrgContext, request: Request, call: Call, dispatch: Dispatch) -> tuple[Any, int]:
@@ -248,7 +257,7 @@ def _execute(ctx: OrgContext, request: Request, call: Call, dispatch: Dispatch, 
         return Outcome(400, [{"errorCode": "PROCESSING_HALTED", "message": str(unresolved)}])
     resource = _resource(url) if url.startswith("/services/data/") else None
     if resource is None or resource[1].split("/")[0] == "composite":
-        return Outcome(404, _NOT_FOUND)
+        return Outcome(404, rest.NOT_FOUND)
     version, path = resource
     headers = {**sub.headers, "Authorization": request.headers.get("Authorization", "")}
     environ = EnvironBuilder(path=url, method=sub.method, headers=headers, content_type="application/json",

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from werkzeug import Request
+from werkzeug import Request, Response
 
+from runbook.localorg.api import rest
 from runbook.localorg.api.handler import Call
 from runbook.localorg.model import external_client_apps, ids, org_settings
 from runbook.localorg.model.context import OrgContext, Session
@@ -43,45 +44,49 @@ ORG_REFUSED = ("Access to External Client App consumer secrets through the REST 
 USER_REFUSED_CODE = "INSUFFICIENT_ACCESS"
 USER_REFUSED = ("Access to External Client App consumer secrets through the REST API is not enabled for this "
                 "user. The user needs the External Client App Developer and View Client Secret permissions.")
-_NOT_FOUND = [{"errorCode": "NOT_FOUND", "message": "The requested resource does not exist"}]
 
 
-class ConnectError(Exception):
+def _refused(status: int, code: str, message: str) -> rest.Refused:
     """A refused Connect request: HTTP ``status`` and its ``[{"errorCode", "message"}]`` body."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.body = status, [{"errorCode": code, "message": message}]
+    return rest.Refused(rest.json_response([{"errorCode": code, "message": message}], status))
 
 
-def _not_found() -> ConnectError:
-    return ConnectError(404, _NOT_FOUND[0]["errorCode"], _NOT_FOUND[0]["message"])
+def _not_found() -> rest.Refused:
+    return rest.Refused(rest.json_response(rest.NOT_FOUND, 404))
 
 
-def answer(ctx: OrgContext, request: Request, call: Call, version: str, parts: list[str],
-           session: Session) -> tuple[Any, int]:
-    """The JSON body and status for ``/services/data/v<version>/apps/<parts…>`` (``parts`` after ``apps``)."""
-    try:
-        return _answer(ctx, request, call, version, parts, session), 200
-    except ConnectError as error:
-        return error.body, error.status
+@rest.data_api
+def oauth_usage(ctx: OrgContext, request: Request, call: Call, version: str) -> Response:
+    """``apps/oauth/usage``: the apps with an OAuth consumer, a page of them."""
+    call.operation = "connect.oauthUsage"
+    _check(ctx, request, rest.require_session(ctx, request), version, USAGE_SINCE)
+    return rest.json_response(_usage(ctx, request, version))
 
 
-def _answer(ctx: OrgContext, request: Request, call: Call, version: str, parts: list[str],
-            session: Session) -> Any:
-    if parts == ["oauth", "usage"]:
-        call.operation = "connect.oauthUsage"
-        _check(ctx, request, session, version, USAGE_SINCE)
-        return _usage(ctx, request, version)
-    if len(parts) in (3, 4) and parts[:2] == ["oauth", "credentials"]:
-        call.operation = "connect.oauthCredentials" if len(parts) == 3 else "connect.oauthConsumerCredentials"
-        _check(ctx, request, session, version, CREDENTIALS_SINCE)
-        app_id = ids.normalize(parts[2])
-        if len(parts) == 3:
-            return {"consumers": [_consumer(ctx, consumer, app_id, version)
-                                  for consumer in _consumers(ctx, app_id)]}
-        return _credentials(ctx, request, version, app_id, ids.normalize(parts[3]))
+@rest.data_api
+def oauth_credentials(ctx: OrgContext, request: Request, call: Call, version: str, app_id: str) -> Response:
+    """``apps/oauth/credentials/<appId>``: the app's consumers, without a key or secret."""
+    call.operation = "connect.oauthCredentials"
+    _check(ctx, request, rest.require_session(ctx, request), version, CREDENTIALS_SINCE)
+    app = ids.normalize(app_id)
+    return rest.json_response({"consumers": [_consumer(ctx, consumer, app, version)
+                                             for consumer in _consumers(ctx, app)]})
+
+
+@rest.data_api
+def oauth_consumer_credentials(ctx: OrgContext, request: Request, call: Call, version: str, app_id: str,
+                               consumer_id: str) -> Response:
+    """``apps/oauth/credentials/<appId>/<consumerId>``: one consumer, with its key and/or secret (``part``)."""
+    call.operation = "connect.oauthConsumerCredentials"
+    _check(ctx, request, rest.require_session(ctx, request), version, CREDENTIALS_SINCE)
+    return rest.json_response(_credentials(ctx, request, version, ids.normalize(app_id), ids.normalize(consumer_id)))
+
+
+@rest.data_api
+def unknown(ctx: OrgContext, request: Request, call: Call, version: str, tail: str = "") -> Response:
+    """Any other path under ``apps``: NOT_FOUND, to a caller with a session."""
     call.operation = "connect.unknown"
+    rest.require_session(ctx, request)
     raise _not_found()
 
 
@@ -90,11 +95,11 @@ def _check(ctx: OrgContext, request: Request, session: Session, version: str, si
     if float(version) < since:  # [U] an older version has no such resource
         raise _not_found()
     if request.method not in ("GET", "HEAD"):  # [U] wording, as the sObject resources answer it
-        raise ConnectError(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{request.method}' not allowed. Allowed are GET")
+        raise _refused(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{request.method}' not allowed. Allowed are GET")
     if not ctx.store.get_setting(org_settings.SECRET_IN_REST_API, False):
-        raise ConnectError(403, ORG_REFUSED_CODE, ORG_REFUSED)
+        raise _refused(403, ORG_REFUSED_CODE, ORG_REFUSED)
     if not session.is_admin:
-        raise ConnectError(403, USER_REFUSED_CODE, USER_REFUSED)
+        raise _refused(403, USER_REFUSED_CODE, USER_REFUSED)
 
 
 def _page_arg(request: Request, name: str, default: int, least: int) -> int:
@@ -102,7 +107,7 @@ def _page_arg(request: Request, name: str, default: int, least: int) -> int:
     if raw is None or raw == "":
         return default
     if not raw.isdigit() or int(raw) < least:  # [U] the code and wording
-        raise ConnectError(400, "INVALID_PARAMETER_VALUE", f"Invalid value for {name}: {raw}")
+        raise _refused(400, "INVALID_PARAMETER_VALUE", f"Invalid value for {name}: {raw}")
     return int(raw)
 
 
@@ -147,7 +152,7 @@ def _credentials(ctx: OrgContext, request: Request, version: str, app_id: str | 
                  consumer_id: str | None) -> dict[str, Any]:
     part = request.args.get("part") or "key"
     if part not in PARTS:  # [U] the code and wording
-        raise ConnectError(400, "INVALID_PARAMETER_VALUE", f"Invalid value for part: {part}. Use one of: "
+        raise _refused(400, "INVALID_PARAMETER_VALUE", f"Invalid value for part: {part}. Use one of: "
                            f"{', '.join(PARTS)}")
     found = [c for c in _consumers(ctx, app_id) if c.sobject_id == consumer_id]
     if not found:

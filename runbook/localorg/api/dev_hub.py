@@ -1,7 +1,7 @@
 """The Dev Hub's REST resources: ScratchOrgInfo and ActiveScratchOrg as sObjects, who may see them, ``/limits``.
 
-``server`` routes these paths here ahead of ``rest``; everything else about them (the version check,
-sessions, SOQL, describe, retrieve) is ``rest``'s, reached through ``rest.handle``:
+``urls`` routes these paths here; everything else about them (the version check, sessions, SOQL, describe,
+retrieve) is ``rest``'s, whose handlers these call:
 
 - ``sobjects/ScratchOrgInfo`` POST: a signup (``scratch.ScratchOrgs.request``), ``201 {"id": "2SR…",
   "success": true, "errors": []}`` [O the standard create answer, which the CLI reads];
@@ -36,31 +36,13 @@ from runbook.localorg.model import ids, limits, permissions
 from runbook.localorg.model.context import OrgContext, Session
 from runbook.localorg.model.permissions import CREATE, DELETE, READ
 from runbook.localorg.model.records import RecordError
-from runbook.localorg.model.schema import sobject
+from runbook.localorg.model.schema import SObject, sobject
 from runbook.localorg.model.soql import compile_query, unsupported_type
 from runbook.localorg.model.soql_syntax import SoqlError, queries
 
-# what server.py routes here (after /services/data/vXX.X/), any letter case for the object names
-PATHS = r"(?:limits|query|queryAll|tooling/query|sobjects/(?i:ScratchOrgInfo|ActiveScratchOrg)(?:/.*)?)"
 _NO_ACCESS_ON_RECORD = "insufficient access rights on object id"  # [U]
 _NO_VIEW_SETUP = ("You do not have the level of access necessary to perform the operation you requested. Please "
                   "contact the owner of the record or your administrator if access is necessary.")
-
-
-def handle(ctx: OrgContext, request: Request, call: Call, version: str, tail: str) -> Response:
-    """``/services/data/v<version>/<tail>`` for the paths in PATHS; ``rest`` answers whatever is not the Dev Hub's."""
-    tail = (tail or "").strip("/")
-    if not rest.served(version):
-        return rest.handle(ctx, request, call, version, tail)
-    parts = tail.split("/")
-    try:
-        if parts == ["limits"]:
-            return _limits(ctx, request, call)
-        if parts[0] != "sobjects":
-            return _guarded_query(ctx, request, call, version, tail)
-        return _sobject(ctx, request, call, version, tail, parts[1:])
-    except rest.Refused as refused:
-        return refused.response
 
 
 def is_dev_hub(ctx: OrgContext) -> bool:
@@ -77,7 +59,9 @@ def visible(ctx: OrgContext, session: Session, sobject_name: str) -> bool:
 
 # --- /limits --------------------------------------------------------------------------------------
 
-def _limits(ctx: OrgContext, request: Request, call: Call) -> Response:
+@rest.data_api
+def limits_resource(ctx: OrgContext, request: Request, call: Call, version: str) -> Response:
+    """``limits``: the Dev Hub's scratch org allocations, to a user who may view Setup."""
     call.operation = "rest.limits"
     session = rest.require_session(ctx, request)
     if not permissions.can_view_setup(ctx.store, session):  # [D] needs View Setup and Configuration; [U] body
@@ -89,8 +73,10 @@ def _limits(ctx: OrgContext, request: Request, call: Call) -> Response:
 
 # --- SOQL -----------------------------------------------------------------------------------------
 
-def _guarded_query(ctx: OrgContext, request: Request, call: Call, version: str, tail: str) -> Response:
-    """A query reading a guarded object the user cannot see answers INVALID_TYPE, as for an unknown object."""
+@rest.data_api
+def query(ctx: OrgContext, request: Request, call: Call, version: str, resource: str) -> Response:
+    """``rest.query``, except that a query reading a guarded object the user cannot see answers INVALID_TYPE, as
+    for an unknown object."""
     session = ctx.session(bearer_token(request.headers.get("Authorization")))
     text = request.args.get("q") or ""
     if session is not None and text:
@@ -98,37 +84,71 @@ def _guarded_query(ctx: OrgContext, request: Request, call: Call, version: str, 
             plan = compile_query(text)
         except SoqlError:
             plan = None  # rest answers the syntax error
-        for query in queries(plan.query) if plan else []:
-            found = sobject(query.sobject)
+        for found_query in queries(plan.query) if plan else []:
+            found = sobject(found_query.sobject)
             if found is not None and not visible(ctx, session, found.name):
-                call.operation = "rest." + tail.replace("/", ".")
-                refused = unsupported_type(text, query)
+                call.operation = "rest." + resource.replace("/", ".")
+                refused = unsupported_type(text, found_query)
                 return rest.json_response([{"message": refused.message, "errorCode": refused.code}], 400)
         if plan is not None and is_dev_hub(ctx) and {q.sobject.lower() for q in queries(plan.query)} & {
                 name.lower() for name in permissions.GUARDED}:
             ctx.scratch_orgs.expire_due()
-    return rest.handle(ctx, request, call, version, tail)
+    return rest.query(ctx, request, call, version, resource)
 
 
 # --- sObject paths --------------------------------------------------------------------------------
 
-def _sobject(ctx: OrgContext, request: Request, call: Call, version: str, tail: str,
-             parts: list[str]) -> Response:
-    schema = sobject(parts[0])
+@rest.data_api
+def sobject_resource(ctx: OrgContext, request: Request, call: Call, version: str, name: str) -> Response:
+    """``sobjects/<name>``: POST signs up a scratch org (ScratchOrgInfo); the rest is ``rest``'s."""
+    schema, session = _guarded(ctx, request, call, name)
+    if request.method == "POST":
+        return _insert(ctx, request, call, session, schema.name)
+    _expire_due(ctx)
+    return rest.sobject_resource(ctx, request, call, version, name)
+
+
+@rest.data_api
+def describe(ctx: OrgContext, request: Request, call: Call, version: str, name: str) -> Response:
+    """``sobjects/<name>/describe``: ``rest``'s, saying ``createable`` and ``deletable`` for this user."""
+    schema, session = _guarded(ctx, request, call, name)
+    _expire_due(ctx)
+    response = rest.describe(ctx, request, call, version, name)
+    return _describe_for(ctx, session, schema.name, response) if response.status_code == 200 else response
+
+
+@rest.data_api
+def record(ctx: OrgContext, request: Request, call: Call, version: str, name: str, record_id: str) -> Response:
+    """``sobjects/<name>/<id>``: DELETE deletes the scratch org; the rest is ``rest``'s."""
+    schema, session = _guarded(ctx, request, call, name)
+    if request.method == "DELETE":
+        return _delete(ctx, call, session, schema.name, record_id)
+    _expire_due(ctx)
+    return rest.record(ctx, request, call, version, name, record_id)
+
+
+@rest.data_api
+def beyond_record(ctx: OrgContext, request: Request, call: Call, version: str, name: str, tail: str) -> Response:
+    """``sobjects/<name>/<id>/…``: no such resource."""
+    _guarded(ctx, request, call, name)
+    return rest.json_response(rest.NOT_FOUND, 404)
+
+
+def _guarded(ctx: OrgContext, request: Request, call: Call, name: str) -> tuple[SObject, Session]:
+    """The guarded object ``name`` names and the caller's session; Refused with NOT_FOUND when this org has no
+    such object for the caller (``visible``)."""
+    schema = sobject(name)
     call.operation = f"rest.{request.method.lower()}.{schema.name}"
     session = rest.require_session(ctx, request)
-    if not visible(ctx, session, schema.name) or len(parts) > 2:
-        return rest.json_response(rest.NOT_FOUND, 404)
-    if len(parts) == 1 and request.method == "POST":
-        return _insert(ctx, request, call, session, schema.name)
-    if len(parts) == 2 and request.method == "DELETE":
-        return _delete(ctx, call, session, schema.name, parts[1])
+    if not visible(ctx, session, schema.name):
+        raise rest.Refused(rest.json_response(rest.NOT_FOUND, 404))
+    return schema, session
+
+
+def _expire_due(ctx: OrgContext) -> None:
+    """Before the Dev Hub's objects are read: scratch orgs past their ExpirationDate are gone."""
     if is_dev_hub(ctx):
         ctx.scratch_orgs.expire_due()
-    response = rest.handle(ctx, request, call, version, tail)
-    if parts[1:] == ["describe"] and response.status_code == 200:
-        return _describe_for(ctx, session, schema.name, response)
-    return response
 
 
 def _insert(ctx: OrgContext, request: Request, call: Call, session: Session, name: str) -> Response:

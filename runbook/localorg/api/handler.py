@@ -1,8 +1,16 @@
-"""What every endpoint handler shares: the call-log entry it fills in, and the session token a request carries."""
+"""What every endpoint handler shares: its signature, the call-log entry it fills in, and the session token a
+request carries."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from werkzeug import Response
+
+# An endpoint's handler: (the org's context, the werkzeug request, the Call it fills in, the values its URL rule
+# matched, e.g. ``version``) -> its answer.
+Handler = Callable[..., Response]
 
 
 def bearer_token(authorization: str | None) -> str | None:

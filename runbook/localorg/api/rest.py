@@ -1,21 +1,25 @@
-"""The REST data API under /services/data: versions, SOQL query (data API and Tooling API, see ``tooling``),
-sObject describe, create, get, delete, the Composite resource (``composite``), whose subrequests come
-back through ``handle``, and Connect REST's OAuth resources under ``apps/`` (``connect_rest``).
+"""The REST data API under /services/data: versions, SOQL query (data API and Tooling API, see ``tooling``), and
+sObject describe, create, get and delete. ``urls`` routes each resource to its handler here; the Composite
+resource (``composite``), Connect REST's OAuth resources (``connect_rest``) and the Dev Hub's objects
+(``dev_hub``) are resources of the same API, with handlers of their own.
 
-Every call but the version list needs a live session with the ``api`` (or ``full``) scope; writes
-need a System Administrator. Errors are JSON arrays ``[{"message", "errorCode", "fields"?}]``,
-which simple-salesforce relies on (its 401 handling indexes ``[0]['errorCode']``).
+Every resource under ``/services/data/v<version>`` answers a version no longer served with 410 and one newer
+than any with 404, before anything else (``data_api``). Every call but the version list needs a live session
+with the ``api`` (or ``full``) scope; writes need a System Administrator. Errors are JSON arrays
+``[{"message", "errorCode", "fields"?}]``, which simple-salesforce relies on (its 401 handling indexes
+``[0]['errorCode']``).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 from werkzeug import Request, Response
 
-from runbook.localorg.api import composite, connect_rest, tooling
-from runbook.localorg.api.handler import Call, bearer_token
+from runbook.localorg.api import tooling
+from runbook.localorg.api.handler import Call, Handler, bearer_token
 from runbook.localorg.api.jsonbody import BadJson, read_json
 from runbook.localorg.model import ids, records, soql
 from runbook.localorg.model.context import OrgContext, Session
@@ -84,35 +88,42 @@ def require_session(ctx: OrgContext, request: Request, *, write: bool = False) -
     return session
 
 
-def handle(ctx: OrgContext, request: Request, call: Call, version: str, rest: str) -> Response:
-    """Everything under ``/services/data/v<version>/``; ``rest`` is the path after it, without end slashes."""
-    try:
+def data_api(handler: Handler) -> Handler:
+    """``handler`` of a resource under ``/services/data/v<version>``: an unserved version is refused first, and a
+    call ``Refused`` on the way answers its response."""
+    @functools.wraps(handler)
+    def serve(ctx: OrgContext, request: Request, call: Call, version: str, *args: Any, **values: Any) -> Response:
         if not served(version):  # retired: 410 [D]; newer than any Salesforce serves: 404 [U]
             call.operation = "rest.unknown"
             return json_response(*((_RETIRED, 410) if float(version) < OLDEST_SERVED else (NOT_FOUND, 404)))
-        parts = rest.split("/") if rest else []
-        if not parts:
-            call.operation = "rest.resources"
-            return _resources(ctx, require_session(ctx, request), version)
-        if parts in (["query"], ["queryAll"], ["tooling", "query"]):
-            call.operation = "rest." + ".".join(parts)
-            require_session(ctx, request)
-            return _query(ctx, request, version, tooling_api=parts[0] == "tooling")
-        if parts[0] == "apps":
-            call.operation = "connect.unknown"
-            session = require_session(ctx, request)
-            return json_response(*connect_rest.answer(ctx, request, call, version, parts[1:], session))
-        if parts[0] == "sobjects":
-            return _sobjects(ctx, request, call, version, parts[1:])
-        if parts == ["composite"]:
-            call.operation = "rest.composite"
-            require_session(ctx, request)
-            return json_response(*composite.run(ctx, request, call, handle))
-        call.operation = "rest.unknown"
-        require_session(ctx, request)
-        return json_response(NOT_FOUND, 404)
-    except Refused as refused:
-        return refused.response
+        try:
+            return handler(ctx, request, call, version, *args, **values)
+        except Refused as refused:
+            return refused.response
+    return serve
+
+
+@data_api
+def resources(ctx: OrgContext, request: Request, call: Call, version: str) -> Response:
+    """``/services/data/v<version>``: the resources of the version."""
+    call.operation = "rest.resources"
+    return _resources(ctx, require_session(ctx, request), version)
+
+
+@data_api
+def query(ctx: OrgContext, request: Request, call: Call, version: str, resource: str) -> Response:
+    """``query``, ``queryAll`` and ``tooling/query`` (``resource``): ``?q=`` run, or its columns described."""
+    call.operation = "rest." + resource.replace("/", ".")
+    require_session(ctx, request)
+    return _query(ctx, request, version, tooling_api=resource == "tooling/query")
+
+
+@data_api
+def unknown(ctx: OrgContext, request: Request, call: Call, version: str, tail: str = "") -> Response:
+    """Any other path under the version: NOT_FOUND, to a caller with a session."""
+    call.operation = "rest.unknown"
+    require_session(ctx, request)
+    return json_response(NOT_FOUND, 404)
 
 
 def _resources(ctx: OrgContext, session: Session, version: str) -> Response:
@@ -157,32 +168,62 @@ def _describe(schema: SObject, version: str) -> dict[str, Any]:
     return {**_summary(schema, version), "fields": fields}
 
 
-def _sobjects(ctx: OrgContext, request: Request, call: Call, version: str, parts: list[str]) -> Response:
-    if not parts:
-        call.operation = "rest.describeGlobal"
+@data_api
+def describe_global(ctx: OrgContext, request: Request, call: Call, version: str) -> Response:
+    """``sobjects``: every sObject the org serves, summarized."""
+    call.operation = "rest.describeGlobal"
+    require_session(ctx, request)
+    return json_response({"encoding": "UTF-8", "maxBatchSize": 200,
+                          "sobjects": [_summary(s, version) for s in SOBJECTS.values()]})
+
+
+@data_api
+def sobject_resource(ctx: OrgContext, request: Request, call: Call, version: str, name: str) -> Response:
+    """``sobjects/<name>``: a create (POST), or the object's summary (GET, HEAD)."""
+    schema = _named(ctx, request, call, name)
+    if request.method == "POST":
+        return _create(ctx, request, call, schema)
+    if request.method not in ("GET", "HEAD"):
         require_session(ctx, request)
-        return json_response({"encoding": "UTF-8", "maxBatchSize": 200,
-                              "sobjects": [_summary(s, version) for s in SOBJECTS.values()]})
-    schema = sobject(parts[0])
-    call.operation = f"rest.{request.method.lower()}.{schema.name if schema else parts[0]}"
-    if schema is None or len(parts) > 2:
+        return _error(405, "METHOD_NOT_ALLOWED",
+                      f"HTTP Method '{request.method}' not allowed. Allowed are HEAD,GET,POST")
+    call.operation = f"rest.sobject.{schema.name}"
+    require_session(ctx, request)
+    return json_response({"objectDescribe": _summary(schema, version), "recentItems": []})
+
+
+@data_api
+def describe(ctx: OrgContext, request: Request, call: Call, version: str, name: str) -> Response:
+    """``sobjects/<name>/describe``: the object's fields."""
+    schema = _named(ctx, request, call, name)
+    call.operation = f"rest.describe.{schema.name}"
+    require_session(ctx, request)
+    return json_response(_describe(schema, version))
+
+
+@data_api
+def record(ctx: OrgContext, request: Request, call: Call, version: str, name: str, record_id: str) -> Response:
+    """``sobjects/<name>/<id>``: the record read, or deleted (DELETE); no update (PATCH) is allowed."""
+    return _record(ctx, request, call, _named(ctx, request, call, name), record_id, version)
+
+
+@data_api
+def beyond_record(ctx: OrgContext, request: Request, call: Call, version: str, name: str, tail: str) -> Response:
+    """``sobjects/<name>/<id>/…``: no such resource."""
+    _named(ctx, request, call, name)
+    require_session(ctx, request)
+    return json_response(NOT_FOUND, 404)
+
+
+def _named(ctx: OrgContext, request: Request, call: Call, name: str) -> SObject:
+    """The sObject ``name`` names, the call logged as ``rest.<method>.<name>`` until its handler says more;
+    Refused with NOT_FOUND (to a caller with a session) when there is none."""
+    schema = sobject(name)
+    call.operation = f"rest.{request.method.lower()}.{schema.name if schema else name}"
+    if schema is None:
         require_session(ctx, request)
-        return json_response(NOT_FOUND, 404)
-    if len(parts) == 2 and parts[1] == "describe":
-        call.operation = f"rest.describe.{schema.name}"
-        require_session(ctx, request)
-        return json_response(_describe(schema, version))
-    if len(parts) == 1:
-        if request.method == "POST":
-            return _create(ctx, request, call, schema)
-        if request.method not in ("GET", "HEAD"):
-            require_session(ctx, request)
-            return _error(405, "METHOD_NOT_ALLOWED",
-                          f"HTTP Method '{request.method}' not allowed. Allowed are HEAD,GET,POST")
-        call.operation = f"rest.sobject.{schema.name}"
-        require_session(ctx, request)
-        return json_response({"objectDescribe": _summary(schema, version), "recentItems": []})
-    return _record(ctx, request, call, schema, parts[1], version)
+        raise Refused(json_response(NOT_FOUND, 404))
+    return schema
 
 
 def _create(ctx: OrgContext, request: Request, call: Call, schema: SObject) -> Response:

@@ -71,8 +71,17 @@ def _no_operation(namespace: str, name: str) -> SoapFault:
 
 # --- partner login --------------------------------------------------------------------------------
 
-def partner(ctx: OrgContext, request: Request, call: Call, version: str) -> Response:
-    """``login`` by username and password (the only partner call the local org answers)."""
+def post_only(call: Call) -> Response:
+    """The answer to a SOAP endpoint asked with another method than POST [U]."""
+    call.operation = "soap.unknown"
+    return Response("SOAP endpoints accept POST only", status=405, content_type="text/plain")
+
+
+def partner(ctx: OrgContext, request: Request, call: Call, version: str, tail: str = "") -> Response:
+    """``login`` by username and password (the only partner call the local org answers); the path's ``tail``
+    after the version (the org id) is not read."""
+    if request.method != "POST":
+        return post_only(call)
     try:
         soap = parse_envelope(request.get_data())
         call.operation = f"soap.{soap.name}"
@@ -127,12 +136,15 @@ def _login(ctx: OrgContext, operation: Element, version: str) -> str:
 
 # --- Metadata API ---------------------------------------------------------------------------------
 
-def metadata_api(ctx: OrgContext, request: Request, call: Call) -> Response:
+def metadata_api(ctx: OrgContext, request: Request, call: Call, version: str, tail: str = "") -> Response:
+    """A Metadata API call, named by the Body's first element, never by the path's ``tail`` (see above)."""
+    if request.method != "POST":
+        return post_only(call)
     try:
         soap = parse_envelope(request.get_data())
         call.operation = f"mdapi.{soap.name}"
         call.is_write = soap.name in _WRITES or soap.name == "deploy"
-        _check_version(request.path.split("/")[4])  # the router matched /services/Soap/m/<NN.N>
+        _check_version(version)
         session = _session(ctx, soap.header, request)
         if soap.name == "deploy":
             result = deploy.start(ctx, soap.operation, session)
