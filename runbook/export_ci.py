@@ -45,7 +45,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from runbook.errors import InputError, RunbookError
-from runbook.phases.certificate import fingerprint, load_certificate, load_private_key, read_passphrase
+from runbook.fingerprints import fingerprint
+from runbook.phases.certificate import load_certificate, load_private_key, read_passphrase
 from runbook.salesforce.urls import without_userinfo
 from runbook.work.files import PRIVATE, write_atomic
 from runbook.work.workdir import Workdir, open_workdir

@@ -16,7 +16,7 @@ import re
 from runbook.apps.kind import DeleteStep
 from runbook.apps.model import AccessState, AppSpec, AppState, Grant, normalised_scopes
 from runbook.errors import InputError, PreflightError, SalesforceError
-from runbook.phases.certificate import pem_fingerprint
+from runbook.fingerprints import pem_fingerprint
 from runbook.salesforce import OrgSession, metadata, metadata_files, rest
 
 TYPE = "ConnectedApp"

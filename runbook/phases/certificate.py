@@ -9,7 +9,6 @@ Everything is validated before the first byte is written.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import os
 import shutil
 import stat
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from runbook.errors import InputError
+from runbook.fingerprints import fingerprint
 from runbook.work.files import PRIVATE, PUBLIC, make_private_dir, remove_stale_temps, write_atomic, write_new_atomic
 from runbook.work.workdir import open_workdir
 
@@ -356,34 +356,6 @@ def load_pair(req: CertificateRequest) -> tuple[rsa.RSAPrivateKey, x509.Certific
                          f"the certificate is not valid until {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC: "
                          "check the machine's clock or the certificate's dates")
     return key, cert
-
-
-def sha256_fingerprint(der: bytes) -> str:
-    """SHA-256 of ``der`` as colon-separated upper-case hex, as Setup and openssl show fingerprints: the one
-    format every fingerprint the runbook shows or compares is written in."""
-    return hashlib.sha256(der).digest().hex(":").upper()
-
-
-def fingerprint(cert: x509.Certificate) -> str:
-    """A certificate's SHA-256 fingerprint (of its DER), as Setup shows it."""
-    return sha256_fingerprint(cert.public_bytes(serialization.Encoding.DER))
-
-
-def public_key_fingerprint(public_key) -> str:
-    """SHA-256 of a public key's SubjectPublicKeyInfo: the same for a key and the certificate made from it."""
-    return sha256_fingerprint(public_key.public_bytes(serialization.Encoding.DER,
-                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
-
-
-def pem_fingerprint(pem: str | None) -> str:
-    """The SHA-256 fingerprint of a PEM certificate as an org holds it (header lines optional); "" for none."""
-    if not pem:
-        return ""
-    text = pem if "BEGIN CERTIFICATE" in pem else f"-----BEGIN CERTIFICATE-----\n{pem}\n-----END CERTIFICATE-----\n"
-    try:
-        return fingerprint(x509.load_pem_x509_certificate(text.encode()))
-    except ValueError:
-        return ""
 
 
 def certificate_pem(cert_path: Path) -> str:

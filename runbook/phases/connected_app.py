@@ -38,8 +38,9 @@ from pathlib import Path
 from runbook.apps import KIND_NAMES, KINDS, SCOPES, Action, AppSpec, AppState, Change, find_app_kind, kind_named
 from runbook.apps.model import OWNER_MARKER, Ownership, with_owner_marker
 from runbook.errors import NO_ANSWER, InputError, PreflightError, SalesforceError
+from runbook.fingerprints import pem_fingerprint
 from runbook.phases import consumer_secret, rotation
-from runbook.phases.certificate import certificate_pem, pem_fingerprint
+from runbook.phases.certificate import certificate_pem
 from runbook.salesforce import OrgSession
 from runbook.salesforce.names import check_api_name
 from runbook.work.ports import check_callback_port
@@ -143,7 +144,7 @@ class AppResult:
         return asdict(self)
 
     def _repr_html_(self) -> str:
-        from runbook.ui.cards import copy_button  # display code only: the domain module does not import the UI
+        from runbook.phases.cards import copy_button
 
         rows = [("App", f"{self.label} ({self.full_name})"), ("Kind", self.app_kind),
                 ("Consumer key", self.consumer_key or "(dry run: not created)"),

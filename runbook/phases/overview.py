@@ -104,7 +104,8 @@ def show_overview(org: str = "local", *, workdir: str | Path = DEFAULT_WORKDIR, 
 
 
 def _certificate_state(wd) -> tuple[str, str]:
-    from runbook.phases.certificate import fingerprint, load_certificate
+    from runbook.fingerprints import fingerprint
+    from runbook.phases.certificate import load_certificate
 
     record = wd.load("certificate")
     if record is None:
@@ -125,7 +126,7 @@ def _certificate_state(wd) -> tuple[str, str]:
 
 def _app_state(wd, session) -> tuple[str, str]:
     from runbook.apps import kind_named
-    from runbook.phases.certificate import pem_fingerprint
+    from runbook.fingerprints import pem_fingerprint
 
     record = wd.load("connected_app")
     if record is None:

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from runbook.apps import AppSpec, AppState, kind_named
 from runbook.errors import LoginError, RunbookError
-from runbook.phases.certificate import certificate_pem, fingerprint, load_certificate, read_passphrase
+from runbook.fingerprints import fingerprint
+from runbook.phases.certificate import certificate_pem, load_certificate, read_passphrase
 from runbook.phases.jwt_bearer import PROPAGATION_TIMEOUT, jwt_login
 from runbook.salesforce import OrgSession
 from runbook.work.workdir import open_workdir

@@ -34,11 +34,11 @@ from typing import Any
 import requests
 
 from runbook.errors import InputError, SalesforceError
+from runbook.phases.cards import RowsCard
 from runbook.phases.jwt_bearer import jwt_login
 from runbook.phases.verify import HandOff, current_ci_user, key_passphrase
 from runbook.salesforce import OrgSession
 from runbook.salesforce.rest import quote
-from runbook.ui.cards import RowsCard
 from runbook.work.workdir import open_workdir
 
 MODES = ("auto", "on", "off")

@@ -26,13 +26,9 @@ from cryptography import x509
 
 from runbook.apps import kind_named
 from runbook.errors import InputError, LoginError, RunbookError
-from runbook.phases.certificate import (
-    fingerprint,
-    load_certificate,
-    load_private_key,
-    public_key_fingerprint,
-    read_passphrase,
-)
+from runbook.fingerprints import fingerprint, public_key_fingerprint
+from runbook.phases.cards import RowsCard
+from runbook.phases.certificate import load_certificate, load_private_key, read_passphrase
 from runbook.phases.jwt_bearer import (
     PROPAGATION_TIMEOUT,
     LoginResult,
@@ -44,7 +40,6 @@ from runbook.phases.jwt_bearer import (
 from runbook.salesforce import OrgSession
 from runbook.salesforce.rest import query, quote
 from runbook.salesforce.urls import without_userinfo
-from runbook.ui.cards import RowsCard
 from runbook.work.workdir import Workdir, open_workdir
 
 if TYPE_CHECKING:

@@ -17,11 +17,11 @@ No field holds a secret: an encrypted key's passphrase is named by ``passphrase_
 never its value), and a password typed into ``ask_credentials`` (getpass) stays in the process's connector.
 
 Modules: ``fields`` (one parameter's widget), ``form`` (the generic ``PhaseForm``), one module per
-phase's form, ``credentials``, ``cards`` (result cards), ``lab`` (``python -m runbook.ui.lab``, `make lab`).
+phase's form, ``credentials``, ``lab`` (``python -m runbook.ui.lab``, `make lab`).
 """
 
+from runbook.phases.cards import RowsCard
 from runbook.ui.access_form import access_form
-from runbook.ui.cards import RowsCard
 from runbook.ui.certificate_form import CertificatePreview, certificate_form, preview_certificate
 from runbook.ui.connected_app_form import connected_app_form
 from runbook.ui.credentials import ask_credentials

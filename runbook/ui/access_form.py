@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 
-from runbook.ui.cards import Stacked
+from runbook.phases.cards import Stacked
 from runbook.ui.fields import check_field, choice_field, list_field, org_field, text_field
 from runbook.ui.form import (
     Outcome,

@@ -19,7 +19,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from runbook.ui.cards import copy_button
+from runbook.phases.cards import copy_button
 from runbook.work.files import PUBLIC, write_atomic
 from runbook.work.workdir import open_workdir
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 
-from runbook.ui.cards import Link
+from runbook.phases.cards import Link
 from runbook.ui.fields import area_field, check_field, choice_field, multi_field, org_field, port_field, text_field
 from runbook.ui.form import (
     Outcome,

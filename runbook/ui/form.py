@@ -23,9 +23,9 @@ from html import escape
 from typing import Any
 
 from runbook.errors import InputError, RunbookError
+from runbook.phases.cards import CARD_STYLE, Link, as_html, card
 from runbook.run.env import BATCH_ENV
 from runbook.ui.applied import Drift, drift, notice_html, remember
-from runbook.ui.cards import CARD_STYLE, Link, as_html, card
 from runbook.ui.fields import FAILED, FIELD_WIDTH, Field, w
 
 log = logging.getLogger(__name__)

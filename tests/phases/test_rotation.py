@@ -9,9 +9,10 @@ import pytest
 from conftest import free_callback_port
 
 from runbook.apps import kind_named
+from runbook.fingerprints import pem_fingerprint
 from runbook.localorg import ADMIN_USERNAME, Fault
 from runbook.phases.access import build_access_spec, ensure_access
-from runbook.phases.certificate import ensure_certificate, pem_fingerprint
+from runbook.phases.certificate import ensure_certificate
 from runbook.phases.connected_app import build_spec, ensure_connected_app
 from runbook.phases.jwt_bearer import jwt_login
 from runbook.phases.rotation import RotationRolledBack
