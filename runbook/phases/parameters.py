@@ -23,6 +23,8 @@ from runbook.phases import PHASES, Phase
 RUNNER_OPTIONS = ("org", "workdir")
 # integers that also take a word
 WORDS = {"callback_port": ("auto",)}
+# what YAML 1.1 (PyYAML, so -p and --config) reads as a boolean, accepted in text for a boolean parameter too
+YAML_BOOLEANS = {"true": True, "false": False, "yes": True, "no": False, "on": True, "off": False}
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,8 @@ def all_names() -> set[str]:
 def coerce(name: str, value: Any, default: Any) -> Any:
     """``value`` as the type of ``default``; raises InputError naming the parameter when it cannot be."""
     if isinstance(default, bool):
-        if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-            return value.strip().lower() == "true"
+        if isinstance(value, str) and value.strip().lower() in YAML_BOOLEANS:
+            return YAML_BOOLEANS[value.strip().lower()]
         if not isinstance(value, bool):
             raise InputError(name, value, "use true or false")
         return value
@@ -82,6 +84,8 @@ def coerce(name: str, value: Any, default: Any) -> Any:
     if isinstance(default, str):
         if name == "api_version" and _number(value) is not None:
             return f"{float(_number(value)):.1f}"
+        if isinstance(value, bool):  # YAML read `-p web_flow=off` (or on, yes, no) as a boolean: the word was meant
+            return "on" if value else "off"
         if not isinstance(value, str):
             raise InputError(name, value, f"use a text value, e.g. {default!r}")
         return value

@@ -89,3 +89,10 @@ def test_coerced_values_reach_the_notebooks(tmp_path):
 def test_check_run_refuses_a_wrong_type_for_a_list(tmp_path):
     with pytest.raises(ParameterProblems, match="profiles=5 is not valid"):
         check_run({"profiles": 5, "workdir": str(tmp_path)})
+
+
+@pytest.mark.parametrize(("name", "value", "expected"), [
+    ("prove_scratch_org", False, "off"), ("web_flow", True, "on"), ("apply", "no", False), ("rotate", "on", True)])
+def test_yamls_on_off_yes_no_mean_the_word_or_the_boolean_the_parameter_takes(name, value, expected):
+    """`-p prove_scratch_org=off` reaches the parser as False (YAML 1.1): the parameter takes the word."""
+    assert check_run({name: value})[name] == expected
