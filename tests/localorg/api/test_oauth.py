@@ -16,8 +16,8 @@ from simple_salesforce import Salesforce
 
 from runbook.localorg import ADMIN_USERNAME, LocalOrg
 
-from .conftest import soap_login
-from .support import (
+from ..conftest import soap_login
+from ..support import (
     JWT_BEARER,
     KeyPair,
     app_id,

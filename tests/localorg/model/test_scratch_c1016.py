@@ -20,9 +20,9 @@ from cryptography.x509.oid import NameOID
 
 from runbook.localorg import ADMIN_USERNAME, LocalOrg
 
-from .conftest import soap_login
-from .scratch_support import CLI_CALLBACK, DevHub, code_token, jwt_token, make_dev_hub
-from .support import consumer_key, create_connected_app, create_external_client_app, unique
+from ..conftest import soap_login
+from ..scratch_support import CLI_CALLBACK, DevHub, code_token, jwt_token, make_dev_hub
+from ..support import consumer_key, create_connected_app, create_external_client_app, unique
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ import pytest
 
 from runbook.localorg import LocalOrg
 
-from .conftest import soap_login
-from .scratch_support import DevHub, jwt_token, make_dev_hub
-from .support import unique
+from ..conftest import soap_login
+from ..scratch_support import DevHub, jwt_token, make_dev_hub
+from ..support import unique
 
 SCRATCH_DEV_HUB = {"ScratchOrgInfo": ("Read", "Create", "Edit", "Delete"),
                    "ActiveScratchOrg": ("Read", "Edit", "Delete")}

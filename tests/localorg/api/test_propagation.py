@@ -13,8 +13,8 @@ import requests
 
 from runbook.localorg import ADMIN_USERNAME, LocalOrg
 
-from .conftest import soap_login
-from .support import assertion, consumer_key, create_connected_app, token_request, unique
+from ..conftest import soap_login
+from ..support import assertion, consumer_key, create_connected_app, token_request, unique
 
 PROPAGATION_S = 2.0
 UNKNOWN = {"error": "invalid_client_id", "error_description": "client identifier invalid"}

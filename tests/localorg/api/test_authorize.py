@@ -19,7 +19,7 @@ import requests
 from runbook.localorg import ADMIN_USERNAME
 from runbook.phases.webflow import login_form
 
-from .support import (
+from ..support import (
     app_id,
     assertion,
     bearer,

@@ -19,9 +19,9 @@ from runbook.localorg import LocalOrg
 from runbook.localorg.api.soapxml import METADATA_NS
 from runbook.localorg.model import ids
 
-from .conftest import soap_login
-from .scratch_support import DevHub, jwt_token, make_dev_hub
-from .support import bearer
+from ..conftest import soap_login
+from ..scratch_support import DevHub, jwt_token, make_dev_hub
+from ..support import bearer
 
 SHAPE = "shape_1796125096155"  # the CLI's folder: shape_<Date.now()>
 

@@ -15,7 +15,7 @@ from xml.etree import ElementTree
 import pytest
 import requests
 
-from .support import create_connected_app, create_external_client_app, unique
+from ..support import create_connected_app, create_external_client_app, unique
 
 MD = "{http://soap.sforce.com/2006/04/metadata}"
 HEADER = ('<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/'

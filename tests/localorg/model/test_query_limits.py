@@ -12,7 +12,7 @@ import requests
 from runbook.localorg.model import soql
 from runbook.localorg.model.seed import PROFILES
 
-from .support import bearer
+from ..support import bearer
 
 # twelve % before a letter no username ends with: the old backtracking regex took 19 s over the seeded users
 PATHOLOGICAL = "SELECT Id FROM User WHERE Username LIKE '" + "%" * 12 + "x'"

@@ -21,8 +21,8 @@ import requests
 from runbook.localorg import ADMIN_USERNAME, LocalOrg
 from runbook.phases.webflow import login_form
 
-from .conftest import soap_login
-from .support import bearer, consumer_key, unique
+from ..conftest import soap_login
+from ..support import bearer, consumer_key, unique
 
 CALLBACK = "http://localhost:1717/OauthRedirect"
 HOUR, DAY = 3600, 86400

@@ -26,7 +26,7 @@ import requests
 
 from runbook.localorg import ADMIN_USERNAME
 
-from .support import app_id, consumer_key, create_connected_app, unique
+from ..support import app_id, consumer_key, create_connected_app, unique
 
 CAPTURES = Path("/work/shared/reference/client-captures")
 METADATA_NS = "http://soap.sforce.com/2006/04/metadata"

@@ -10,9 +10,9 @@ from simple_salesforce.exceptions import SalesforceMalformedRequest
 from runbook.localorg.model.records import DUPLICATE_USERNAME
 from runbook.localorg.model.seed import ADMIN_USERNAME, API_ONLY_PROFILE
 
-from .conftest import soap_login
-from .scratch_support import make_dev_hub
-from .support import assertion, bearer, consumer_key, create_connected_app, first_id, token_request, unique
+from ..conftest import soap_login
+from ..scratch_support import make_dev_hub
+from ..support import assertion, bearer, consumer_key, create_connected_app, first_id, token_request, unique
 
 REQUIRED = ["Username", "LastName", "Email", "Alias", "TimeZoneSidKey", "LocaleSidKey", "EmailEncodingKey",
             "ProfileId", "LanguageLocaleKey"]  # in the order Salesforce lists them

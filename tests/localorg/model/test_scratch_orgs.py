@@ -19,9 +19,9 @@ from simple_salesforce import Salesforce
 from runbook.localorg import ADMIN_USERNAME, LocalOrg
 from runbook.localorg.model import ids
 
-from .conftest import soap_login
-from .scratch_support import CLI_CALLBACK, DevHub, call, code_token, jwt_token, make_dev_hub
-from .support import KeyPair
+from ..conftest import soap_login
+from ..scratch_support import CLI_CALLBACK, DevHub, call, code_token, jwt_token, make_dev_hub
+from ..support import KeyPair
 
 ORGANIZATION = ("SELECT Name, InstanceName, IsSandbox, TrialExpirationDate, NamespacePrefix, OrganizationType "
                 "FROM Organization")

@@ -14,8 +14,8 @@ import requests
 
 from runbook.localorg import LocalOrg
 
-from .conftest import soap_login
-from .scratch_support import DevHub, call, jwt_token, make_dev_hub
+from ..conftest import soap_login
+from ..scratch_support import DevHub, call, jwt_token, make_dev_hub
 
 DAY = 24 * 3600
 DAILY = "The signup request failed because this organization has reached its daily scratch org signup limit."

@@ -13,8 +13,8 @@ from zeep.helpers import serialize_object
 
 from runbook.localorg import ADMIN_USERNAME
 
-from .conftest import soap_login
-from .support import (
+from ..conftest import soap_login
+from ..support import (
     assertion,
     bearer,
     consumer_key,

@@ -8,7 +8,7 @@ from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceMal
 
 from runbook.localorg.model.seed import PROFILES
 
-from .support import app_id, bearer, create_connected_app, first_id, unique
+from ..support import app_id, bearer, create_connected_app, first_id, unique
 
 
 def rest(org, token, method, path, **kwargs) -> requests.Response:

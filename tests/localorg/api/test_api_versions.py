@@ -13,8 +13,8 @@ from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 
 from runbook.localorg import ADMIN_USERNAME
 
-from .conftest import soap_login
-from .support import create_connected_app
+from ..conftest import soap_login
+from ..support import create_connected_app
 from .test_soap_login import admin_password, login
 
 

@@ -14,8 +14,8 @@ from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceMal
 
 from runbook.localorg import LocalOrg
 
-from .conftest import soap_login
-from .support import assertion, bearer, consumer_key, create_connected_app, token_request, unique
+from ..conftest import soap_login
+from ..support import assertion, bearer, consumer_key, create_connected_app, token_request, unique
 
 BASE = "/services/data/v62.0"
 HALTED = [{"errorCode": "PROCESSING_HALTED",
