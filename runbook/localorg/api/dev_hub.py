@@ -21,6 +21,11 @@ code and INVALID_TYPE to "You do not have the appropriate permissions to delete 
 
 A scratch org has neither object ([D] ScratchOrgInfo "is not available in sandboxes or scratch orgs"),
 whoever asks: the same INVALID_TYPE, which the CLI needs to take the new org for no Dev Hub (§1.6b).
+
+``GET /services/data/vXX.X/limits`` answers ``{"ActiveScratchOrgs": {"Max", "Remaining"},
+"DailyScratchOrgs": {"Max", "Remaining"}}`` [D dome-limits], and needs "View Setup and Configuration"
+[D resources_limits]. [U] A real org lists many more limits (API requests, storage, ...): the local
+org answers only what it enforces, and a scratch org (no Dev Hub) has no scratch org entries.
 """
 
 from __future__ import annotations
@@ -66,9 +71,12 @@ def limits_resource(ctx: OrgContext, request: Request, call: Call, version: str)
     session = rest.require_session(ctx, request)
     if not permissions.can_view_setup(ctx.store, session):  # [D] needs View Setup and Configuration; [U] body
         return rest.json_response([{"message": _NO_VIEW_SETUP, "errorCode": "INSUFFICIENT_ACCESS"}], 403)
-    if is_dev_hub(ctx):
-        ctx.scratch_orgs.expire_due()
-    return rest.json_response(limits.body(ctx.store, dev_hub=is_dev_hub(ctx)))
+    if not is_dev_hub(ctx):  # a scratch org has no scratch org allocations
+        return rest.json_response({})
+    ctx.scratch_orgs.expire_due()
+    allocations = {"ActiveScratchOrgs": limits.active(ctx.store), "DailyScratchOrgs": limits.daily(ctx.store)}
+    return rest.json_response({name: {"Max": allocation.max, "Remaining": allocation.remaining}
+                               for name, allocation in allocations.items()})
 
 
 # --- SOQL -----------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""A Dev Hub's scratch org allocations: how many it may create a day and keep active, and ``/limits``.
+"""A Dev Hub's scratch org allocations: how many it may create a day and keep active (``/limits`` reports them).
 
 [D] "These allocations determine how many scratch orgs you can create daily, and how many can be active
 at a given point" (sfdx_dev_scratch_orgs_editions_and_allocations); "You can only have 3 active orgs at
@@ -14,18 +14,12 @@ signup still in progress (New, Creating) counts as active.
 The refusals are the insert's, with the texts users report [O sfdx-circleci#12, cli#202; the code
 LIMIT_EXCEEDED from a test fixture]; the CLI shows them as they come ("LIMIT_EXCEEDED: The signup
 request failed because ..."). [U] Which one answers when both are reached: the daily one.
-
-``GET /services/data/vXX.X/limits`` answers ``{"ActiveScratchOrgs": {"Max", "Remaining"},
-"DailyScratchOrgs": {"Max", "Remaining"}}`` [D dome-limits], and needs "View Setup and Configuration"
-[D resources_limits]. [U] A real org lists many more limits (API requests, storage, ...): the local
-org answers only what it enforces, and a scratch org (no Dev Hub) has no scratch org entries.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from runbook.localorg.model.context import CLOCK_OFFSET_SETTING
 from runbook.localorg.model.records import RecordError
@@ -51,9 +45,6 @@ class Allocation:
     def remaining(self) -> int:
         return max(self.max - self.used, 0)
 
-    def body(self) -> dict[str, int]:
-        return {"Max": self.max, "Remaining": self.remaining}
-
 
 def daily(store: Store) -> Allocation:
     """Scratch orgs requested in the last 24 hours (the org's clock), whatever became of them."""
@@ -76,10 +67,3 @@ def check_signup(store: Store) -> None:
         raise RecordError(LIMIT_EXCEEDED, DAILY_REACHED)
     if active(store).remaining <= 0:
         raise RecordError(LIMIT_EXCEEDED, ACTIVE_REACHED)
-
-
-def body(store: Store, *, dev_hub: bool) -> dict[str, Any]:
-    """The ``/limits`` answer."""
-    if not dev_hub:
-        return {}
-    return {"ActiveScratchOrgs": active(store).body(), "DailyScratchOrgs": daily(store).body()}
