@@ -38,13 +38,14 @@ _LAUNCHER_TAIL = ["-m", "ipykernel_launcher", "-f", "{connection_file}"]
 _MAX_MESSAGE = 1 << 20
 # What a run's kernel imports besides the notebooks' own import statements (``_notebook_imports``):
 # ipykernel's start (its debugger imports debugpy), and what the phases' functions import when called.
-# runbook.localorg.org is there because runbook.salesforce imports it to find an org another process serves.
+# runbook.localorg.org is there because runbook.salesforce imports it to find an org another process serves, and
+# runbook.phases.org_checks because the batch runs the up-front org check in the kernel before phase 1.
 WARM_IMPORTS = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "ipykernel.comm",
                 "ipykernel.debugger", "IPython.core.history", "IPython.core.debugger", "IPython.core.oinspect",
                 "IPython.core.completerlib", "IPython.core.logger", "IPython.extensions.storemagic",
                 "tornado.platform.asyncio", "tornado.queues", "ipykernel_launcher",
-                "runbook.localorg.org", "runbook.phases.webflow", "runbook.salesforce.metadata",
-                "runbook.salesforce.rest",
+                "runbook.localorg.org", "runbook.phases.webflow", "runbook.phases.org_checks",
+                "runbook.salesforce.metadata", "runbook.salesforce.rest",
                 "simple_salesforce", "simple_salesforce.login", "zeep", "jwt")
 
 
