@@ -10,13 +10,21 @@ As a Dev Hub it signs up scratch orgs (ScratchOrgInfo, ActiveScratchOrg, ``/limi
 local org, which the CLI logs in to with the Dev Hub app's JWT or the signup's AuthCode, and to which it
 deploys a scratch definition's ``settings``.
 
-Modules, each with one job: ``org`` (LocalOrg: state folder, lifecycle), ``server`` (routing, call
-log, TLS server), ``oauth``, ``soap`` (+ ``soapxml``, ``deploy``), ``rest`` (+ ``records``, ``soql``, ``composite``,
-``tooling``, ``connect_rest``), ``metadata`` (+ ``components``, ``connected_apps``, ``external_client_apps``,
-``org_settings``, ``settings``: the other Settings types, from the WSDL), ``store`` (the only SQL), ``schema``
-(sObjects), ``seed``, ``ids``, ``credentials``, ``tls``;
-the Dev Hub: ``dev_hub`` (its REST resources), ``signup`` (a signup's checks, outcome and new org), ``scratch``
-(the scratch orgs' lifecycle), ``limits`` (allocations, ``/limits``), ``permissions`` (object permissions).
+Laid out as moto lays out an emulated service:
+
+- ``urls``: every endpoint as a rule of one werkzeug ``Map``, naming its handler, and the WSGI app that routes
+  each request, injects faults (``faults``) and writes the call log;
+- ``api/`` (the wire): parsing requests and writing Salesforce's answers and errors: ``oauth`` (+ ``oauth_jwt``,
+  ``oauth_code``, ``oauth_refresh``, ``oauth_grant``, ``login_page``, ``identity``), ``soap`` (+ ``soapxml``,
+  ``deploy``), ``rest`` (+ ``composite``, ``tooling``, ``connect_rest``, ``jsonbody``), ``dev_hub`` (the Dev Hub's
+  REST resources), ``errors`` (what is answered before any handler), ``handler`` (what every handler shares);
+- ``model/`` (the state and its rules, no HTTP): ``store`` (the only SQL), ``context`` (the org, its clock and
+  sessions), ``schema`` (sObjects), ``ids``, ``seed``, ``credentials``, ``records``, ``permissions``, ``soql`` (+
+  ``soql_syntax``, ``soql_like``), ``metadata`` (+ ``components``, ``connected_apps``, ``external_client_apps``,
+  ``org_settings``, ``settings``: the other Settings types, from the WSDL), ``oauth_apps``, ``web_logins``,
+  ``lockout``, and the Dev Hub's ``signup``, ``scratch`` (the scratch orgs' lifecycle) and ``limits``;
+- at the top, neither: ``org`` (LocalOrg: state folder, lifecycle), ``server`` (werkzeug's server, and the one
+  module built on its internals), ``tls`` and ``faults``.
 
 Choices where Salesforce's behaviour is not known are marked "unverified" in the docstrings.
 """

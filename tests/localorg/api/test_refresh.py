@@ -1,7 +1,7 @@
 """Refresh tokens: issued by the code exchange, the refresh grant, the app's policy on the org's clock, revocation.
 
 Every behaviour here is what Salesforce documents or was seen to do (the source note of each is in
-``runbook.localorg.api.oauth``'s docstring); the tests drive the org over HTTPS as a client would, and move
+``runbook.localorg.api.oauth_refresh``'s docstring); the tests drive the org over HTTPS as a client would, and move
 the org's clock (``LocalOrg.advance_clock``) instead of sleeping. They use an org of the module's own, so
 the clock they move stops no other module's sessions.
 """
