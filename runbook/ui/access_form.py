@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 
 from runbook.phases.cards import Stacked
-from runbook.ui.fields import check_field, choice_field, list_field, org_field, text_field
+from runbook.ui.fields import check_field, choice_field, connection_fields, list_field, text_field
 from runbook.ui.form import (
     Outcome,
     PhaseForm,
@@ -44,9 +44,7 @@ def access_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     start = start_from("access", ns, params)
     p = start.values
     fields = [
-        org_field(p["org"]),
-        text_field("workdir", "Work folder", p["workdir"]),
-        text_field("api_version", "API version", p["api_version"]),
+        *connection_fields(p),
         text_field("app_name", "App API name", p["app_name"]),
         choice_field("permitted_users", "Permitted Users", p["permitted_users"],
                      [("Admin approved users are pre-authorized", "admin_approved"),

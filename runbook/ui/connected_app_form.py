@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 
 from runbook.phases.cards import Link
-from runbook.ui.fields import area_field, check_field, choice_field, multi_field, org_field, port_field, text_field
+from runbook.ui.fields import (
+    area_field,
+    check_field,
+    choice_field,
+    connection_fields,
+    multi_field,
+    port_field,
+    text_field,
+)
 from runbook.ui.form import (
     Outcome,
     PhaseForm,
@@ -52,9 +60,7 @@ def connected_app_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     start = start_from("connected_app", ns, params)
     p = start.values
     fields = [
-        org_field(p["org"]),
-        text_field("workdir", "Work folder", p["workdir"]),
-        text_field("api_version", "API version", p["api_version"]),
+        *connection_fields(p),
         text_field("app_name", "API name", p["app_name"]),
         text_field("label", "Connected App Name", p["label"], "empty: the API name with spaces"),
         text_field("contact_email", "Contact Email", p["contact_email"]),

@@ -120,3 +120,9 @@ def port_field(name: str, label: str, value) -> Field:
 def org_field(value: str) -> Field:
     return combo_field("org", "Org", value, ["local", "env", "password"],
                        placeholder='"local", a Salesforce CLI alias, "env" or "password"')
+
+
+def connection_fields(values: dict) -> list[Field]:
+    """The fields every phase that talks to the org starts with: which org, the work folder, the API version."""
+    return [org_field(values["org"]), text_field("workdir", "Work folder", values["workdir"]),
+            text_field("api_version", "API version", values["api_version"])]

@@ -8,7 +8,7 @@ from html import escape
 from pathlib import Path
 
 from runbook.errors import InputError
-from runbook.ui.fields import choice_field, int_field, list_field, org_field, text_field
+from runbook.ui.fields import choice_field, connection_fields, int_field, list_field, text_field
 from runbook.ui.form import (
     Outcome,
     PhaseForm,
@@ -67,9 +67,7 @@ def verify_form(ns: MutableMapping | None = None, **params) -> PhaseForm:
     start = start_from("verify", ns, params)
     p = start.values
     fields = [
-        org_field(p["org"]),
-        text_field("workdir", "Work folder", p["workdir"]),
-        text_field("api_version", "API version", p["api_version"]),
+        *connection_fields(p),
         list_field("usernames", "Log in as", p["usernames"], "usernames, comma-separated; empty: the default user"),
         text_field("username", "Default user", p["username"], "empty: the user the runbook connected as"),
         text_field("login_url", "Login URL", p["login_url"], "empty: the org's"),
