@@ -40,7 +40,7 @@ from runbook.salesforce.session import (
     soap_login,
 )
 from runbook.salesforce.sf_cli import connect_sf_cli
-from runbook.work.files import PUBLIC, write_atomic
+from runbook.work.files import PUBLIC, make_private_dir, write_atomic
 from runbook.work.workdir import DEFAULT_WORKDIR, resolve_workdir
 
 if TYPE_CHECKING:
@@ -162,16 +162,20 @@ class Connector:
         import certifi
 
         self._env_bundle = os.environ.get("REQUESTS_CA_BUNDLE", "")
-        pems = [Path(certifi.where()).read_text()]
+        # the base is what requests would use: the environment's bundle in place of certifi's, when it names one
+        named = self._env_bundle and Path(self._env_bundle).is_file() and self._env_bundle != str(self._bundle)
+        pems = [Path(self._env_bundle if named else certifi.where()).read_text()]
         pems += [org.ca_bundle.read_text() for org in self._local_orgs.values()]
-        pems += [Path(bundle).read_text() for bundle in self._served_cas.values()]
-        if self._env_bundle and Path(self._env_bundle).is_file() and self._env_bundle != str(self._bundle):
-            pems.append(Path(self._env_bundle).read_text())
+        pems += [Path(bundle).read_text() for bundle in self._served_cas.values()
+                 if not (named and Path(bundle).resolve() == Path(self._env_bundle).resolve())]
         text = "\n".join(pems)
-        # named by its content: a session keeps verifying with the bundle it was given, whatever starts or stops later
+        # named by its content: a session keeps verifying with the bundle it was given whatever starts or stops
+        # later, and the kernels of one run share one file (and one TLS context each)
         digest = hashlib.sha256(text.encode()).hexdigest()[:16]
-        bundle = Path(tempfile.gettempdir()) / f"runbook-ca-bundle-{os.getpid()}-{digest}.pem"
-        if not bundle.is_file():
+        # in a folder only this user can write (0700, checked), so no one else can plant a bundle under its name
+        folder = make_private_dir(Path(tempfile.gettempdir()) / f"runbook-{os.getuid()}", tighten=True)
+        bundle = folder / f"ca-bundle-{digest}.pem"
+        if not (bundle.is_file() and bundle.read_text() == text):
             write_atomic(bundle, text, PUBLIC)
         self._bundle = bundle
 

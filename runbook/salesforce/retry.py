@@ -183,7 +183,12 @@ class TrustingSession(requests.Session):
     requests lets the environment's bundle replace a session's (psf/requests#3829): a session told to trust
     one local org would verify with whatever bundle the process's environment names. The runbook puts the
     bundle on the session (``Connector``), so that is the one used; a request's own ``verify=`` still wins.
+    Its TLS contexts are one per bundle file (``_BundleContextAdapter``), not one per connection.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mount("https://", _BundleContextAdapter())
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[override]
         settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
@@ -199,7 +204,6 @@ class RetryingSession(TrustingSession):
         super().__init__()
         self.policy = policy
         self._sleep = sleep
-        self.mount("https://", _BundleContextAdapter())
 
     def request(self, method, url, *args, **kwargs):  # type: ignore[override]
         if kwargs.get("timeout") is None:  # zeep passes None: the policy applies to every call
