@@ -119,7 +119,7 @@ def run(ctx: click.Context, org: str, workdir: str, runs_dir: str, params: tuple
 def _check_only(org: str, workdir: str, params: dict) -> None:
     """`runbook run --check`: every problem of every phase's parameters at once, then the names only the org can
     check (profiles, permission sets, users, the login URL's org); exit 1 if there is one. Nothing is written."""
-    from runbook.phases.org_checks import ORG_CHECKED, check_org
+    from runbook.phases.org_checks import ORG_CHECKED, check_org, org_checked_values
     from runbook.phases.parameters import check_run
     from runbook.run.batch import check_no_secret_params
     from runbook.salesforce import DEFAULT_API_VERSION, connect, connect_local, local_state_dir, stop_local_orgs
@@ -136,7 +136,7 @@ def _check_only(org: str, workdir: str, params: dict) -> None:
                 session = connect_local(state, api_version=api_version)
             else:
                 session = connect(org, workdir=folder, api_version=api_version)
-            check_org(session, checked, list(ORG_CHECKED))
+            check_org(session, org_checked_values(checked), list(ORG_CHECKED))
     except RunbookError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)

@@ -44,15 +44,20 @@ def phases_to_check(selected: list[str], params: dict[str, Any], workdir: Path) 
     return out
 
 
+def org_checked_values(params: dict[str, Any]) -> dict[str, Any]:
+    """Phases 3 and 4's parameters with the notebooks' defaults filled in: worked out where the notebooks are read
+    (the batch's parent, the CLI), so the kernel that runs the check reads no notebook."""
+    return {**effective(phase_named("access"), params), **effective(phase_named("verify"), params)}
+
+
 def check_org(session: OrgSession, params: dict[str, Any], phases: list[str]) -> None:
     """Raise ParameterProblems listing every name ``phases``' parameters use that the org does not have.
 
-    ``params`` are the run's parameters (checked and coerced; the notebooks' defaults fill the rest). One round
-    trip at most: phase 3's lookup and phase 4's users travel together, and phase 3's part is kept for phase 3.
+    ``params`` are phases 3 and 4's effective parameters (``org_checked_values``). One round trip at most: phase
+    3's lookup and phase 4's users travel together, and phase 3's part is kept for phase 3.
     """
     from runbook.phases.access import build_access_spec, lookup_queries, name_problems
 
-    params = {**effective(phase_named("access"), params), **effective(phase_named("verify"), params)}
     problems: list[InputError] = []
     spec, soqls = None, {}
     if "access" in phases:

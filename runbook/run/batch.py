@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from runbook.errors import InputError, RunbookError
 from runbook.phases import PHASES, notebooks_dir, phase_named
-from runbook.phases.org_checks import phases_to_check
+from runbook.phases.org_checks import org_checked_values, phases_to_check
 from runbook.phases.parameters import check_run
 from runbook.run.kernel import execute, import_papermill, papermill_engine, run_kernel
 from runbook.run.resume import decide as resume_decisions
@@ -157,7 +157,7 @@ def _check_org_in_kernel(km, org: str, workdir: Path, params: dict[str, Any], ph
     and lookup are theirs (no round trip more); raises RunbookError with every problem, nothing written."""
     from runbook.salesforce import DEFAULT_API_VERSION
 
-    payload = json.dumps({"org": org, "workdir": str(workdir), "params": params, "phases": phases,
+    payload = json.dumps({"org": org, "workdir": str(workdir), "params": org_checked_values(params), "phases": phases,
                           "api_version": str(params.get("api_version", DEFAULT_API_VERSION))})
     content = execute(km, f"from runbook.phases.org_checks import check_org_in_kernel as _check\n_check({payload!r})\n"
                           "del _check")
