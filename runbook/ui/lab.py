@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -51,6 +52,18 @@ def lab_command(*, root: Path, port: int | None = None, token: bool = True, open
     return [*cmd, *extra]
 
 
+LAB_STOP_GRACE = 15.0  # seconds JupyterLab gets to shut down on SIGTERM before it is killed
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Ask JupyterLab to shut down (it stops its kernels), and kill it if it has not after ``LAB_STOP_GRACE``: a
+    server caught mid-start can ignore the request, and the launcher, waiting for it, would never stop the org."""
+    proc.terminate()
+    kill = threading.Timer(LAB_STOP_GRACE, lambda: proc.poll() is None and proc.kill())
+    kill.daemon = True  # the launcher exits as soon as Lab has
+    kill.start()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runbook.ui.lab", description=__doc__.splitlines()[0])
     parser.add_argument("--state", type=Path, default=DEFAULT_STATE, help="the local org's state folder")
@@ -68,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"Local org: {org.url} (admin {ADMIN_USERNAME}, state {args.state.resolve()})", flush=True)
         proc = subprocess.Popen(lab_command(root=args.notebooks, port=args.port, open_browser=not args.no_browser,
                                             extra=extra), env=env)
-        signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # stop Lab (and its kernels) before the org
+        signal.signal(signal.SIGTERM, lambda *_: _stop(proc))  # stop Lab (and its kernels) before the org
         while True:
             try:
                 return proc.wait()
