@@ -88,3 +88,14 @@ def pytest_sessionfinish(session, exitstatus):
         reporter.write_line(f"secret scan: {len(findings)} finding(s) in the test outputs")
     if findings:
         session.exitstatus = 1
+
+
+# The longest tests (the browser walkthrough ~50 s, the real CLI's scratch-org round trips, kill-and-rerun runs)
+# are handed out first, so the other worker fills in behind them instead of idling while one of them finishes last.
+SLOW_FIRST = ("tests/ui/test_walkthrough_browser.py", "tests/test_interop_sf_cli.py", "tests/run/test_crash_rerun.py",
+              "tests/apps/test_external_client_app.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: next((i for i, path in enumerate(SLOW_FIRST) if item.nodeid.startswith(path)),
+                                     len(SLOW_FIRST)))
